@@ -1,0 +1,62 @@
+"""Plain-Python HTTP values passed between the Workers adapter and the core.
+
+The core never sees a runtime object except as an opaque upstream body, which it
+hands back untouched so the adapter can stream it to the client.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable, Iterable, Optional, Protocol
+
+
+class Headers:
+    """An ordered multi-map of header fields with case-insensitive names."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: Iterable[tuple[str, str]] = ()):
+        self._items = [(name.lower(), value) for name, value in items]
+
+    def get(self, name: str, default: Optional[str] = None) -> Optional[str]:
+        name = name.lower()
+        for key, value in self._items:
+            if key == name:
+                return value
+        return default
+
+    def items(self) -> list[tuple[str, str]]:
+        return list(self._items)
+
+    def __contains__(self, name: str) -> bool:
+        return self.get(name) is not None
+
+    def __repr__(self) -> str:
+        return f"Headers({len(self._items)} fields)"
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    query: str
+    headers: Headers
+    read_body: Callable[[], Awaitable[bytes]]
+
+
+@dataclass
+class Response:
+    status: int
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    # bytes made by relay, or the upstream's body stream, passed through as it is.
+    body: Any = b""
+
+
+class UpstreamUnreachable(Exception):
+    """The upstream could not be reached (DNS, connect, TLS, reset before a response)."""
+
+
+class Transport(Protocol):
+    async def send(self, method: str, url: str, headers: list[tuple[str, str]],
+                   body: Optional[bytes]) -> Response:
+        """Send one request upstream; raise UpstreamUnreachable when no response came."""

@@ -1,0 +1,368 @@
+"""A fake LLM provider for tests, demos and benchmarks, on loopback.
+
+One `FakeUpstream` speaks one flavour, "anthropic" (Messages API) or "openai" (Chat
+Completions), records every request exactly as it arrived (raw header names and values,
+body bytes), and answers like the real API: JSON or SSE, with usage.
+
+A test picks a behaviour per request with header fields that relay forwards untouched:
+
+- `x-fake-scenario: status-429` (any status) - an error in the provider's format, with
+  `retry-after` on 429/529;
+- `x-fake-scenario: midstream-error` - a stream that starts, then sends an `error` event;
+- `x-fake-scenario: close-midstream` - a stream whose connection is dropped mid-way;
+- `x-fake-gate: <id>` - stream the first event, then wait until the test calls
+  `release(<id>)` (proof that nothing between them buffers);
+- `x-fake-events: N`, `x-fake-pace-ms: M` - N text deltas, M ms apart.
+
+Run standalone (demo mode, benchmarks): `python -m tests.fakes.upstream --port 8788`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import threading
+import time
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Optional
+
+REPLY_TEXT = "Hello from the fake upstream."
+GATE_TIMEOUT_S = 30.0
+
+
+@dataclass
+class Seen:
+    """One request as the fake received it."""
+
+    method: str
+    path: str
+    headers: list[tuple[str, str]]
+    body: bytes
+
+    def header(self, name: str) -> Optional[str]:
+        values = [v for k, v in self.headers if k.lower() == name.lower()]
+        return values[0] if values else None
+
+    def json(self):
+        return json.loads(self.body)
+
+
+def _input_tokens(body: bytes) -> int:
+    """A deterministic stand-in for tokenisation: one token per 4 bytes of body."""
+    return max(1, len(body) // 4)
+
+
+def _sse(event: Optional[str], data) -> bytes:
+    payload = data if isinstance(data, str) else json.dumps(data)
+    head = f"event: {event}\n" if event else ""
+    return f"{head}data: {payload}\n\n".encode()
+
+
+def _chunks(text: str, count: int) -> list[str]:
+    count = max(1, count)
+    words = text.split(" ")
+    if count <= len(words):
+        size = -(-len(words) // count)
+        parts = [" ".join(words[i:i + size]) for i in range(0, len(words), size)]
+        return [p if i == 0 else " " + p for i, p in enumerate(parts)]
+    return [text] + [" ."] * (count - 1)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: "_Server"
+
+    def log_message(self, *args):  # keep test output clean
+        pass
+
+    # --- plumbing -------------------------------------------------------------------
+    def _record(self) -> Seen:
+        length = int(self.headers.get("content-length") or 0)
+        body = self.rfile.read(length) if length else b""
+        seen = Seen(self.command, self.path, list(self.headers.items()), body)
+        self.server.fake._record(seen)
+        return seen
+
+    def _provider_fields(self) -> None:
+        """The fields a real provider adds that clients rely on (ids, rate-limit state)."""
+        self.send_header("request-id", f"req_fake_{self.server.fake.count}")
+        if self.server.fake.flavour == "anthropic":
+            self.send_header("anthropic-ratelimit-requests-limit", "4000")
+            self.send_header("anthropic-ratelimit-requests-remaining", "3999")
+        else:
+            self.send_header("x-ratelimit-remaining-requests", "9999")
+
+    def _send_json(self, status: int, payload, extra: tuple = ()) -> None:
+        body = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self._provider_fields()
+        for name, value in extra:
+            self.send_header(name, value)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _start_stream(self) -> None:
+        self.send_response(200)
+        self.send_header("content-type", "text/event-stream")
+        self.send_header("cache-control", "no-cache")
+        self._provider_fields()
+        self.send_header("transfer-encoding", "chunked")
+        self.end_headers()
+
+    def _chunk(self, data: bytes) -> None:
+        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+        self.wfile.flush()
+
+    def _end_stream(self) -> None:
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
+    def _drop(self) -> None:
+        self.wfile.flush()
+        self.close_connection = True
+        self.connection.shutdown(2)
+
+    # --- dispatch -------------------------------------------------------------------
+    def do_GET(self):
+        self._dispatch()
+
+    def do_POST(self):
+        self._dispatch()
+
+    def do_DELETE(self):
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        seen = self._record()
+        scenario = seen.header("x-fake-scenario") or ""
+        if scenario.startswith("status-"):
+            return self._error(int(scenario.split("-", 1)[1]))
+        path = seen.path.split("?", 1)[0]
+        flavour = self.server.fake.flavour
+        handler = {
+            ("anthropic", "POST", "/v1/messages"): self._anthropic_messages,
+            ("anthropic", "POST", "/v1/messages/count_tokens"): self._anthropic_count,
+            ("anthropic", "GET", "/v1/models"): self._anthropic_models,
+            ("openai", "POST", "/v1/chat/completions"): self._openai_chat,
+            ("openai", "GET", "/v1/models"): self._openai_models,
+            ("openai", "POST", "/v1/embeddings"): self._openai_embeddings,
+            ("openai", "POST", "/v1/responses"): self._openai_responses,
+        }.get((flavour, seen.method, path))
+        if handler is None:
+            return self._error(404)
+        handler(seen, scenario)
+
+    def _error(self, status: int) -> None:
+        extra = (("retry-after", "7"),) if status in (429, 529) else ()
+        message = f"fake upstream answered {status}"
+        if self.server.fake.flavour == "openai":
+            payload = {"error": {"message": message, "type": "fake_error", "param": None, "code": None}}
+        else:
+            kind = {429: "rate_limit_error", 529: "overloaded_error", 404: "not_found_error"}.get(status, "api_error")
+            payload = {"type": "error", "error": {"type": kind, "message": message}}
+        self._send_json(status, payload, extra)
+
+    # --- Anthropic ------------------------------------------------------------------
+    def _anthropic_messages(self, seen: Seen, scenario: str) -> None:
+        request = seen.json()
+        model = request.get("model", "unknown")
+        usage = {"input_tokens": _input_tokens(seen.body), "cache_creation_input_tokens": 0,
+                 "cache_read_input_tokens": 0}
+        output_tokens = 12
+        if not request.get("stream"):
+            message = {
+                "id": "msg_fake", "type": "message", "role": "assistant", "model": model,
+                "content": [{"type": "text", "text": REPLY_TEXT}],
+                "stop_reason": "end_turn", "stop_sequence": None,
+                "usage": {**usage, "output_tokens": output_tokens},
+            }
+            return self._send_json(200, message)
+        self._start_stream()
+        start = {"type": "message_start", "message": {
+            "id": "msg_fake", "type": "message", "role": "assistant", "model": model, "content": [],
+            "stop_reason": None, "stop_sequence": None, "usage": {**usage, "output_tokens": 1}}}
+        self._chunk(_sse("message_start", start))
+        self._hold(seen)
+        self._chunk(_sse("content_block_start", {"type": "content_block_start", "index": 0,
+                                                 "content_block": {"type": "text", "text": ""}}))
+        self._chunk(_sse("ping", {"type": "ping"}))
+        pieces = _chunks(REPLY_TEXT, int(seen.header("x-fake-events") or 1))
+        pace = int(seen.header("x-fake-pace-ms") or 0) / 1000
+        for index, piece in enumerate(pieces):
+            if index and pace:
+                time.sleep(pace)
+            self._chunk(_sse("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                                     "delta": {"type": "text_delta", "text": piece}}))
+            if scenario == "midstream-error":
+                error = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+                self._chunk(_sse("error", error))
+                return self._end_stream()
+            if scenario == "close-midstream":
+                return self._drop()
+        self._chunk(_sse("content_block_stop", {"type": "content_block_stop", "index": 0}))
+        self._chunk(_sse("message_delta", {"type": "message_delta",
+                                           "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                                           "usage": {"output_tokens": output_tokens}}))
+        self._chunk(_sse("message_stop", {"type": "message_stop"}))
+        self._end_stream()
+
+    def _anthropic_count(self, seen: Seen, scenario: str) -> None:
+        self._send_json(200, {"input_tokens": _input_tokens(seen.body)})
+
+    def _anthropic_models(self, seen: Seen, scenario: str) -> None:
+        models = [{"type": "model", "id": "claude-sonnet-4-5", "display_name": "Claude Sonnet 4.5",
+                   "created_at": "2025-09-29T00:00:00Z"}]
+        self._send_json(200, {"data": models, "has_more": False, "first_id": "claude-sonnet-4-5",
+                              "last_id": "claude-sonnet-4-5"})
+
+    # --- OpenAI ---------------------------------------------------------------------
+    def _openai_chat(self, seen: Seen, scenario: str) -> None:
+        request = seen.json()
+        model = request.get("model", "unknown")
+        usage = {"prompt_tokens": _input_tokens(seen.body), "completion_tokens": 12}
+        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+        base = {"id": "chatcmpl-fake", "created": 1700000000, "model": model}
+        if not request.get("stream"):
+            return self._send_json(200, {**base, "object": "chat.completion", "choices": [{
+                "index": 0, "message": {"role": "assistant", "content": REPLY_TEXT},
+                "finish_reason": "stop"}], "usage": usage})
+        chunk = {**base, "object": "chat.completion.chunk"}
+        self._start_stream()
+        self._chunk(_sse(None, {**chunk, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
+                                                      "finish_reason": None}]}))
+        self._hold(seen)
+        pace = int(seen.header("x-fake-pace-ms") or 0) / 1000
+        for index, piece in enumerate(_chunks(REPLY_TEXT, int(seen.header("x-fake-events") or 1))):
+            if index and pace:
+                time.sleep(pace)
+            self._chunk(_sse(None, {**chunk, "choices": [{"index": 0, "delta": {"content": piece},
+                                                          "finish_reason": None}]}))
+            if scenario == "midstream-error":
+                self._chunk(_sse(None, {"error": {"message": "Overloaded", "type": "server_error"}}))
+                return self._end_stream()
+            if scenario == "close-midstream":
+                return self._drop()
+        self._chunk(_sse(None, {**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}))
+        if (request.get("stream_options") or {}).get("include_usage"):
+            self._chunk(_sse(None, {**chunk, "choices": [], "usage": usage}))
+        self._chunk(_sse(None, "[DONE]"))
+        self._end_stream()
+
+    def _openai_models(self, seen: Seen, scenario: str) -> None:
+        self._send_json(200, {"object": "list", "data": [
+            {"id": "gpt-4o-mini", "object": "model", "created": 1700000000, "owned_by": "fake"}]})
+
+    def _openai_embeddings(self, seen: Seen, scenario: str) -> None:
+        request = seen.json()
+        inputs = request.get("input")
+        inputs = inputs if isinstance(inputs, list) else [inputs]
+        self._send_json(200, {"object": "list", "model": request.get("model"), "data": [
+            {"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3]} for i in range(len(inputs))],
+            "usage": {"prompt_tokens": _input_tokens(seen.body), "total_tokens": _input_tokens(seen.body)}})
+
+    def _openai_responses(self, seen: Seen, scenario: str) -> None:
+        request = seen.json()
+        self._send_json(200, {
+            "id": "resp_fake", "object": "response", "created_at": 1700000000, "status": "completed",
+            "model": request.get("model"), "output": [{
+                "type": "message", "id": "msg_fake", "status": "completed", "role": "assistant",
+                "content": [{"type": "output_text", "text": REPLY_TEXT, "annotations": []}]}],
+            "usage": {"input_tokens": _input_tokens(seen.body), "output_tokens": 12, "total_tokens":
+                      _input_tokens(seen.body) + 12}})
+
+    # --- gates ----------------------------------------------------------------------
+    def _hold(self, seen: Seen) -> None:
+        gate = seen.header("x-fake-gate")
+        if gate:
+            self.server.fake._gate(gate).wait(GATE_TIMEOUT_S)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    fake: "FakeUpstream"
+
+
+class FakeUpstream:
+    """A running fake provider on 127.0.0.1; use as a context manager or start()/stop()."""
+
+    def __init__(self, flavour: str = "anthropic", port: int = 0):
+        if flavour not in ("anthropic", "openai"):
+            raise ValueError(flavour)
+        self.flavour = flavour
+        self._server = _Server(("127.0.0.1", port), _Handler)
+        self._server.fake = self
+        self._lock = threading.Lock()
+        self._seen: list[Seen] = []
+        self._gates: dict[str, threading.Event] = {}
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def port(self) -> int:
+        return self._server.server_address[1]
+
+    @property
+    def url(self) -> str:
+        """The base URL in the SDK convention: OpenAI's includes /v1, Anthropic's does not."""
+        root = f"http://127.0.0.1:{self.port}"
+        return root + "/v1" if self.flavour == "openai" else root
+
+    @property
+    def count(self) -> int:
+        with self._lock:
+            return len(self._seen)
+
+    def requests(self, scenario_tag: Optional[str] = None) -> list[Seen]:
+        """Requests received so far, optionally only those carrying `x-test-tag: <tag>`."""
+        with self._lock:
+            seen = list(self._seen)
+        if scenario_tag is None:
+            return seen
+        return [s for s in seen if s.header("x-test-tag") == scenario_tag]
+
+    def release(self, gate: str) -> None:
+        self._gate(gate).set()
+
+    def _gate(self, gate: str) -> threading.Event:
+        with self._lock:
+            return self._gates.setdefault(gate, threading.Event())
+
+    def _record(self, seen: Seen) -> None:
+        with self._lock:
+            self._seen.append(seen)
+
+    def start(self) -> "FakeUpstream":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        with self._lock:
+            for event in self._gates.values():
+                event.set()
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> "FakeUpstream":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--flavour", choices=("anthropic", "openai"), default="anthropic")
+    parser.add_argument("--port", type=int, default=8788)
+    args = parser.parse_args()
+    fake = FakeUpstream(args.flavour, args.port).start()
+    print(f"fake {args.flavour} upstream on {fake.url}", flush=True)
+    try:
+        fake._thread.join()
+    except KeyboardInterrupt:
+        fake.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,120 @@
+"""Run relay on a real local workerd (through the pinned `wrangler dev`), with local D1.
+
+Each `LocalWorker` gets its own folder holding a copy of the project's wrangler.toml
+(paths made absolute) and a `.dev.vars` with exactly the vars it is given, so a
+developer's own `.dev.vars` never leaks into tests, demos or benchmarks.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Mapping, Optional
+
+ROOT = Path(__file__).resolve().parent.parent
+WRANGLER = ROOT / "node_modules" / ".bin" / "wrangler"
+DATABASE = "relay"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wrangler_env() -> dict[str, str]:
+    return {**os.environ, "WRANGLER_SEND_METRICS": "false", "CI": "true", "NO_COLOR": "1"}
+
+
+def _config_text(config: Path) -> str:
+    """The project's wrangler.toml with its relative paths made absolute."""
+    text = config.read_text()
+    for key in ("main", "migrations_dir"):
+        pattern = re.compile(rf'^{key}\s*=\s*"([^"]+)"', re.M)
+        match = pattern.search(text)
+        if not match:
+            raise RuntimeError(f"{config} has no {key} line")
+        text = pattern.sub(f'{key} = "{(config.parent / match.group(1)).resolve()}"', text, count=1)
+    return text
+
+
+class LocalWorker:
+    """relay under `wrangler dev`; a context manager. `url` is where clients point."""
+
+    def __init__(self, vars: Mapping[str, str], *, config: Path = ROOT / "wrangler.toml",
+                 port: Optional[int] = None, state_dir: Optional[Path] = None):
+        self._tmp = tempfile.TemporaryDirectory(prefix="relay-worker-")
+        self.dir = Path(self._tmp.name)
+        self.port = port or free_port()
+        self.state_dir = state_dir or self.dir / "state"
+        self.log_path = self.dir / "wrangler.log"
+        (self.dir / "wrangler.toml").write_text(_config_text(config))
+        (self.dir / ".dev.vars").write_text("".join(f"{k}={v}\n" for k, v in vars.items()))
+        self._process: Optional[subprocess.Popen] = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def _wrangler(self, *args: str) -> list[str]:
+        return [str(WRANGLER), *args, "--config", str(self.dir / "wrangler.toml")]
+
+    def migrate(self) -> None:
+        subprocess.run(self._wrangler("d1", "migrations", "apply", DATABASE, "--local",
+                                      "--persist-to", str(self.state_dir)),
+                       cwd=self.dir, env=_wrangler_env(), check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+
+    def start(self, timeout: float = 120.0) -> "LocalWorker":
+        self.migrate()
+        with open(self.log_path, "wb") as log:
+            self._process = subprocess.Popen(
+                self._wrangler("dev", "--ip", "127.0.0.1", "--port", str(self.port),
+                               "--inspector-port", str(free_port()), "--persist-to", str(self.state_dir),
+                               "--show-interactive-dev-session=false"),
+                cwd=self.dir, env=_wrangler_env(), stdout=log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, start_new_session=True)
+        self._wait_ready(timeout)
+        return self
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise RuntimeError(f"wrangler dev exited early:\n{self.log()}")
+            try:
+                urllib.request.urlopen(self.url + "/", timeout=2)
+                return
+            except urllib.error.HTTPError:
+                return  # relay answered (404 for /): it is up
+            except OSError:
+                time.sleep(0.2)
+        self.stop()
+        raise TimeoutError(f"relay did not answer on {self.url} within {timeout}s:\n{self.log()}")
+
+    def stop(self) -> None:
+        if self._process and self._process.poll() is None:
+            os.killpg(self._process.pid, signal.SIGTERM)
+            try:
+                self._process.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self._process.pid, signal.SIGKILL)
+                self._process.wait()
+        self._tmp.cleanup()
+
+    def __enter__(self) -> "LocalWorker":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

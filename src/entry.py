@@ -59,9 +59,20 @@ def _to_js_response(response):
     return JsResponse.new(body, status=response.status, headers=_js_headers(response.headers))
 
 
+async def _discard_unread_body(js_request):
+    """Answering before the client has sent its whole body (401, 404, 413 by
+    content-length) makes HTTP/1.1 peers see a reset instead of relay's answer."""
+    if js_request.body is None or js_request.bodyUsed:
+        return
+    reader = js_request.body.getReader()
+    while not (await reader.read()).done:
+        pass
+
+
 async def serve(js_request, env, ctx):
     settings = {name: getattr(env, name, None) for name in NAMES}
     response = await handle(_to_request(js_request), settings, FetchTransport())
+    await _discard_unread_body(js_request)
     return _to_js_response(response)
 
 

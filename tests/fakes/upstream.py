@@ -14,7 +14,7 @@ A test picks a behaviour per request with header fields that relay forwards unto
   `release(<id>)` (proof that nothing between them buffers);
 - `x-fake-events: N`, `x-fake-pace-ms: M` - N text deltas, M ms apart.
 
-Run standalone (demo mode, benchmarks): `python -m tests.fakes.upstream --port 8788`.
+Run standalone: `python -m tests.fakes.upstream` (Anthropic on :8788, OpenAI on :8789).
 """
 
 from __future__ import annotations
@@ -353,15 +353,18 @@ class FakeUpstream:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--flavour", choices=("anthropic", "openai"), default="anthropic")
-    parser.add_argument("--port", type=int, default=8788)
+    parser.add_argument("--anthropic-port", type=int, default=8788)
+    parser.add_argument("--openai-port", type=int, default=8789)
     args = parser.parse_args()
-    fake = FakeUpstream(args.flavour, args.port).start()
-    print(f"fake {args.flavour} upstream on {fake.url}", flush=True)
+    fakes = [FakeUpstream("anthropic", args.anthropic_port).start(),
+             FakeUpstream("openai", args.openai_port).start()]
+    for fake in fakes:
+        print(f"fake {fake.flavour} upstream on {fake.url}", flush=True)
     try:
-        fake._thread.join()
+        threading.Event().wait()
     except KeyboardInterrupt:
-        fake.stop()
+        for fake in fakes:
+            fake.stop()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,53 @@
+"""`make dev`: run relay locally on workerd at http://127.0.0.1:8787 with local D1.
+
+With a `.dev.vars` (copy `.dev.vars.example`), relay talks to the real providers with
+your keys. Without one it starts in demo mode: the project's fake Anthropic and OpenAI
+upstreams run next to the Worker, and the relay key is `relay-demo-key`.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.fakes.upstream import FakeUpstream  # noqa: E402
+from tests.workerd import DATABASE, WRANGLER  # noqa: E402
+
+PORT = 8787
+DEMO_KEY = "relay-demo-key"
+
+
+def main() -> int:
+    env = {**os.environ, "WRANGLER_SEND_METRICS": "false"}
+    extra: list[str] = []
+    fakes: list[FakeUpstream] = []
+    if not (ROOT / ".dev.vars").exists():
+        fakes = [FakeUpstream("anthropic").start(), FakeUpstream("openai").start()]
+        demo = {"RELAY_CLIENT_KEYS": DEMO_KEY, "ANTHROPIC_API_KEYS": "demo-upstream-key",
+                "OPENAI_API_KEYS": "demo-upstream-key", "UPSTREAM_ANTHROPIC_URL": fakes[0].url,
+                "UPSTREAM_OPENAI_URL": fakes[1].url}
+        extra = [arg for name, value in demo.items() for arg in ("--var", f"{name}:{value}")]
+        print(f"""
+relay demo mode (no .dev.vars): fake upstreams at {fakes[0].url} and {fakes[1].url}
+  export ANTHROPIC_BASE_URL=http://127.0.0.1:{PORT} ANTHROPIC_API_KEY={DEMO_KEY}
+  export OPENAI_BASE_URL=http://127.0.0.1:{PORT}/openai/v1 OPENAI_API_KEY={DEMO_KEY}
+""", flush=True)
+    subprocess.run([str(WRANGLER), "d1", "migrations", "apply", DATABASE, "--local"],
+                   cwd=ROOT, env={**env, "CI": "true"}, check=True, stdin=subprocess.DEVNULL)
+    try:
+        return subprocess.call([str(WRANGLER), "dev", "--ip", "127.0.0.1", "--port", str(PORT), *extra],
+                               cwd=ROOT, env=env)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        for fake in fakes:
+            fake.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""End-to-end fixtures: relay on a real local workerd, in front of fake providers.
+
+One Worker serves the whole session; tests tell their requests apart with an
+`x-test-tag` header (forwarded like every unknown field) instead of sharing state.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from tests.fakes.upstream import FakeUpstream
+from tests.workerd import LocalWorker
+
+CLIENT_KEY = "relay-test-client-key-0001"
+OTHER_CLIENT_KEY = "relay-test-client-key-0002"
+ANTHROPIC_UPSTREAM_KEY = "sk-ant-fake-upstream-key-0001"
+OPENAI_UPSTREAM_KEY = "sk-oa-fake-upstream-key-0001"
+ALLOWED_ORIGIN = "https://app.example"
+MAX_BODY_BYTES = 1024 * 1024
+
+# Every secret the suite uses: none of them may appear where it should not.
+SECRETS = (CLIENT_KEY, OTHER_CLIENT_KEY, ANTHROPIC_UPSTREAM_KEY, OPENAI_UPSTREAM_KEY)
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "/e2e/" in str(item.fspath):
+            item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(scope="session")
+def anthropic_upstream():
+    with FakeUpstream("anthropic") as fake:
+        yield fake
+
+
+@pytest.fixture(scope="session")
+def openai_upstream():
+    with FakeUpstream("openai") as fake:
+        yield fake
+
+
+@pytest.fixture(scope="session")
+def relay(anthropic_upstream, openai_upstream):
+    worker = LocalWorker({
+        "RELAY_CLIENT_KEYS": f"{CLIENT_KEY},{OTHER_CLIENT_KEY}",
+        "ANTHROPIC_API_KEYS": ANTHROPIC_UPSTREAM_KEY,
+        "OPENAI_API_KEYS": OPENAI_UPSTREAM_KEY,
+        "UPSTREAM_ANTHROPIC_URL": anthropic_upstream.url,
+        "UPSTREAM_OPENAI_URL": openai_upstream.url,
+        "RELAY_CORS_ORIGINS": ALLOWED_ORIGIN,
+        "RELAY_MAX_BODY_BYTES": str(MAX_BODY_BYTES),
+    }).start()
+    yield worker
+    log = worker.log()
+    worker.stop()
+    leaked = [secret[:12] for secret in SECRETS if secret in log]
+    assert not leaked, f"keys starting {leaked} appear in the Worker's log"
+
+
+@pytest.fixture
+def tag():
+    """A fresh value for `x-test-tag`, to find this test's requests at the fake upstream."""
+    return uuid.uuid4().hex

@@ -5,7 +5,9 @@ body stream is handed back to the runtime untouched, so SSE reaches the client c
 chunk with no Python code on the byte path.
 """
 
-from js import URL, Object, fetch
+import json
+
+from js import JSON, URL, Object, fetch
 from js import Headers as JsHeaders
 from js import Response as JsResponse
 from pyodide.ffi import to_js
@@ -13,6 +15,10 @@ from pyodide.ffi import to_js
 from relay.app import handle
 from relay.config import NAMES
 from relay.http import Headers, Request, Response, UpstreamUnreachable
+from relay.limits import RPM_PREFIX
+from relay.services import IsolateState, Services
+
+STATE = IsolateState()  # module globals live as long as the isolate
 
 
 def _js_headers(pairs):
@@ -31,10 +37,75 @@ class FetchTransport:
         if body is not None:
             init["body"] = to_js(body)
         try:
-            answer = await fetch(url, to_js(init, dict_converter=Object.fromEntries))
+            answer = await fetch(url, _js_object(init))
         except Exception as exc:  # a JsException: DNS, connect, TLS or reset
             raise UpstreamUnreachable(type(exc).__name__) from None
         return Response(answer.status, _pairs(answer.headers), answer.body)
+
+    async def discard(self, body):
+        if body is not None:
+            await body.cancel()
+
+
+def _js_object(mapping):
+    return to_js(mapping, dict_converter=Object.fromEntries)
+
+
+class D1Database:
+    """The core's Database, over a D1 binding."""
+
+    def __init__(self, binding):
+        self._binding = binding
+
+    def _statement(self, sql, params):
+        statement = self._binding.prepare(sql)
+        if not params:
+            return statement
+        # JSON.parse yields a JS array holding real nulls (to_js would turn None into undefined).
+        return statement.bind.apply(statement, JSON.parse(json.dumps(list(params))))
+
+    async def all(self, sql, params=()):
+        return (await self._statement(sql, params).all()).results.to_py()
+
+    async def run(self, sql, params=()):
+        await self._statement(sql, params).run()
+
+
+class WorkersKV:
+    """The core's KeyValue, over a KV namespace binding."""
+
+    def __init__(self, binding):
+        self._binding = binding
+
+    async def get(self, key):
+        return await self._binding.get(key)
+
+    async def put(self, key, value, ttl_seconds):
+        # KV refuses expirations shorter than 60 s.
+        await self._binding.put(key, value, _js_object({"expirationTtl": max(60, int(ttl_seconds))}))
+
+
+class RateLimitBinding:
+    """The core's RateLimiter, over a Workers Rate Limiting binding."""
+
+    def __init__(self, binding):
+        self._binding = binding
+
+    async def allow(self, key):
+        return bool((await self._binding.limit(_js_object({"key": key}))).success)
+
+
+def _services(env):
+    bindings = set(Object.keys(env))
+    limiters = {int(name[len(RPM_PREFIX):]): RateLimitBinding(getattr(env, name))
+                for name in bindings if name.startswith(RPM_PREFIX) and name[len(RPM_PREFIX):].isdigit()}
+    return Services(
+        transport=FetchTransport(),
+        db=D1Database(env.DB) if "DB" in bindings else None,
+        kv=WorkersKV(env.RELAY_KV) if "RELAY_KV" in bindings else None,
+        limiters=limiters,
+        state=STATE,
+    )
 
 
 def _to_request(js_request):
@@ -71,7 +142,7 @@ async def _discard_unread_body(js_request):
 
 async def serve(js_request, env, ctx):
     settings = {name: getattr(env, name, None) for name in NAMES}
-    response = await handle(_to_request(js_request), settings, FetchTransport())
+    response = await handle(_to_request(js_request), settings, _services(env))
     await _discard_unread_body(js_request)
     return _to_js_response(response)
 

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import json
+import time
 import traceback
-from typing import Mapping, Optional
+from typing import Any, Mapping, Optional
 
-from . import auth, cors
+from . import auth, cors, limits
 from .config import ConfigError, Settings
 from .errors import error_response
-from .http import Request, Response, Transport
+from .http import Request, Response
 from .routes import Route, is_safe_path, resolve, surface_of
+from .services import Services
+from .session import session_id
 from .upstream import forward
 
 
-async def handle(request: Request, env: Mapping[str, Optional[str]], transport: Transport) -> Response:
+async def handle(request: Request, env: Mapping[str, Optional[str]], services: Services) -> Response:
     """Answer one client request; never raises, never shows a stack trace."""
     surface = surface_of(request.path)
     try:
@@ -26,48 +29,58 @@ async def handle(request: Request, env: Mapping[str, Optional[str]], transport: 
     if cors.is_preflight(request.method, request.headers):
         return cors.preflight(request.headers, settings.cors_origins, surface)
     try:
-        response = await _dispatch(request, settings, transport, surface)
+        response = await _dispatch(request, settings, services, surface)
     except Exception:
         print("relay: internal error\n" + traceback.format_exc())
         response = error_response(surface, 500, "relay failed to handle this request")
     return cors.decorate(response, origin, settings.cors_origins)
 
 
-async def _dispatch(request: Request, settings: Settings, transport: Transport, surface: str) -> Response:
+async def _dispatch(request: Request, settings: Settings, services: Services, surface: str) -> Response:
     route = resolve(request.method, request.path)
     if route is None:
         return error_response(surface, 404, f"no route for {request.method} {request.path}")
     if not is_safe_path(request.path):
         return error_response(surface, 400, "the request path contains dot segments or encoded separators")
-    if not auth.is_accepted(auth.presented_key(request.headers), settings.client_keys):
-        return error_response(surface, 401, "invalid or missing relay key (x-api-key or Authorization: Bearer)")
+    now = time.time()
+    caller = await auth.authenticate(request.headers, settings, services, now)
+    if isinstance(caller, auth.Refusal):
+        return error_response(surface, caller.status, caller.message)
+    if services.limiters:
+        rpm = caller.rpm_limit or settings.default_rpm
+        wait = await limits.retry_after(caller.key_id, rpm, services.limiters)
+        if wait is not None:
+            return error_response(surface, 429, f"relay key {caller.key_id} is over its limit of {rpm} "
+                                  f"requests per minute", (("retry-after", str(wait)),))
 
-    body, problem = await _read_body(request, route, settings.max_body_bytes)
+    body, parsed, problem = await _read_body(request, route, settings.max_body_bytes)
     if problem is not None:
         return problem
+    model = parsed.get("model") if isinstance(parsed, dict) else None
+    if not caller.may_use(model if isinstance(model, str) else None):
+        return error_response(surface, 403, f"relay key {caller.key_id} may not use model {model}")
+    return await forward(request, route, body, settings, services, session_id(request.headers, parsed), now)
 
-    keys = settings.upstream_keys[route.surface]
-    if not keys:
-        return error_response(surface, 500, f"relay has no upstream key configured for {route.surface}")
-    return await forward(request, route, body, settings.upstream_urls[route.surface], keys[0], transport)
 
-
-async def _read_body(request: Request, route: Route, limit: int) -> tuple[Optional[bytes], Optional[Response]]:
-    """The body, or the error that stops it: too large (413) or not the JSON object the route needs (400)."""
+async def _read_body(request: Request, route: Route,
+                     limit: int) -> tuple[Optional[bytes], Any, Optional[Response]]:
+    """The body and, for JSON routes, its parsed form; or the error that stops it:
+    too large (413) or not the JSON object the route needs (400)."""
     too_large = error_response(route.surface, 413, f"request body exceeds relay's limit of {limit} bytes")
     declared = request.headers.get("content-length")
     if declared is not None and declared.strip().isdigit() and int(declared) > limit:
-        return None, too_large
+        return None, None, too_large
     if request.method in ("GET", "HEAD"):
-        return None, None
+        return None, None, None
     body = await request.read_body()
     if len(body) > limit:
-        return None, too_large
-    if route.json_body:
-        try:
-            parsed = json.loads(body)
-        except ValueError:
-            return None, error_response(route.surface, 400, "request body is not valid JSON (UTF-8)")
-        if not isinstance(parsed, dict):
-            return None, error_response(route.surface, 400, "request body must be a JSON object")
-    return body, None
+        return None, None, too_large
+    if not route.json_body:
+        return body, None, None
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return None, None, error_response(route.surface, 400, "request body is not valid JSON (UTF-8)")
+    if not isinstance(parsed, dict):
+        return None, None, error_response(route.surface, 400, "request body must be a JSON object")
+    return body, parsed, None

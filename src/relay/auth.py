@@ -1,12 +1,48 @@
-"""Who may use relay: the client key a request presents, checked in constant time."""
+"""Who may use relay: the relay key a request presents, and what that key may do.
+
+Keys come from two places: virtual keys in D1 (managed with the admin API; only their
+hash is stored) and the optional static list in the RELAY_CLIENT_KEYS secret. A verified
+D1 lookup is cached in the isolate for RELAY_KEY_CACHE_SECONDS, so the hot path costs no
+D1 round trip and a revocation takes effect within that time.
+"""
 
 from __future__ import annotations
 
-import hashlib
+import fnmatch
 import hmac
-from typing import Iterable, Optional
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Optional, Union
 
+from . import store
+from .config import Settings
 from .http import Headers
+from .services import Services
+
+# Bound on cached lookups per isolate (unknown keys are cached too, so that a client
+# retrying a bad key does not cost a D1 query each time).
+_CACHE_LIMIT = 10_000
+
+
+@dataclass(frozen=True)
+class Caller:
+    """An authenticated relay key, as the rest of the pipeline needs it."""
+
+    key_id: str
+    billing_tag: Optional[str] = None
+    allowed_models: tuple[str, ...] = ()
+    rpm_limit: Optional[int] = None
+
+    def may_use(self, model: Optional[str]) -> bool:
+        if not self.allowed_models or model is None:
+            return True
+        return any(fnmatch.fnmatchcase(model, pattern) for pattern in self.allowed_models)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    status: int
+    message: str
 
 
 def presented_key(headers: Headers) -> Optional[str]:
@@ -20,16 +56,51 @@ def presented_key(headers: Headers) -> Optional[str]:
     return None
 
 
-def _digest(key: str) -> bytes:
-    return hashlib.sha256(key.encode()).digest()
-
-
-def is_accepted(key: Optional[str], accepted: Iterable[str]) -> bool:
-    """True when `key` is one of `accepted`; every candidate is compared, in constant time."""
-    if not key:
-        return False
-    presented = _digest(key)
+def _static_caller(hashed: str, static_keys: tuple[str, ...]) -> Optional[Caller]:
+    """A Caller when the key is one of RELAY_CLIENT_KEYS; every entry is compared, in constant time."""
     found = False
-    for candidate in accepted:
-        found |= hmac.compare_digest(presented, _digest(candidate))
-    return found
+    for candidate in static_keys:
+        found |= hmac.compare_digest(hashed, store.key_hash(candidate))
+    return Caller(key_id=f"static-{hashed[:8]}") if found else None
+
+
+def _expired(moment: Optional[str], now: float) -> bool:
+    if not moment:
+        return False
+    when = datetime.fromisoformat(moment.replace("Z", "+00:00"))
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return when.timestamp() <= now
+
+
+async def _record(hashed: str, settings: Settings, services: Services, now: float) -> Optional[dict]:
+    cache = services.state.relay_keys
+    cached = cache.get(hashed)
+    if cached is not None and now - cached[1] < settings.key_cache_seconds:
+        return cached[0]
+    record = await store.find_by_hash(services.db, hashed)
+    if len(cache) >= _CACHE_LIMIT:
+        cache.clear()
+    cache[hashed] = (record, now)
+    return record
+
+
+async def authenticate(headers: Headers, settings: Settings, services: Services,
+                       now: float) -> Union[Caller, Refusal]:
+    key = presented_key(headers)
+    if not key:
+        return Refusal(401, "missing relay key: send it as x-api-key or Authorization: Bearer")
+    hashed = store.key_hash(key)
+    static = _static_caller(hashed, settings.client_keys)
+    if static is not None:
+        return static
+    record = await _record(hashed, settings, services, now) if services.db is not None else None
+    if record is None:
+        return Refusal(401, "invalid relay key")
+    if record.get("revoked_at"):
+        return Refusal(401, f"relay key {record['id']} has been revoked")
+    if _expired(record.get("expires_at"), now):
+        return Refusal(401, f"relay key {record['id']} has expired")
+    return Caller(key_id=record["id"], billing_tag=record.get("billing_tag"),
+                  allowed_models=tuple(record.get("allowed_models") or ()),
+                  rpm_limit=record.get("rpm_limit"))

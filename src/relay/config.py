@@ -8,6 +8,8 @@ from typing import Mapping, Optional
 DEFAULT_ANTHROPIC_URL = "https://api.anthropic.com"
 DEFAULT_OPENAI_URL = "https://api.openai.com/v1"
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
+DEFAULT_KEY_CACHE_SECONDS = 30
+DEFAULT_RPM = 1000
 
 # Every name the Worker reads from its env; the adapter copies exactly these.
 NAMES = (
@@ -18,6 +20,9 @@ NAMES = (
     "UPSTREAM_OPENAI_URL",
     "RELAY_CORS_ORIGINS",
     "RELAY_MAX_BODY_BYTES",
+    "RELAY_ADMIN_TOKEN",
+    "RELAY_KEY_CACHE_SECONDS",
+    "RELAY_DEFAULT_RPM",
 )
 
 
@@ -36,16 +41,16 @@ def _base_url(env: Mapping[str, Optional[str]], name: str, default: str) -> str:
     return url
 
 
-def _positive_int(env: Mapping[str, Optional[str]], name: str, default: int) -> int:
+def _whole_number(env: Mapping[str, Optional[str]], name: str, default: int, minimum: int = 1) -> int:
     raw = env.get(name)
     if raw is None or raw.strip() == "":
         return default
     try:
         value = int(raw)
     except ValueError:
-        raise ConfigError(f"{name} must be a whole number of bytes") from None
-    if value <= 0:
-        raise ConfigError(f"{name} must be positive")
+        raise ConfigError(f"{name} must be a whole number") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}")
     return value
 
 
@@ -61,6 +66,9 @@ class Settings:
     upstream_urls: Mapping[str, str]
     cors_origins: tuple[str, ...]
     max_body_bytes: int
+    admin_token: Optional[str]
+    key_cache_seconds: int
+    default_rpm: int
 
     @classmethod
     def from_env(cls, env: Mapping[str, Optional[str]]) -> "Settings":
@@ -75,5 +83,8 @@ class Settings:
                 "openai": _base_url(env, "UPSTREAM_OPENAI_URL", DEFAULT_OPENAI_URL),
             },
             cors_origins=_cors_origins(env.get("RELAY_CORS_ORIGINS")),
-            max_body_bytes=_positive_int(env, "RELAY_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
+            max_body_bytes=_whole_number(env, "RELAY_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
+            admin_token=(env.get("RELAY_ADMIN_TOKEN") or "").strip() or None,
+            key_cache_seconds=_whole_number(env, "RELAY_KEY_CACHE_SECONDS", DEFAULT_KEY_CACHE_SECONDS, 0),
+            default_rpm=_whole_number(env, "RELAY_DEFAULT_RPM", DEFAULT_RPM),
         )

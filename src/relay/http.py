@@ -60,3 +60,6 @@ class Transport(Protocol):
     async def send(self, method: str, url: str, headers: list[tuple[str, str]],
                    body: Optional[bytes]) -> Response:
         """Send one request upstream; raise UpstreamUnreachable when no response came."""
+
+    async def discard(self, body: Any) -> None:
+        """Drop a response body that will not be passed on, freeing its connection."""

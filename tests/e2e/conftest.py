@@ -17,11 +17,12 @@ CLIENT_KEY = "relay-test-client-key-0001"
 OTHER_CLIENT_KEY = "relay-test-client-key-0002"
 ANTHROPIC_UPSTREAM_KEY = "sk-ant-fake-upstream-key-0001"
 OPENAI_UPSTREAM_KEY = "sk-oa-fake-upstream-key-0001"
+ADMIN_TOKEN = "relay-test-admin-token-0001"
 ALLOWED_ORIGIN = "https://app.example"
 MAX_BODY_BYTES = 1024 * 1024
 
 # Every secret the suite uses: none of them may appear where it should not.
-SECRETS = (CLIENT_KEY, OTHER_CLIENT_KEY, ANTHROPIC_UPSTREAM_KEY, OPENAI_UPSTREAM_KEY)
+SECRETS = (CLIENT_KEY, OTHER_CLIENT_KEY, ANTHROPIC_UPSTREAM_KEY, OPENAI_UPSTREAM_KEY, ADMIN_TOKEN)
 
 
 def pytest_collection_modifyitems(items):
@@ -52,6 +53,8 @@ def relay(anthropic_upstream, openai_upstream):
         "UPSTREAM_OPENAI_URL": openai_upstream.url,
         "RELAY_CORS_ORIGINS": ALLOWED_ORIGIN,
         "RELAY_MAX_BODY_BYTES": str(MAX_BODY_BYTES),
+        "RELAY_ADMIN_TOKEN": ADMIN_TOKEN,
+        "RELAY_KEY_CACHE_SECONDS": "2",
     }).start()
     yield worker
     log = worker.log()

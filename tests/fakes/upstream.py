@@ -7,12 +7,15 @@ body bytes), and answers like the real API: JSON or SSE, with usage.
 A test picks a behaviour per request with header fields that relay forwards untouched:
 
 - `x-fake-scenario: status-429` (any status) - an error in the provider's format, with
-  `retry-after` on 429/529;
+  `retry-after: 0` on 429/529 (so relay does not cool the key down for other tests);
 - `x-fake-scenario: midstream-error` - a stream that starts, then sends an `error` event;
 - `x-fake-scenario: close-midstream` - a stream whose connection is dropped mid-way;
 - `x-fake-gate: <id>` - stream the first event, then wait until the test calls
   `release(<id>)` (proof that nothing between them buffers);
 - `x-fake-events: N`, `x-fake-pace-ms: M` - N text deltas, M ms apart.
+
+And per upstream key, from the test itself: `rate_limit(key, retry_after)` makes the
+fake answer 429 to every request made with that key until `lift(key)`.
 
 Run standalone: `python -m tests.fakes.upstream` (Anthropic on :8788, OpenAI on :8789).
 """
@@ -138,6 +141,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _dispatch(self) -> None:
         seen = self._record()
         scenario = seen.header("x-fake-scenario") or ""
+        retry_after = self.server.fake._limited(seen)
+        if retry_after is not None:
+            return self._error(429, retry_after)
         if scenario.startswith("status-"):
             return self._error(int(scenario.split("-", 1)[1]))
         path = seen.path.split("?", 1)[0]
@@ -155,8 +161,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(404)
         handler(seen, scenario)
 
-    def _error(self, status: int) -> None:
-        extra = (("retry-after", "7"),) if status in (429, 529) else ()
+    def _error(self, status: int, retry_after: str = "0") -> None:
+        extra = (("retry-after", retry_after),) if status in (429, 529) else ()
         message = f"fake upstream answered {status}"
         if self.server.fake.flavour == "openai":
             payload = {"error": {"message": message, "type": "fake_error", "param": None, "code": None}}
@@ -297,6 +303,7 @@ class FakeUpstream:
         self._lock = threading.Lock()
         self._seen: list[Seen] = []
         self._gates: dict[str, threading.Event] = {}
+        self._rate_limited: dict[str, str] = {}
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
@@ -321,6 +328,19 @@ class FakeUpstream:
         if scenario_tag is None:
             return seen
         return [s for s in seen if s.header("x-test-tag") == scenario_tag]
+
+    def rate_limit(self, key: str, retry_after: int) -> None:
+        with self._lock:
+            self._rate_limited[key] = str(retry_after)
+
+    def lift(self, key: str) -> None:
+        with self._lock:
+            self._rate_limited.pop(key, None)
+
+    def _limited(self, seen: Seen) -> Optional[str]:
+        key = seen.header("x-api-key") or (seen.header("authorization") or "").removeprefix("Bearer ")
+        with self._lock:
+            return self._rate_limited.get(key)
 
     def release(self, gate: str) -> None:
         self._gate(gate).set()

@@ -1,0 +1,54 @@
+"""What the platform lends the core, as plain-Python protocols.
+
+The Workers adapter fills these from bindings (D1, KV, rate-limit bindings, fetch);
+unit tests fill them with CPython stand-ins (sqlite3 runs the same SQL as D1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Optional, Protocol, Sequence
+
+from .http import Transport
+
+
+class Database(Protocol):
+    async def all(self, sql: str, params: Sequence[Any] = ()) -> list[dict]:
+        """Rows of a query, as dicts."""
+
+    async def run(self, sql: str, params: Sequence[Any] = ()) -> None:
+        """Execute a statement."""
+
+
+class KeyValue(Protocol):
+    """A store shared by every isolate and location, eventually consistent (Workers KV)."""
+
+    async def get(self, key: str) -> Optional[str]: ...
+
+    async def put(self, key: str, value: str, ttl_seconds: int) -> None: ...
+
+
+class RateLimiter(Protocol):
+    async def allow(self, key: str) -> bool:
+        """Count one request for `key`; False when its budget for the period is spent."""
+
+
+class IsolateState:
+    """What one isolate remembers between requests (module-global in the Worker,
+    fresh per test): verified relay keys, upstream cool-downs, the round-robin turn."""
+
+    def __init__(self) -> None:
+        self.relay_keys: dict[str, tuple[Any, float]] = {}   # key hash -> (record or None, fetched at)
+        self.cooldowns: dict[str, dict[str, float]] = {}     # provider -> {upstream key id: cool until}
+        self.cooldowns_read_at: dict[str, float] = {}        # provider -> when KV was last read
+        self.turn = 0
+
+
+@dataclass
+class Services:
+    transport: Transport
+    db: Optional[Database] = None
+    kv: Optional[KeyValue] = None
+    # Rate-limit bindings by their requests-per-minute tier (see limits.py).
+    limiters: Mapping[int, RateLimiter] = field(default_factory=dict)
+    state: IsolateState = field(default_factory=IsolateState)

@@ -1,0 +1,28 @@
+"""The client session a request belongs to, for upstream-key stickiness and the usage log."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Optional
+
+from .http import Headers
+
+
+def session_id(headers: Headers, body: Any) -> Optional[str]:
+    """Claude Code's X-Claude-Code-Session-Id; else the session inside metadata.user_id
+    (Claude Code sends a JSON string holding session_id); else metadata.user_id itself."""
+    header = headers.get("x-claude-code-session-id")
+    if header:
+        return header
+    metadata = body.get("metadata") if isinstance(body, dict) else None
+    user_id = metadata.get("user_id") if isinstance(metadata, dict) else None
+    if not isinstance(user_id, str) or not user_id:
+        return None
+    if user_id.startswith("{"):
+        try:
+            inner = json.loads(user_id)
+        except ValueError:
+            return user_id
+        if isinstance(inner, dict) and isinstance(inner.get("session_id"), str):
+            return inner["session_id"]
+    return user_id

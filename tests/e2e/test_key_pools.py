@@ -1,0 +1,104 @@
+"""Several upstream keys behind one relay: failover on 429, cool-downs, session stickiness.
+
+Runs its own Worker with a pool of three upstream keys in front of its own fake upstream,
+which the tests rate-limit key by key. Assertions name keys by pool position, never by value.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import Counter
+
+import anthropic
+import pytest
+
+from tests.fakes.upstream import REPLY_TEXT, FakeUpstream
+from tests.workerd import LocalWorker
+
+from .conftest import CLIENT_KEY
+
+POOL = ("sk-ant-pool-key-aaaa", "sk-ant-pool-key-bbbb", "sk-ant-pool-key-cccc")
+NAMES = dict(zip(POOL, "abc"))
+
+
+@pytest.fixture(scope="module")
+def upstream():
+    with FakeUpstream("anthropic") as fake:
+        yield fake
+
+
+@pytest.fixture(scope="module")
+def pooled_relay(upstream):
+    with LocalWorker({"RELAY_CLIENT_KEYS": CLIENT_KEY, "ANTHROPIC_API_KEYS": ",".join(POOL),
+                      "UPSTREAM_ANTHROPIC_URL": upstream.url}) as worker:
+        yield worker
+        log = worker.log()
+    assert not [name for key, name in NAMES.items() if key in log], "an upstream key is in the Worker's log"
+
+
+@pytest.fixture
+def client(pooled_relay, tag):
+    return anthropic.Anthropic(base_url=pooled_relay.url, api_key=CLIENT_KEY, max_retries=0,
+                               default_headers={"x-test-tag": tag})
+
+
+def _ask(client, session=None):
+    headers = {"x-claude-code-session-id": session} if session else {}
+    return client.messages.create(model="claude-sonnet-4-5", max_tokens=8,
+                                  messages=[{"role": "user", "content": "hi"}], extra_headers=headers)
+
+
+def _keys_used(upstream, tag) -> list[str]:
+    return [NAMES[seen.header("x-api-key")] for seen in upstream.requests(tag)]
+
+
+def test_a_rate_limited_key_is_skipped_until_its_cooldown_ends(client, upstream, tag):
+    upstream.rate_limit(POOL[0], retry_after=3)
+    try:
+        answers = [_ask(client) for _ in range(9)]
+    finally:
+        upstream.lift(POOL[0])
+    assert all(answer.content[0].text == REPLY_TEXT for answer in answers)
+    used = _keys_used(upstream, tag)
+    assert used.count("a") == 1, used  # answered 429 once, then skipped while cooling
+    assert Counter(used)["b"] + Counter(used)["c"] == 9
+
+    time.sleep(3.5)
+    for _ in range(6):
+        _ask(client)
+    assert "a" in _keys_used(upstream, tag)[10:]  # recovered by itself
+
+
+def test_a_session_stays_on_one_key(client, upstream, tag):
+    sessions = [str(uuid.uuid4()) for _ in range(12)]
+    for _ in range(3):
+        for session in sessions:
+            _ask(client, session)
+
+    by_session: dict[str, set[str]] = {}
+    for seen in upstream.requests(tag):
+        by_session.setdefault(seen.header("x-claude-code-session-id"), set()).add(NAMES[seen.header("x-api-key")])
+    assert all(len(keys) == 1 for keys in by_session.values()), by_session
+    assert len(set.union(*by_session.values())) >= 2  # sessions are spread over the pool
+
+
+def test_every_key_rate_limited_gives_429_with_the_shortest_retry_after(client, upstream, tag):
+    for key, wait in zip(POOL, (2, 4, 6)):
+        upstream.rate_limit(key, retry_after=wait)
+    try:
+        with pytest.raises(anthropic.RateLimitError) as first:
+            _ask(client)
+        assert sorted(_keys_used(upstream, tag)) == ["a", "b", "c"]
+        assert first.value.response.headers["retry-after"] == "2"
+
+        with pytest.raises(anthropic.RateLimitError) as second:
+            _ask(client)
+        assert len(upstream.requests(tag)) == 3  # all cooling: the upstream is not asked
+        assert 1 <= int(second.value.response.headers["retry-after"]) <= 2
+        assert "rate limited" in second.value.body["error"]["message"]
+    finally:
+        for key in POOL:
+            upstream.lift(key)
+    time.sleep(6.5)
+    assert _ask(client).content[0].text == REPLY_TEXT

@@ -1,0 +1,51 @@
+"""CPython stand-ins for the platform services the core uses (see relay/services.py).
+
+`SqliteDatabase` applies the project's own migrations to an in-memory SQLite, the
+engine D1 runs, so the core's SQL is tested for real.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
+
+
+class SqliteDatabase:
+    def __init__(self) -> None:
+        self.connection = sqlite3.connect(":memory:")
+        self.connection.row_factory = sqlite3.Row
+        for migration in sorted(MIGRATIONS.glob("*.sql")):
+            self.connection.executescript(migration.read_text())
+
+    async def all(self, sql: str, params: Sequence[Any] = ()) -> list[dict]:
+        return [dict(row) for row in self.connection.execute(sql, tuple(params)).fetchall()]
+
+    async def run(self, sql: str, params: Sequence[Any] = ()) -> None:
+        self.connection.execute(sql, tuple(params))
+        self.connection.commit()
+
+
+class MemoryKV:
+    def __init__(self) -> None:
+        self.values: dict[str, str] = {}
+
+    async def get(self, key: str) -> Optional[str]:
+        return self.values.get(key)
+
+    async def put(self, key: str, value: str, ttl_seconds: int) -> None:
+        self.values[key] = value
+
+
+class CountingLimiter:
+    """Allows `limit` requests per key, then refuses (one window, never reset)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.counts: dict[str, int] = {}
+
+    async def allow(self, key: str) -> bool:
+        self.counts[key] = self.counts.get(key, 0) + 1
+        return self.counts[key] <= self.limit

@@ -7,6 +7,7 @@ developer's own `.dev.vars` never leaks into tests, demos or benchmarks.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -75,6 +76,14 @@ class LocalWorker:
                                       "--persist-to", str(self.state_dir)),
                        cwd=self.dir, env=_wrangler_env(), check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+
+    def query(self, sql: str) -> list[dict]:
+        """Rows from the Worker's local D1, read with `wrangler d1 execute`."""
+        done = subprocess.run(self._wrangler("d1", "execute", DATABASE, "--local", "--json",
+                                             "--persist-to", str(self.state_dir), "--command", sql),
+                              cwd=self.dir, env=_wrangler_env(), check=True, capture_output=True,
+                              text=True, stdin=subprocess.DEVNULL)
+        return [row for result in json.loads(done.stdout) for row in result["results"]]
 
     def start(self, timeout: float = 120.0) -> "LocalWorker":
         self.migrate()

@@ -7,7 +7,7 @@ import time
 import traceback
 from typing import Any, Mapping, Optional
 
-from . import auth, cors, limits
+from . import admin, auth, cors, limits
 from .config import ConfigError, Settings
 from .errors import error_response
 from .http import Request, Response
@@ -37,11 +37,13 @@ async def handle(request: Request, env: Mapping[str, Optional[str]], services: S
 
 
 async def _dispatch(request: Request, settings: Settings, services: Services, surface: str) -> Response:
+    if not is_safe_path(request.path):
+        return error_response(surface, 400, "the request path contains dot segments or encoded separators")
+    if request.path.startswith("/admin/"):
+        return await admin.handle(request, settings, services)
     route = resolve(request.method, request.path)
     if route is None:
         return error_response(surface, 404, f"no route for {request.method} {request.path}")
-    if not is_safe_path(request.path):
-        return error_response(surface, 400, "the request path contains dot segments or encoded separators")
     now = time.time()
     caller = await auth.authenticate(request.headers, settings, services, now)
     if isinstance(caller, auth.Refusal):

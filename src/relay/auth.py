@@ -11,7 +11,6 @@ from __future__ import annotations
 import fnmatch
 import hmac
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Optional, Union
 
 from . import store
@@ -64,15 +63,6 @@ def _static_caller(hashed: str, static_keys: tuple[str, ...]) -> Optional[Caller
     return Caller(key_id=f"static-{hashed[:8]}") if found else None
 
 
-def _expired(moment: Optional[str], now: float) -> bool:
-    if not moment:
-        return False
-    when = datetime.fromisoformat(moment.replace("Z", "+00:00"))
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return when.timestamp() <= now
-
-
 async def _record(hashed: str, settings: Settings, services: Services, now: float) -> Optional[dict]:
     cache = services.state.relay_keys
     cached = cache.get(hashed)
@@ -99,7 +89,7 @@ async def authenticate(headers: Headers, settings: Settings, services: Services,
         return Refusal(401, "invalid relay key")
     if record.get("revoked_at"):
         return Refusal(401, f"relay key {record['id']} has been revoked")
-    if _expired(record.get("expires_at"), now):
+    if record.get("expires_at") and store.parse_time(record["expires_at"]) <= now:
         return Refusal(401, f"relay key {record['id']} has expired")
     return Caller(key_id=record["id"], billing_tag=record.get("billing_tag"),
                   allowed_models=tuple(record.get("allowed_models") or ()),

@@ -1,0 +1,119 @@
+"""Relay keys from D1: accepted, refused, cached for a bounded time, limited by model and rate."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from relay import store
+from relay.app import handle
+from relay.auth import Caller, Refusal, authenticate
+from relay.config import Settings
+from relay.http import Headers, Request, Response
+from relay.services import Services
+from tests.fakes.platform import CountingLimiter, SqliteDatabase
+
+NOW = 1_800_000_000.0
+ENV = {"ANTHROPIC_API_KEYS": "sk-up", "RELAY_KEY_CACHE_SECONDS": "30"}
+
+
+class OkTransport:
+    def __init__(self):
+        self.calls = 0
+
+    async def send(self, method, url, headers, body):
+        self.calls += 1
+        return Response(200, [("content-type", "application/json")], b"{}")
+
+    async def discard(self, body):
+        pass
+
+
+def _services(**kwargs) -> Services:
+    return Services(transport=OkTransport(), db=SqliteDatabase(), **kwargs)
+
+
+def _create(services, **fields):
+    return asyncio.run(store.create_key(services.db, now=NOW, **{"name": "alice", **fields}))
+
+
+def _auth(services, key, now=NOW, env=ENV):
+    headers = Headers([("x-api-key", key)])
+    return asyncio.run(authenticate(headers, Settings.from_env(env), services, now))
+
+
+def _post(services, key, model="claude-sonnet-4-5"):
+    body = json.dumps({"model": model, "max_tokens": 1, "messages": []}).encode()
+
+    async def read():
+        return body
+    request = Request("POST", "/v1/messages", "", Headers([("x-api-key", key)]), read)
+    return asyncio.run(handle(request, ENV, services))
+
+
+def test_a_created_key_authenticates_as_its_record():
+    services = _services()
+    record, key = _create(services, billing_tag="team-a", allowed_models=["claude-*"], rpm_limit=50)
+
+    caller = _auth(services, key)
+    assert caller == Caller(key_id=record["id"], billing_tag="team-a", allowed_models=("claude-*",), rpm_limit=50)
+
+
+def test_only_the_hash_is_stored():
+    services = _services()
+    _, key = _create(services)
+    rows = asyncio.run(services.db.all("SELECT * FROM relay_keys"))
+    assert key not in json.dumps(rows)
+    assert rows[0]["key_hash"] == store.key_hash(key)
+
+
+def test_unknown_revoked_and_expired_keys_are_refused():
+    services = _services()
+    revoked_record, revoked = _create(services)
+    asyncio.run(store.revoke_key(services.db, revoked_record["id"], NOW))
+    _, expired = _create(services, name="bob", expires_at=NOW + 3600)
+
+    assert _auth(services, "rk-unknown") == Refusal(401, "invalid relay key")
+    assert _auth(services, revoked).status == 401 and "revoked" in _auth(services, revoked).message
+    assert isinstance(_auth(services, expired, now=NOW), Caller)
+    assert "expired" in _auth(services, expired, now=NOW + 3600).message
+
+
+def test_lookups_are_cached_until_the_cache_time_has_passed():
+    services = _services()
+    record, key = _create(services)
+    assert isinstance(_auth(services, key), Caller)
+    asyncio.run(store.revoke_key(services.db, record["id"], NOW))
+
+    assert isinstance(_auth(services, key, now=NOW + 29), Caller)  # still the cached lookup
+    assert _auth(services, key, now=NOW + 30).status == 401       # revocation visible
+
+
+def test_static_keys_from_the_secret_work_without_d1():
+    services = Services(transport=OkTransport())
+    caller = _auth(services, "static-one", env={**ENV, "RELAY_CLIENT_KEYS": "static-zero,static-one"})
+    assert isinstance(caller, Caller) and caller.key_id.startswith("static-")
+    assert "one" not in caller.key_id
+
+
+def test_a_model_outside_the_allow_list_is_forbidden_before_the_upstream():
+    services = _services()
+    _, key = _create(services, allowed_models=["claude-haiku-*"])
+
+    assert _post(services, key, "claude-haiku-4-5").status == 200
+    forbidden = _post(services, key, "claude-opus-4-1")
+    assert forbidden.status == 403
+    assert json.loads(forbidden.body)["error"]["type"] == "permission_error"
+    assert services.transport.calls == 1
+
+
+def test_over_the_rate_limit_is_a_429_before_the_upstream():
+    services = _services(limiters={2: CountingLimiter(2), 1000: CountingLimiter(1000)})
+    _, key = _create(services, rpm_limit=2)
+
+    statuses = [_post(services, key).status for _ in range(4)]
+    assert statuses == [200, 200, 429, 429]
+    assert services.transport.calls == 2
+    limited = _post(services, key)
+    assert 1 <= int(dict(limited.headers)["retry-after"]) <= 60
+    assert key not in limited.body.decode()

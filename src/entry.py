@@ -7,7 +7,7 @@ chunk with no Python code on the byte path.
 
 import json
 
-from js import JSON, URL, Object, fetch
+from js import JSON, URL, Date, Object, TransformStream, fetch
 from js import Headers as JsHeaders
 from js import Response as JsResponse
 from pyodide.ffi import to_js
@@ -45,6 +45,18 @@ class FetchTransport:
     async def discard(self, body):
         if body is not None:
             await body.cancel()
+
+    def chunks(self, body):
+        return _chunks(body.getReader())
+
+
+async def _chunks(reader):
+    """A JS stream reader's chunks as bytes, until the stream ends (or is cancelled)."""
+    while True:
+        step = await reader.read()
+        if step.done:
+            return
+        yield step.value.to_bytes()
 
 
 def _js_object(mapping):
@@ -95,7 +107,7 @@ class RateLimitBinding:
         return bool((await self._binding.limit(_js_object({"key": key}))).success)
 
 
-def _services(env):
+def _services(env, ctx):
     bindings = set(Object.keys(env))
     limiters = {int(name[len(RPM_PREFIX):]): RateLimitBinding(getattr(env, name))
                 for name in bindings if name.startswith(RPM_PREFIX) and name[len(RPM_PREFIX):].isdigit()}
@@ -105,6 +117,8 @@ def _services(env):
         kv=WorkersKV(env.RELAY_KV) if "RELAY_KV" in bindings else None,
         limiters=limiters,
         state=STATE,
+        clock=lambda: Date.now() / 1000,
+        defer=lambda work: ctx.waitUntil(to_js(work)),
     )
 
 
@@ -123,11 +137,76 @@ def _to_request(js_request):
     )
 
 
-def _to_js_response(response):
-    body = response.body
+def _to_js_response(response, services):
+    """The core's Response as the runtime's, its body streamed and, if it has a tap,
+    observed off the client's path."""
+    body, tap = response.body, response.tap
     if isinstance(body, (bytes, bytearray)):
+        if tap is not None:
+            tap.feed(bytes(body))
+            services.defer(tap.finish(False))
         body = to_js(body) if body else None
+    elif hasattr(body, "__anext__"):
+        body = _from_python(body, tap, services)
+    elif body is not None and tap is not None:
+        body = _observed(body, tap, services)
     return JsResponse.new(body, status=response.status, headers=_js_headers(response.headers))
+
+
+def _from_python(chunks, tap, services):
+    """A stream that relay's own async iterator fills as the client reads it."""
+    pipe = TransformStream.new()
+    writer = pipe.writable.getWriter()
+
+    async def pump():
+        client_gone = False
+        try:
+            async for chunk in chunks:
+                if tap is not None:
+                    tap.feed(chunk)
+                await writer.write(to_js(chunk))
+            await writer.close()
+        except Exception:  # a JsException: the client went away (its side was cancelled)
+            client_gone = True
+        finally:
+            await chunks.aclose()
+            if tap is not None:
+                await tap.finish(client_gone)
+
+    services.defer(pump())
+    return pipe.readable
+
+
+def _observed(stream, tap, services):
+    """The upstream stream for the client, untouched, and a tee'd copy for the tap.
+
+    The client's copy goes through a native pipe, whose promise fails when the client
+    cancels (disconnects); then the tap's copy is cancelled too, so the upstream request
+    is cancelled as well, and the tap learns the client has gone."""
+    to_client, to_tap = stream.tee()
+    pipe = TransformStream.new()
+    piping = to_client.pipeTo(pipe.writable)
+    reader = to_tap.getReader()
+    gone = []
+
+    async def watch():
+        try:
+            await piping
+        except Exception:  # a JsException: the client cancelled its side
+            gone.append(True)
+            await reader.cancel()
+
+    async def observe():
+        try:
+            async for chunk in _chunks(reader):
+                tap.feed(chunk)
+        except Exception as exc:  # the upstream broke off mid-body
+            print(f"relay: upstream body ended with {type(exc).__name__}")
+        await tap.finish(bool(gone))
+
+    services.defer(watch())
+    services.defer(observe())
+    return pipe.readable
 
 
 async def _discard_unread_body(js_request):
@@ -142,9 +221,10 @@ async def _discard_unread_body(js_request):
 
 async def serve(js_request, env, ctx):
     settings = {name: getattr(env, name, None) for name in NAMES}
-    response = await handle(_to_request(js_request), settings, _services(env))
+    services = _services(env, ctx)
+    response = await handle(_to_request(js_request), settings, services)
     await _discard_unread_body(js_request)
-    return _to_js_response(response)
+    return _to_js_response(response, services)
 
 
 # The pinned local runtime calls a top-level on_fetch; current runtimes (compatibility

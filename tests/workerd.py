@@ -78,12 +78,14 @@ class LocalWorker:
                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
 
     def query(self, sql: str) -> list[dict]:
-        """Rows from the Worker's local D1, read with `wrangler d1 execute`."""
+        """Rows from the Worker's local D1, read with `wrangler d1 execute`. Its JSON shows
+        SQL NULL as the string "null"; here it is None again (relay never stores "null")."""
         done = subprocess.run(self._wrangler("d1", "execute", DATABASE, "--local", "--json",
                                              "--persist-to", str(self.state_dir), "--command", sql),
                               cwd=self.dir, env=_wrangler_env(), check=True, capture_output=True,
                               text=True, stdin=subprocess.DEVNULL)
-        return [row for result in json.loads(done.stdout) for row in result["results"]]
+        return [{name: None if value == "null" else value for name, value in row.items()}
+                for result in json.loads(done.stdout) for row in result["results"]]
 
     def start(self, timeout: float = 120.0) -> "LocalWorker":
         self.migrate()

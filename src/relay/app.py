@@ -7,7 +7,7 @@ import time
 import traceback
 from typing import Any, Mapping, Optional
 
-from . import admin, auth, cors, limits
+from . import admin, auth, cors, limits, usage
 from .config import ConfigError, Settings
 from .errors import error_response
 from .http import Request, Response
@@ -28,26 +28,46 @@ async def handle(request: Request, env: Mapping[str, Optional[str]], services: S
     origin = request.headers.get("origin")
     if cors.is_preflight(request.method, request.headers):
         return cors.preflight(request.headers, settings.cors_origins, surface)
-    try:
-        response = await _dispatch(request, settings, services, surface)
-    except Exception:
-        print("relay: internal error\n" + traceback.format_exc())
-        response = error_response(surface, 500, "relay failed to handle this request")
+    if not is_safe_path(request.path):
+        response = error_response(surface, 400, "the request path contains dot segments or encoded separators")
+    elif request.path.startswith("/admin/"):
+        response = await _guarded(admin.handle(request, settings, services), surface)
+    else:
+        route = resolve(request.method, request.path)
+        if route is None:
+            response = error_response(surface, 404, f"no route for {request.method} {request.path}")
+        else:
+            exchange = usage.Exchange(started=services.clock(), surface=surface, method=request.method,
+                                      path=request.path, client=usage.client_family(request.headers.get("user-agent")),
+                                      session_id=session_id(request.headers, None))
+            response = await _guarded(_api(request, route, settings, services, exchange), surface)
+            response.tap = usage.Meter(exchange, response.status, _content_type(response),
+                                       services, settings.prices)
     return cors.decorate(response, origin, settings.cors_origins)
 
 
-async def _dispatch(request: Request, settings: Settings, services: Services, surface: str) -> Response:
-    if not is_safe_path(request.path):
-        return error_response(surface, 400, "the request path contains dot segments or encoded separators")
-    if request.path.startswith("/admin/"):
-        return await admin.handle(request, settings, services)
-    route = resolve(request.method, request.path)
-    if route is None:
-        return error_response(surface, 404, f"no route for {request.method} {request.path}")
+async def _guarded(answer, surface: str) -> Response:
+    try:
+        return await answer
+    except Exception:
+        print("relay: internal error\n" + traceback.format_exc())
+        return error_response(surface, 500, "relay failed to handle this request")
+
+
+def _content_type(response: Response) -> str:
+    return next((value for name, value in response.headers if name.lower() == "content-type"), "")
+
+
+async def _api(request: Request, route: Route, settings: Settings, services: Services,
+               exchange: usage.Exchange) -> Response:
+    """One API request: who calls, within which limits, with what body; then the upstream.
+    Each step records what it learns on `exchange`, for the audit row."""
+    surface = route.surface
     now = time.time()
     caller = await auth.authenticate(request.headers, settings, services, now)
     if isinstance(caller, auth.Refusal):
         return error_response(surface, caller.status, caller.message)
+    exchange.key_id, exchange.billing_tag = caller.key_id, caller.billing_tag
     if services.limiters:
         rpm = caller.rpm_limit or settings.default_rpm
         wait = await limits.retry_after(caller.key_id, rpm, services.limiters)
@@ -59,9 +79,15 @@ async def _dispatch(request: Request, settings: Settings, services: Services, su
     if problem is not None:
         return problem
     model = parsed.get("model") if isinstance(parsed, dict) else None
-    if not caller.may_use(model if isinstance(model, str) else None):
+    model = model if isinstance(model, str) else None
+    exchange.model_requested = model
+    exchange.stream = isinstance(parsed, dict) and parsed.get("stream") is True
+    exchange.session_id = session_id(request.headers, parsed)
+    if not caller.may_use(model):
         return error_response(surface, 403, f"relay key {caller.key_id} may not use model {model}")
-    return await forward(request, route, body, settings, services, session_id(request.headers, parsed), now)
+    if exchange.stream and surface == "openai":
+        body = usage.ask_for_usage(body, parsed)
+    return await forward(request, route, body, settings, services, exchange, now)
 
 
 async def _read_body(request: Request, route: Route,

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping, Optional
 
+from . import pricing
+
 DEFAULT_ANTHROPIC_URL = "https://api.anthropic.com"
 DEFAULT_OPENAI_URL = "https://api.openai.com/v1"
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
@@ -23,6 +25,7 @@ NAMES = (
     "RELAY_ADMIN_TOKEN",
     "RELAY_KEY_CACHE_SECONDS",
     "RELAY_DEFAULT_RPM",
+    "RELAY_PRICES",
 )
 
 
@@ -69,6 +72,7 @@ class Settings:
     admin_token: Optional[str]
     key_cache_seconds: int
     default_rpm: int
+    prices: tuple = ()  # RELAY_PRICES entries, consulted before pricing.BUILT_IN
 
     @classmethod
     def from_env(cls, env: Mapping[str, Optional[str]]) -> "Settings":
@@ -87,4 +91,12 @@ class Settings:
             admin_token=(env.get("RELAY_ADMIN_TOKEN") or "").strip() or None,
             key_cache_seconds=_whole_number(env, "RELAY_KEY_CACHE_SECONDS", DEFAULT_KEY_CACHE_SECONDS, 0),
             default_rpm=_whole_number(env, "RELAY_DEFAULT_RPM", DEFAULT_RPM),
+            prices=_prices(env.get("RELAY_PRICES")),
         )
+
+
+def _prices(value: Optional[str]) -> tuple:
+    try:
+        return pricing.parse_overrides(value)
+    except ValueError as exc:
+        raise ConfigError(f"RELAY_PRICES {exc}") from None

@@ -7,7 +7,7 @@ hands back untouched so the adapter can stream it to the client.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Iterable, Optional, Protocol
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Optional, Protocol
 
 
 class Headers:
@@ -44,12 +44,25 @@ class Request:
     read_body: Callable[[], Awaitable[bytes]]
 
 
+class Tap(Protocol):
+    """Sees every byte of a response body as the client gets it, off the client's path.
+
+    The adapter feeds it from a tee'd copy of an upstream stream (or from the bytes
+    relay made), then calls `finish` once the body has ended or the client has gone."""
+
+    def feed(self, chunk: bytes) -> None: ...
+
+    async def finish(self, client_gone: bool) -> None: ...
+
+
 @dataclass
 class Response:
     status: int
     headers: list[tuple[str, str]] = field(default_factory=list)
-    # bytes made by relay, or the upstream's body stream, passed through as it is.
+    # bytes made by relay; the upstream's body stream, passed through as it is; or an
+    # async iterator of bytes made by relay from an upstream stream (a translation).
     body: Any = b""
+    tap: Optional[Tap] = None
 
 
 class UpstreamUnreachable(Exception):
@@ -63,3 +76,6 @@ class Transport(Protocol):
 
     async def discard(self, body: Any) -> None:
         """Drop a response body that will not be passed on, freeing its connection."""
+
+    def chunks(self, body: Any) -> AsyncIterator[bytes]:
+        """Read an upstream body stream in Python, chunk by chunk as it arrives."""

@@ -6,8 +6,10 @@ unit tests fill them with CPython stand-ins (sqlite3 runs the same SQL as D1).
 
 from __future__ import annotations
 
+import asyncio
+import time
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Optional, Protocol, Sequence
+from typing import Any, Awaitable, Callable, Mapping, Optional, Protocol, Sequence
 
 from .http import Transport
 
@@ -42,6 +44,22 @@ class IsolateState:
         self.cooldowns: dict[str, dict[str, float]] = {}     # provider -> {upstream key id: cool until}
         self.cooldowns_read_at: dict[str, float] = {}        # provider -> when KV was last read
         self.turn = 0
+        self.usage_write_failures = 0                        # audit rows D1 refused
+
+
+class Background:
+    """`Services.defer` off the Worker: each piece of work becomes a task, and a test
+    awaits them all with `settle()` before it looks at what they wrote."""
+
+    def __init__(self) -> None:
+        self._tasks: list[asyncio.Future] = []
+
+    def __call__(self, work: Awaitable[Any]) -> None:
+        self._tasks.append(asyncio.ensure_future(work))
+
+    async def settle(self) -> None:
+        while self._tasks:
+            await self._tasks.pop(0)
 
 
 @dataclass
@@ -52,3 +70,7 @@ class Services:
     # Rate-limit bindings by their requests-per-minute tier (see limits.py).
     limiters: Mapping[int, RateLimiter] = field(default_factory=dict)
     state: IsolateState = field(default_factory=IsolateState)
+    # Epoch seconds. In the Worker, the runtime's clock, which advances only across I/O.
+    clock: Callable[[], float] = time.time
+    # Work that must finish after the response is returned: ctx.waitUntil in the Worker.
+    defer: Callable[[Awaitable[Any]], None] = field(default_factory=Background)

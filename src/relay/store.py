@@ -112,3 +112,18 @@ async def revoke_key(db: Database, key_id: str, now: float) -> Optional[dict]:
     await db.run("UPDATE relay_keys SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?",
                  (iso(now), key_id))
     return await get_key(db, key_id)
+
+
+# --- the audit log (migrations/0002_usage.sql) ------------------------------------------
+
+USAGE_COLUMNS = ("created_at", "day", "key_id", "billing_tag", "session_id", "client", "surface",
+                 "provider", "upstream_key_id", "method", "path", "model_requested", "model_served",
+                 "stream", "status", "error_type", "input_tokens", "output_tokens",
+                 "cache_creation_tokens", "cache_creation_1h_tokens", "cache_read_tokens",
+                 "cache_markers_added", "ttfb_ms", "total_ms", "cost_usd", "cache_savings_usd")
+_INSERT_USAGE = (f"INSERT INTO usage ({', '.join(USAGE_COLUMNS)}) "
+                 f"VALUES ({', '.join('?' for _ in USAGE_COLUMNS)})")
+
+
+async def insert_usage(db: Database, row: dict) -> None:
+    await db.run(_INSERT_USAGE, tuple(row.get(name) for name in USAGE_COLUMNS))

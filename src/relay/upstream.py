@@ -18,6 +18,7 @@ from .http import Headers, Request, Response, UpstreamUnreachable
 from .keys import RETRYABLE, Cooldowns, cooldown_until, pool, preference
 from .routes import Route
 from .services import Services
+from .usage import Exchange
 
 
 def credential(surface: str, key: str) -> list[tuple[str, str]]:
@@ -44,8 +45,10 @@ def _passed_on(answer: Response, cooling: dict[str, float], now: float) -> Respo
 
 
 async def forward(request: Request, route: Route, body: Optional[bytes], settings: Settings,
-                  services: Services, session: Optional[str], now: float) -> Response:
+                  services: Services, exchange: Exchange, now: float) -> Response:
     """Send the request on with the first healthy key that does not answer a retryable status."""
+    session = exchange.session_id
+    exchange.provider = route.surface
     keys = pool(route.surface, settings.upstream_keys[route.surface])
     if not keys:
         return error_response(route.surface, 500, f"relay has no upstream key configured for {route.surface}")
@@ -63,6 +66,7 @@ async def forward(request: Request, route: Route, body: Optional[bytes], setting
     last = candidates[-1]
     for key in candidates:
         headers = upstream_request_headers(request.headers, credential(route.surface, key.secret))
+        exchange.upstream_key_id = key.id
         try:
             answer = await transport.send(request.method, url, headers, body)
         except UpstreamUnreachable:

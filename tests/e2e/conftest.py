@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import uuid
 
+import httpx
 import pytest
 
 from tests.fakes.upstream import FakeUpstream
@@ -78,3 +79,12 @@ def _every_d1_row(worker: LocalWorker) -> dict[str, list[dict]]:
 def tag():
     """A fresh value for `x-test-tag`, to find this test's requests at the fake upstream."""
     return uuid.uuid4().hex
+
+
+def create_key(relay: LocalWorker, **fields) -> dict:
+    """A virtual relay key made through the admin API (the key is registered in ISSUED)."""
+    response = httpx.post(relay.url + "/admin/keys", json={"name": "e2e", **fields},
+                          headers={"authorization": f"Bearer {ADMIN_TOKEN}"})
+    assert response.status_code == 201, response.text
+    ISSUED.append(response.json()["key"])
+    return response.json()

@@ -11,17 +11,9 @@ import pytest
 
 from tests.fakes.upstream import REPLY_TEXT
 
-from .conftest import ADMIN_TOKEN, ISSUED
+from .conftest import ADMIN_TOKEN, create_key
 
 CACHE_SECONDS = 2  # RELAY_KEY_CACHE_SECONDS in conftest
-
-
-def create_key(relay, **fields) -> dict:
-    response = httpx.post(relay.url + "/admin/keys", json={"name": "e2e", **fields},
-                          headers={"authorization": f"Bearer {ADMIN_TOKEN}"})
-    assert response.status_code == 201, response.text
-    ISSUED.append(response.json()["key"])
-    return response.json()
 
 
 def _client(relay, key, tag):

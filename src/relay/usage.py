@@ -1,0 +1,271 @@
+"""Token usage read from responses as they pass, and the audit row each request leaves.
+
+The adapter feeds a `Meter` (a Tap) with the bytes the client gets, from a tee'd copy of
+the stream, so reading usage never delays or buffers the client. A Meter parses only the
+frames that carry usage, the served model or an error (Anthropic `message_start`,
+`message_delta`, `error`; OpenAI's usage chunk and `[DONE]`) and writes one row when the
+body has ended, or the client has gone, in `ctx.waitUntil`.
+
+Counts are kept in Anthropic's shape, which bills each input token once: `input_tokens`
+excludes cache reads and writes. OpenAI's prompt tokens include cached ones, so those are
+split out here (`cache_read_tokens`), and one cost formula serves both APIs.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from . import pricing, store
+from .services import Services
+
+# Frames worth parsing in an Anthropic stream; deltas and pings are skipped unread.
+_ANTHROPIC_EVENTS = frozenset({b"message_start", b"message_delta", b"message_stop", b"error"})
+_OPENAI_INTERESTING = re.compile(rb'"usage"\s*:\s*\{|"error"\s*:|"response\.completed"')
+# A non-streamed body is parsed whole; past this size it is not parsed at all.
+MAX_JSON_BYTES = 8 * 1024 * 1024
+COUNTS = ("input_tokens", "output_tokens", "cache_creation_tokens", "cache_creation_1h_tokens",
+          "cache_read_tokens")
+
+
+def client_family(user_agent: Optional[str]) -> Optional[str]:
+    """The client's name from its user-agent: "claude-cli/2.1.3 (external, cli)" ->
+    "claude-cli", "Anthropic/Python 0.75.0" -> "Anthropic/Python"."""
+    if not user_agent or not user_agent.strip():
+        return None
+    product = user_agent.split()[0]
+    name, slash, version = product.rpartition("/")
+    family = name if slash and version[:1].isdigit() else product
+    return family[:64]
+
+
+@dataclass
+class Exchange:
+    """What the pipeline learns about one request, filled in as it goes, for its row."""
+
+    started: float
+    surface: str
+    method: str
+    path: str
+    client: Optional[str] = None
+    key_id: Optional[str] = None
+    billing_tag: Optional[str] = None
+    session_id: Optional[str] = None
+    provider: Optional[str] = None
+    upstream_key_id: Optional[str] = None
+    model_requested: Optional[str] = None
+    stream: bool = False
+    cache_markers_added: int = 0
+
+
+@dataclass
+class Reading:
+    """What a response body said about usage, so far."""
+
+    counts: dict[str, Optional[int]] = field(default_factory=dict)
+    model: Optional[str] = None
+    error_type: Optional[str] = None
+    complete: bool = False
+
+    def anthropic_usage(self, usage: Any) -> None:
+        if not isinstance(usage, dict):
+            return
+        for source, name in (("input_tokens", "input_tokens"), ("output_tokens", "output_tokens"),
+                             ("cache_creation_input_tokens", "cache_creation_tokens"),
+                             ("cache_read_input_tokens", "cache_read_tokens")):
+            if isinstance(usage.get(source), int):
+                self.counts[name] = usage[source]
+        split = usage.get("cache_creation")
+        if isinstance(split, dict) and isinstance(split.get("ephemeral_1h_input_tokens"), int):
+            self.counts["cache_creation_1h_tokens"] = split["ephemeral_1h_input_tokens"]
+
+    def openai_usage(self, usage: Any) -> None:
+        if not isinstance(usage, dict):
+            return
+        details = usage.get("prompt_tokens_details") or usage.get("input_tokens_details") or {}
+        cached = details.get("cached_tokens") if isinstance(details, dict) else None
+        cached = cached if isinstance(cached, int) else 0
+        prompt = usage.get("prompt_tokens", usage.get("input_tokens"))
+        if isinstance(prompt, int):
+            self.counts["input_tokens"] = max(0, prompt - cached)
+            self.counts["cache_read_tokens"] = cached
+        completion = usage.get("completion_tokens", usage.get("output_tokens"))
+        if isinstance(completion, int):
+            self.counts["output_tokens"] = completion
+
+    def error(self, payload: Any) -> None:
+        error = payload.get("error") if isinstance(payload, dict) else None
+        if isinstance(error, dict):
+            kind = error.get("type") or error.get("code")
+            self.error_type = str(kind)[:64] if kind else "error"
+
+    def model_from(self, value: Any) -> None:
+        if self.model is None and isinstance(value, str):
+            self.model = value[:128]
+
+
+class _Reader:
+    """Incremental parse of one body in one API's format (SSE or a JSON document)."""
+
+    def __init__(self, surface: str, content_type: str):
+        self.surface = surface
+        self.stream = content_type.lower().startswith("text/event-stream")
+        self.reading = Reading()
+        self._buffer = b""
+        self._event = b""
+        self._data: list[bytes] = []
+        self._too_big = False
+
+    def feed(self, chunk: bytes) -> None:
+        if not self.stream:
+            if not self._too_big:
+                self._buffer += chunk
+                self._too_big = len(self._buffer) > MAX_JSON_BYTES
+                if self._too_big:
+                    self._buffer = b""
+            return
+        lines = (self._buffer + chunk).split(b"\n")
+        self._buffer = lines.pop()
+        for line in lines:
+            self._line(line.rstrip(b"\r"))
+
+    def _line(self, line: bytes) -> None:
+        if not line:
+            if self._data:
+                self._frame(self._event, b"\n".join(self._data))
+            self._event, self._data = b"", []
+        elif line.startswith(b"event:"):
+            self._event = line[6:].strip()
+        elif line.startswith(b"data:"):
+            data = line[5:]
+            self._data.append(data[1:] if data.startswith(b" ") else data)
+
+    def _frame(self, event: bytes, data: bytes) -> None:
+        reading = self.reading
+        if self.surface == "anthropic":
+            if event not in _ANTHROPIC_EVENTS:
+                return
+            if event == b"message_stop":
+                reading.complete = True
+                return
+            payload = _json(data)
+            if event == b"message_start" and isinstance(payload, dict):
+                message = payload.get("message") or {}
+                reading.model_from(message.get("model"))
+                reading.anthropic_usage(message.get("usage"))
+            elif event == b"message_delta" and isinstance(payload, dict):
+                reading.anthropic_usage(payload.get("usage"))
+            elif event == b"error":
+                reading.error(payload)
+            return
+        if data.strip() == b"[DONE]":
+            reading.complete = True
+            return
+        if reading.model is not None and not _OPENAI_INTERESTING.search(data):
+            return
+        payload = _json(data)
+        if not isinstance(payload, dict):
+            return
+        reading.model_from(payload.get("model"))
+        if isinstance(payload.get("usage"), dict):
+            reading.openai_usage(payload["usage"])
+        if payload.get("type") == "response.completed" and isinstance(payload.get("response"), dict):
+            reading.model_from(payload["response"].get("model"))
+            reading.openai_usage(payload["response"].get("usage"))
+            reading.complete = True
+        reading.error(payload)
+
+    def close(self, status: int) -> Reading:
+        reading = self.reading
+        if self.stream:
+            if self._buffer:
+                self._line(self._buffer.rstrip(b"\r"))
+            self._line(b"")
+            return reading
+        payload = None if self._too_big else _json(self._buffer)
+        if isinstance(payload, dict):
+            reading.model_from(payload.get("model"))
+            if self.surface == "anthropic":
+                reading.anthropic_usage(payload.get("usage"))
+            else:
+                reading.openai_usage(payload.get("usage"))
+            if status >= 400:
+                reading.error(payload)
+        reading.complete = True
+        return reading
+
+
+def _json(data: bytes) -> Any:
+    try:
+        return json.loads(data)
+    except ValueError:
+        return None
+
+
+class Meter:
+    """The Tap that turns a response into its audit row."""
+
+    def __init__(self, exchange: Exchange, status: int, content_type: str, services: Services,
+                 prices: tuple = ()):
+        self.exchange = exchange
+        self.status = status
+        self._reader = _Reader(exchange.surface, content_type or "")
+        self._services = services
+        self._prices = prices
+        self._first_byte: Optional[float] = None
+
+    def feed(self, chunk: bytes) -> None:
+        if self._first_byte is None:
+            self._first_byte = self._services.clock()
+        self._reader.feed(chunk)
+
+    def row(self, client_gone: bool, now: float) -> dict:
+        ex = self.exchange
+        reading = self._reader.close(self.status)
+        error_type = reading.error_type
+        if error_type is None and client_gone:
+            error_type = "client_disconnected"
+        elif error_type is None and not reading.complete:
+            error_type = "upstream_disconnected"
+        model = reading.model or ex.model_requested
+        counts = {name: reading.counts.get(name) for name in COUNTS}
+        priced = any(value is not None for value in counts.values())
+        cost, savings = (pricing.cost(pricing.price_of(model, self._prices), counts) if priced
+                         else (None, None))
+        first = self._first_byte if self._first_byte is not None else now
+        return {
+            "created_at": store.iso(ex.started), "day": store.iso(ex.started)[:10],
+            "key_id": ex.key_id, "billing_tag": ex.billing_tag, "session_id": ex.session_id,
+            "client": ex.client, "surface": ex.surface, "provider": ex.provider,
+            "upstream_key_id": ex.upstream_key_id, "method": ex.method, "path": ex.path,
+            "model_requested": ex.model_requested, "model_served": reading.model,
+            "stream": int(ex.stream), "status": self.status, "error_type": error_type,
+            **counts, "cache_markers_added": ex.cache_markers_added,
+            "ttfb_ms": round((first - ex.started) * 1000), "total_ms": round((now - ex.started) * 1000),
+            "cost_usd": cost, "cache_savings_usd": savings,
+        }
+
+    async def finish(self, client_gone: bool) -> None:
+        services = self._services
+        if services.db is None:
+            return
+        try:
+            await store.insert_usage(services.db, self.row(client_gone, services.clock()))
+        except Exception as exc:  # D1 down: the request was served; count it and say so
+            services.state.usage_write_failures += 1
+            print(f"relay: usage row not written ({type(exc).__name__}); "
+                  f"{services.state.usage_write_failures} lost in this isolate")
+
+
+def ask_for_usage(body: bytes, parsed: dict) -> bytes:
+    """An OpenAI stream reports usage only when asked (`stream_options.include_usage`), so
+    relay asks when the client did not say either way: its last chunk (empty `choices`,
+    then `usage`) is the documented form every OpenAI SDK parses. A client that set
+    `include_usage: false` is left as it is, and its row has no token counts."""
+    options = parsed.get("stream_options")
+    if options is not None and (not isinstance(options, dict) or "include_usage" in options):
+        return body
+    changed = {**parsed, "stream_options": {**(options or {}), "include_usage": True}}
+    return json.dumps(changed, ensure_ascii=False, separators=(",", ":")).encode()

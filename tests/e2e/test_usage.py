@@ -1,0 +1,141 @@
+"""The audit log: every API request through the Worker on workerd leaves one D1 row.
+
+Rows are written after the response (ctx.waitUntil), so tests poll for them. Each test
+marks its requests with its own session id (`x-claude-code-session-id`), which relay
+records, to find its rows among the session's.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import anthropic
+import httpx
+import openai
+import pytest
+
+from .conftest import CLIENT_KEY, create_key
+
+ROW_WAIT_SECONDS = 30
+
+
+def rows(relay, session: str, count: int) -> list[dict]:
+    """The session's rows, oldest first, once there are `count` of them (and no more)."""
+    deadline = time.monotonic() + ROW_WAIT_SECONDS
+    while True:
+        found = relay.query(f"SELECT * FROM usage WHERE session_id = '{session}' ORDER BY id")
+        if len(found) >= count or time.monotonic() > deadline:
+            assert len(found) == count, f"expected {count} rows, found {len(found)}"
+            return found
+        time.sleep(0.3)
+
+
+def _anthropic(relay, session, key=CLIENT_KEY):
+    return anthropic.Anthropic(base_url=relay.url, api_key=key, max_retries=0,
+                               default_headers={"x-claude-code-session-id": session})
+
+
+def _ask(client, **extra):
+    return client.messages.create(model="claude-sonnet-4-5", max_tokens=8,
+                                  messages=[{"role": "user", "content": "hi"}], **extra)
+
+
+def test_stream_and_non_stream_rows_hold_the_upstreams_token_counts(relay, tag):
+    client = _anthropic(relay, tag)
+    message = _ask(client)
+    with client.messages.stream(model="claude-sonnet-4-5", max_tokens=8,
+                                messages=[{"role": "user", "content": "hi again"}]) as stream:
+        streamed = stream.get_final_message()
+    plain, live = rows(relay, tag, 2)
+    for row, seen in ((plain, message), (live, streamed)):
+        assert row["input_tokens"] == seen.usage.input_tokens
+        assert row["output_tokens"] == seen.usage.output_tokens
+        assert row["cache_read_tokens"] == 0 and row["status"] == 200 and row["error_type"] is None
+        assert row["model_requested"] == row["model_served"] == "claude-sonnet-4-5"
+        assert row["key_id"].startswith("static-") and row["client"] == "Anthropic/Python"
+        assert row["surface"] == row["provider"] == "anthropic"
+        assert row["upstream_key_id"].startswith("anthropic-")
+        expected = (seen.usage.input_tokens * 3 + seen.usage.output_tokens * 15) / 1e6
+        assert row["cost_usd"] == pytest.approx(expected)
+        assert 0 <= row["ttfb_ms"] <= row["total_ms"]
+    assert (plain["stream"], live["stream"]) == (0, 1)
+
+
+def test_openai_stream_rows_hold_usage_the_client_did_not_ask_for(relay, openai_upstream, tag):
+    client = openai.OpenAI(base_url=relay.url + "/openai/v1", api_key=CLIENT_KEY, max_retries=0,
+                           default_headers={"x-claude-code-session-id": tag, "x-test-tag": tag})
+    chunks = list(client.chat.completions.create(model="gpt-4o-mini", stream=True,
+                                                 messages=[{"role": "user", "content": "hi"}]))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    [seen] = openai_upstream.requests(tag)
+    assert seen.json()["stream_options"] == {"include_usage": True}
+    [row] = rows(relay, tag, 1)
+    reported = chunks[-1].usage
+    assert (row["input_tokens"], row["output_tokens"]) == (reported.prompt_tokens, reported.completion_tokens)
+    assert row["surface"] == "openai" and row["client"] == "OpenAI/Python" and row["cost_usd"] > 0
+
+
+def test_midstream_error_and_upstream_errors_leave_rows(relay, tag):
+    client = _anthropic(relay, tag)
+    with pytest.raises(anthropic.APIStatusError):
+        with client.messages.stream(model="claude-sonnet-4-5", max_tokens=8, messages=[],
+                                    extra_headers={"x-fake-scenario": "midstream-error"}) as stream:
+            stream.get_final_message()
+    with pytest.raises(anthropic.InternalServerError):
+        _ask(client, extra_headers={"x-fake-scenario": "status-500"})
+    midstream, failed = rows(relay, tag, 2)
+    assert (midstream["status"], midstream["error_type"]) == (200, "overloaded_error")
+    assert midstream["input_tokens"] > 0
+    assert (failed["status"], failed["error_type"]) == (500, "api_error")
+
+
+def test_requests_relay_refuses_leave_rows(relay, anthropic_upstream, tag):
+    with pytest.raises(anthropic.AuthenticationError):
+        _ask(_anthropic(relay, tag, key="not-a-relay-key"))
+    haiku_only = create_key(relay, allowed_models=["claude-haiku-*"], billing_tag="team-a", rpm_limit=10)
+    limited = _anthropic(relay, tag, key=haiku_only["key"])
+    with pytest.raises(anthropic.PermissionDeniedError):
+        _ask(limited)
+    with pytest.raises(anthropic.RateLimitError):
+        for _ in range(12):
+            limited.messages.create(model="claude-haiku-4-5", max_tokens=8,
+                                    messages=[{"role": "user", "content": "hi"}])
+    # The 403 counted against the key's 10 a minute too: 9 more pass, the 10th is refused.
+    found = rows(relay, tag, 2 + 10)
+    assert (found[0]["status"], found[0]["key_id"], found[0]["error_type"]) == (401, None, "authentication_error")
+    assert (found[1]["status"], found[1]["key_id"], found[1]["billing_tag"]) == (403, haiku_only["id"], "team-a")
+    assert [row["status"] for row in found[2:]] == [200] * 9 + [429]
+    assert found[-1]["error_type"] == "rate_limit_error" and found[-1]["upstream_key_id"] is None
+
+
+def test_concurrent_streams_leave_exactly_one_row_each(relay, tag):
+    client = _anthropic(relay, tag)
+
+    def one(_):
+        with client.messages.stream(model="claude-sonnet-4-5", max_tokens=8,
+                                    messages=[{"role": "user", "content": "hi"}],
+                                    extra_headers={"x-fake-events": "5", "x-fake-pace-ms": "20"}) as stream:
+            return stream.get_final_message().usage.output_tokens
+
+    with ThreadPoolExecutor(8) as pool:
+        outputs = list(pool.map(one, range(24)))
+    found = rows(relay, tag, 24)
+    assert sorted(row["output_tokens"] for row in found) == sorted(outputs)
+    assert all(row["status"] == 200 and row["error_type"] is None for row in found)
+
+
+def test_a_client_that_disconnects_mid_stream_still_leaves_a_row(relay, tag):
+    headers = {"x-api-key": CLIENT_KEY, "x-claude-code-session-id": tag,
+               "x-fake-events": "20", "x-fake-pace-ms": "50"}
+    body = {"model": "claude-sonnet-4-5", "max_tokens": 8, "stream": True,
+            "messages": [{"role": "user", "content": "hi"}]}
+    with httpx.stream("POST", relay.url + "/v1/messages", headers=headers, json=body) as response:
+        for line in response.iter_lines():
+            if "content_block_delta" in line:
+                break
+    [row] = rows(relay, tag, 1)
+    assert row["status"] == 200 and row["stream"] == 1 and row["input_tokens"] > 0
+    # In production the runtime cancels the stream and the row says client_disconnected;
+    # the local wrangler proxy reads the rest of the body itself, so locally it completes.
+    assert row["error_type"] in (None, "client_disconnected")

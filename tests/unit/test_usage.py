@@ -1,0 +1,155 @@
+"""Usage read from response bodies however the bytes are split, and the row it makes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from relay import pricing
+from relay.services import Services
+from relay.usage import Exchange, Meter, ask_for_usage, client_family
+from tests.fakes.platform import SqliteDatabase
+
+ANTHROPIC_STREAM = (
+    b'event: message_start\ndata: {"type":"message_start","message":{"id":"m","model":"claude-sonnet-4-5",'
+    b'"usage":{"input_tokens":100,"cache_creation_input_tokens":2000,"cache_read_input_tokens":30000,'
+    b'"cache_creation":{"ephemeral_5m_input_tokens":1500,"ephemeral_1h_input_tokens":500},"output_tokens":1}}}\n\n'
+    b'event: content_block_start\ndata: {"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}\n\n'
+    b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"h\xc3\xa9"}}\n\n'
+    b'event: message_delta\ndata: {"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":42}}\n\n'
+    b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
+)
+OPENAI_STREAM = (
+    b'data: {"id":"c","object":"chat.completion.chunk","model":"gpt-4o-mini","choices":[{"index":0,"delta":{"content":"hi"}}],"usage":null}\r\n\r\n'
+    b'data: {"id":"c","object":"chat.completion.chunk","model":"gpt-4o-mini","choices":[],'
+    b'"usage":{"prompt_tokens":1000,"completion_tokens":7,"prompt_tokens_details":{"cached_tokens":600}}}\r\n\r\n'
+    b'data: [DONE]\r\n\r\n'
+)
+
+
+def _meter(surface: str, status: int = 200, content_type: str = "text/event-stream", db=None) -> Meter:
+    exchange = Exchange(started=1_700_000_000.0, surface=surface, method="POST", path="/v1/messages",
+                        model_requested="asked-model", stream=True)
+    return Meter(exchange, status, content_type, Services(transport=None, db=db, clock=lambda: 1_700_000_001.5))
+
+
+def _splits(body: bytes):
+    """Every way of cutting the body in two, and in one-byte pieces."""
+    for cut in range(len(body) + 1):
+        yield [body[:cut], body[cut:]]
+    yield [body[i:i + 1] for i in range(len(body))]
+
+
+@pytest.mark.parametrize("pieces", list(_splits(ANTHROPIC_STREAM)))
+def test_anthropic_stream_usage_at_any_byte_boundary(pieces):
+    meter = _meter("anthropic")
+    for piece in pieces:
+        meter.feed(piece)
+    row = meter.row(client_gone=False, now=1_700_000_002.0)
+    assert (row["input_tokens"], row["output_tokens"], row["cache_creation_tokens"],
+            row["cache_creation_1h_tokens"], row["cache_read_tokens"]) == (100, 42, 2000, 500, 30000)
+    assert row["model_served"] == "claude-sonnet-4-5" and row["error_type"] is None
+
+
+@pytest.mark.parametrize("pieces", list(_splits(OPENAI_STREAM)))
+def test_openai_stream_usage_at_any_byte_boundary(pieces):
+    meter = _meter("openai")
+    for piece in pieces:
+        meter.feed(piece)
+    row = meter.row(client_gone=False, now=1_700_000_002.0)
+    # Prompt tokens include cached ones; the row bills each input token once.
+    assert (row["input_tokens"], row["cache_read_tokens"], row["output_tokens"]) == (400, 600, 7)
+    assert row["model_served"] == "gpt-4o-mini" and row["error_type"] is None
+
+
+def test_cost_and_savings_follow_the_price_table():
+    row = _meter("anthropic")
+    row.feed(ANTHROPIC_STREAM)
+    row = row.row(False, 1_700_000_002.0)
+    # Sonnet: $3 in, $15 out, 5m write $3.75, 1h write $6, read $0.30 per million.
+    expected = (100 * 3 + 42 * 15 + 1500 * 3.75 + 500 * 6 + 30000 * 0.3) / 1e6
+    assert row["cost_usd"] == pytest.approx(expected)
+    saved = (30000 * (3 - 0.3) - 1500 * (3.75 - 3) - 500 * (6 - 3)) / 1e6
+    assert row["cache_savings_usd"] == pytest.approx(saved)
+
+
+def test_midstream_error_disconnects_and_truncation_are_told_apart():
+    error = _meter("anthropic")
+    error.feed(ANTHROPIC_STREAM.split(b"event: message_delta")[0]
+               + b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error","message":"x"}}\n\n')
+    assert error.row(False, 1_700_000_002.0)["error_type"] == "overloaded_error"
+    cut = _meter("anthropic")
+    cut.feed(ANTHROPIC_STREAM[:300])
+    assert cut.row(False, 1_700_000_002.0)["error_type"] == "upstream_disconnected"
+    gone = _meter("anthropic")
+    gone.feed(ANTHROPIC_STREAM[:300])
+    row = gone.row(True, 1_700_000_002.0)
+    assert row["error_type"] == "client_disconnected" and row["input_tokens"] == 100
+
+
+def test_json_bodies_and_errors():
+    ok = _meter("anthropic", content_type="application/json")
+    ok.feed(json.dumps({"model": "claude-haiku-4-5", "usage": {"input_tokens": 5, "output_tokens": 6}}).encode())
+    row = ok.row(False, 1_700_000_002.0)
+    assert (row["input_tokens"], row["output_tokens"], row["model_served"]) == (5, 6, "claude-haiku-4-5")
+    refused = _meter("openai", status=429, content_type="application/json")
+    refused.feed(b'{"error":{"message":"slow down","type":"rate_limit_exceeded","code":"rate_limit_exceeded"}}')
+    row = refused.row(False, 1_700_000_002.0)
+    assert row["status"] == 429 and row["error_type"] == "rate_limit_exceeded"
+    assert row["input_tokens"] is None and row["cost_usd"] is None
+
+
+def test_unknown_model_costs_null_not_zero():
+    meter = _meter("anthropic", content_type="application/json")
+    meter.feed(b'{"model":"someone-elses-model","usage":{"input_tokens":5,"output_tokens":6}}')
+    assert meter.row(False, 1_700_000_002.0)["cost_usd"] is None
+
+
+def test_price_overrides_come_first_and_are_checked():
+    overrides = pricing.parse_overrides('{"claude-sonnet-4*": {"input": 1, "output": 2}}')
+    assert pricing.price_of("claude-sonnet-4-5", overrides).cache_read == pytest.approx(0.1)
+    assert pricing.price_of("claude-sonnet-4-5").input == 3
+    for bad in ('[1]', '{"x": {"input": -1, "output": 1}}', '{"x": {"input": 1}}', '{"x": {"inptu": 1}}'):
+        with pytest.raises(ValueError):
+            pricing.parse_overrides(bad)
+
+
+def test_rows_reach_the_database_and_a_failing_database_is_counted():
+    db = SqliteDatabase()
+    meter = _meter("anthropic", db=db)
+    meter.feed(ANTHROPIC_STREAM)
+    asyncio.run(meter.finish(False))
+    [row] = asyncio.run(db.all("SELECT * FROM usage"))
+    assert row["ttfb_ms"] == 1500 and row["total_ms"] == 1500 and row["output_tokens"] == 42
+
+    class Down:
+        async def run(self, sql, params=()):
+            raise ConnectionError("D1 unavailable")
+
+    broken = _meter("anthropic", db=Down())
+    broken.feed(ANTHROPIC_STREAM)
+    asyncio.run(broken.finish(False))
+    assert broken._services.state.usage_write_failures == 1
+
+
+def test_openai_streams_are_asked_for_usage_unless_the_client_said_no():
+    body = b'{"model":"m","stream":true,"messages":[{"role":"user","content":"\xc3\xa9"}]}'
+    asked = json.loads(ask_for_usage(body, json.loads(body)))
+    assert asked["stream_options"] == {"include_usage": True}
+    assert list(asked) == ["model", "stream", "messages", "stream_options"]
+    assert asked["messages"][0]["content"] == "é"
+    declined = b'{"model":"m","stream":true,"stream_options":{"include_usage":false}}'
+    assert ask_for_usage(declined, json.loads(declined)) is declined
+
+
+@pytest.mark.parametrize("agent, family", [
+    ("claude-cli/2.1.331 (external, cli)", "claude-cli"),
+    ("Anthropic/Python 0.75.0", "Anthropic/Python"),
+    ("OpenAI/Python 2.8.0", "OpenAI/Python"),
+    ("curl/8.5.0", "curl"),
+    ("", None),
+])
+def test_client_family(agent, family):
+    assert client_family(agent) == family

@@ -74,6 +74,12 @@ async def _api(request: Request, route: Route, settings: Settings, services: Ser
         if wait is not None:
             return error_response(surface, 429, f"relay key {caller.key_id} is over its limit of {rpm} "
                                   f"requests per minute", (("retry-after", str(wait)),))
+    if caller.monthly_budget_usd is not None and services.db is not None:
+        spent = await limits.spent_this_month(services.db, services.state, caller.key_id, now,
+                                              settings.key_cache_seconds)
+        if spent >= caller.monthly_budget_usd:
+            return error_response(surface, 402, f"relay key {caller.key_id} has spent its monthly budget of "
+                                  f"${caller.monthly_budget_usd:.2f} (${spent:.2f} this month)")
 
     body, parsed, problem = await _read_body(request, route, settings.max_body_bytes)
     if problem is not None:
@@ -85,6 +91,13 @@ async def _api(request: Request, route: Route, settings: Settings, services: Ser
     exchange.session_id = session_id(request.headers, parsed)
     if not caller.may_use(model):
         return error_response(surface, 403, f"relay key {caller.key_id} may not use model {model}")
+    if exchange.stream and caller.max_concurrent_streams and services.db is not None:
+        exchange.stream_slot = await limits.open_stream(services.db, caller.key_id,
+                                                        caller.max_concurrent_streams, now)
+        if exchange.stream_slot is None:
+            return error_response(surface, 429, f"relay key {caller.key_id} already has "
+                                  f"{caller.max_concurrent_streams} streams open, its limit",
+                                  (("retry-after", "1"),))
     if exchange.stream and surface == "openai":
         body = usage.ask_for_usage(body, parsed)
     return await forward(request, route, body, settings, services, exchange, now)

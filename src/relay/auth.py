@@ -31,6 +31,8 @@ class Caller:
     billing_tag: Optional[str] = None
     allowed_models: tuple[str, ...] = ()
     rpm_limit: Optional[int] = None
+    max_concurrent_streams: Optional[int] = None
+    monthly_budget_usd: Optional[float] = None
 
     def may_use(self, model: Optional[str]) -> bool:
         if not self.allowed_models or model is None:
@@ -93,4 +95,6 @@ async def authenticate(headers: Headers, settings: Settings, services: Services,
         return Refusal(401, f"relay key {record['id']} has expired")
     return Caller(key_id=record["id"], billing_tag=record.get("billing_tag"),
                   allowed_models=tuple(record.get("allowed_models") or ()),
-                  rpm_limit=record.get("rpm_limit"))
+                  rpm_limit=record.get("rpm_limit"),
+                  max_concurrent_streams=record.get("max_concurrent_streams"),
+                  monthly_budget_usd=record.get("monthly_budget_usd"))

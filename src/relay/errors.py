@@ -27,6 +27,7 @@ _ANTHROPIC_TYPES = {
 _OPENAI_TYPES = {
     400: ("invalid_request_error", None),
     401: ("invalid_request_error", "invalid_api_key"),
+    402: ("insufficient_quota", "insufficient_quota"),
     403: ("invalid_request_error", "permission_denied"),
     404: ("invalid_request_error", "not_found"),
     405: ("invalid_request_error", "method_not_allowed"),

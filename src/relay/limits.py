@@ -1,17 +1,32 @@
-"""Per-relay-key request rate limits, on Workers Rate Limiting bindings.
+"""Per-relay-key limits: requests per minute, streams open at once, and a monthly budget.
 
-A binding's limit is fixed in wrangler.toml, so relay declares one binding per tier
+Requests per minute use Workers Rate Limiting bindings. A binding's limit is fixed in wrangler.toml, so relay declares one binding per tier
 (`RPM_LIMIT_<n>`: n requests per 60 s) and enforces a key's `rpm_limit` with the
 largest tier not above it: never more than the key was given. Counting is per
 Cloudflare location and eventually consistent (the platform's documented accuracy).
+
+Open streams are rows in D1 (a single primary, so every isolate and location sees the
+same count); a key's slot is taken and checked in one statement, so two requests racing
+for the last slot cannot both get it. Only keys with a limit pay for those queries.
+
+A monthly budget compares the key's spend this UTC month (the sum of its audit rows)
+with its `monthly_budget_usd`. The sum is read from D1 at most once per
+RELAY_KEY_CACHE_SECONDS per isolate; costs this isolate records meanwhile are added to
+it, so a busy key cannot overspend by more than other isolates' last few seconds.
 """
 
 from __future__ import annotations
 
+import secrets
 import time
+from datetime import datetime, timezone
 from typing import Mapping, Optional
 
-from .services import RateLimiter
+from . import store
+from .services import Database, IsolateState, RateLimiter
+
+# After this long an open-stream row no longer counts (an isolate may have died with it).
+STREAM_MAX_SECONDS = 3600
 
 RPM_PREFIX = "RPM_LIMIT_"
 PERIOD_SECONDS = 60
@@ -34,3 +49,44 @@ async def retry_after(key_id: str, rpm: int, tiers: Mapping[int, RateLimiter]) -
     if await tiers[tier].allow(key_id):
         return None
     return max(1, PERIOD_SECONDS - int(time.time()) % PERIOD_SECONDS)
+
+
+async def open_stream(db: Database, key_id: str, limit: int, now: float) -> Optional[str]:
+    """Take one of the key's `limit` stream slots: its id, or None when all are taken."""
+    slot = secrets.token_hex(8)
+    await db.run(
+        "INSERT INTO open_streams (id, key_id, started_at) SELECT ?, ?, ? WHERE "
+        "(SELECT COUNT(*) FROM open_streams WHERE key_id = ? AND started_at > ?) < ?",
+        (slot, key_id, now, key_id, now - STREAM_MAX_SECONDS, limit))
+    taken = await db.all("SELECT id FROM open_streams WHERE id = ?", (slot,))
+    return slot if taken else None
+
+
+async def close_stream(db: Database, slot: str) -> None:
+    await db.run("DELETE FROM open_streams WHERE id = ? OR started_at < ?",
+                 (slot, time.time() - STREAM_MAX_SECONDS))
+
+
+def month_start(now: float) -> float:
+    moment = datetime.fromtimestamp(now, timezone.utc)
+    return datetime(moment.year, moment.month, 1, tzinfo=timezone.utc).timestamp()
+
+
+async def spent_this_month(db: Database, state: IsolateState, key_id: str, now: float,
+                           cache_seconds: int) -> float:
+    """What the key's requests cost since the start of this UTC month, in dollars."""
+    start = month_start(now)
+    cached = state.spend.get(key_id)
+    if cached is None or cached["month"] != start or now - cached["read_at"] >= cache_seconds:
+        rows = await db.all("SELECT COALESCE(SUM(cost_usd), 0) AS spent FROM usage "
+                            "WHERE key_id = ? AND created_at >= ?", (key_id, store.iso(start)))
+        cached = state.spend[key_id] = {"month": start, "read_at": now,
+                                        "spent": float(rows[0]["spent"]), "since": 0.0}
+    return cached["spent"] + cached["since"]
+
+
+def note_spend(state: IsolateState, key_id: Optional[str], cost: Optional[float]) -> None:
+    """Count a cost this isolate recorded until the key's spend is next read from D1."""
+    cached = state.spend.get(key_id) if key_id else None
+    if cached is not None and cost:
+        cached["since"] += cost

@@ -45,6 +45,7 @@ class IsolateState:
         self.cooldowns_read_at: dict[str, float] = {}        # provider -> when KV was last read
         self.turn = 0
         self.usage_write_failures = 0                        # audit rows D1 refused
+        self.spend: dict[str, dict] = {}                     # relay key id -> month's spend (limits.py)
 
 
 class Background:

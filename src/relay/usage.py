@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from . import pricing, store
+from . import limits, pricing, store
 from .services import Services
 
 # Frames worth parsing in an Anthropic stream; deltas and pings are skipped unread.
@@ -58,6 +58,7 @@ class Exchange:
     model_requested: Optional[str] = None
     stream: bool = False
     cache_markers_added: int = 0
+    stream_slot: Optional[str] = None  # limits.open_stream's, released when the body ends
 
 
 @dataclass
@@ -248,11 +249,19 @@ class Meter:
         }
 
     async def finish(self, client_gone: bool) -> None:
-        services = self._services
+        """Free the stream slot, count the cost against the key's budget, write the row."""
+        services, ex = self._services, self.exchange
         if services.db is None:
             return
+        if ex.stream_slot is not None:  # first, so the slot is free once the row is there
+            try:
+                await limits.close_stream(services.db, ex.stream_slot)
+            except Exception as exc:
+                print(f"relay: stream slot not released ({type(exc).__name__}); it lapses by itself")
+        row = self.row(client_gone, services.clock())
+        limits.note_spend(services.state, ex.key_id, row["cost_usd"])
         try:
-            await store.insert_usage(services.db, self.row(client_gone, services.clock()))
+            await store.insert_usage(services.db, row)
         except Exception as exc:  # D1 down: the request was served; count it and say so
             services.state.usage_write_failures += 1
             print(f"relay: usage row not written ({type(exc).__name__}); "

@@ -1,11 +1,14 @@
-"""Per-key rate limits over fixed-limit tiers."""
+"""Per-key limits: rate tiers, stream slots in D1, monthly spend."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 
+from relay import limits, store
 from relay.limits import retry_after, tier_for
-from tests.fakes.platform import CountingLimiter
+from relay.services import IsolateState
+from tests.fakes.platform import CountingLimiter, SqliteDatabase
 
 
 def test_the_largest_tier_not_above_the_limit():
@@ -33,3 +36,41 @@ def test_each_key_counts_on_its_own():
 
 def test_a_limit_below_every_tier_refuses():
     assert asyncio.run(retry_after("rk_1", 5, {10: CountingLimiter(10)})) == 60
+
+
+def test_stream_slots_are_taken_up_to_the_limit_and_freed():
+    db = SqliteDatabase()
+    now = 1_700_000_000.0
+    first, second = (asyncio.run(limits.open_stream(db, "rk_a", 2, now)) for _ in range(2))
+    assert first and second and first != second
+    assert asyncio.run(limits.open_stream(db, "rk_a", 2, now)) is None
+    assert asyncio.run(limits.open_stream(db, "rk_b", 2, now))  # another key has its own slots
+    asyncio.run(limits.close_stream(db, first))
+    assert asyncio.run(limits.open_stream(db, "rk_a", 2, now))
+
+
+def test_a_slot_left_by_a_dead_isolate_lapses():
+    db = SqliteDatabase()
+    then = 1_700_000_000.0
+    assert asyncio.run(limits.open_stream(db, "rk_a", 1, then))
+    assert asyncio.run(limits.open_stream(db, "rk_a", 1, then + 60)) is None
+    assert asyncio.run(limits.open_stream(db, "rk_a", 1, then + limits.STREAM_MAX_SECONDS + 1))
+
+
+def test_spend_is_read_once_per_cache_window_plus_what_this_isolate_recorded():
+    db = SqliteDatabase()
+    state = IsolateState()
+    now = time.time()
+
+    async def add_row(cost, when):
+        await db.run("INSERT INTO usage (created_at, day, key_id, surface, method, path, status, cost_usd) "
+                     "VALUES (?, ?, 'rk_a', 'anthropic', 'POST', '/v1/messages', 200, ?)",
+                     (store.iso(when), store.iso(when)[:10], cost))
+
+    asyncio.run(add_row(1.5, now))
+    asyncio.run(add_row(100.0, limits.month_start(now) - 1))  # last month: not counted
+    assert asyncio.run(limits.spent_this_month(db, state, "rk_a", now, 30)) == 1.5
+    asyncio.run(add_row(2.0, now))                      # written by another isolate
+    limits.note_spend(state, "rk_a", 0.25)              # recorded by this one
+    assert asyncio.run(limits.spent_this_month(db, state, "rk_a", now + 1, 30)) == 1.75
+    assert asyncio.run(limits.spent_this_month(db, state, "rk_a", now + 31, 30)) == 3.5

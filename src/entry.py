@@ -5,16 +5,17 @@ body stream is handed back to the runtime untouched, so SSE reaches the client c
 chunk with no Python code on the byte path.
 """
 
+import asyncio
 import json
 
-from js import JSON, URL, Date, Object, TransformStream, fetch
+from js import JSON, URL, AbortController, Date, Object, TransformStream, fetch
 from js import Headers as JsHeaders
 from js import Response as JsResponse
 from pyodide.ffi import to_js
 
 from relay.app import handle
 from relay.config import NAMES
-from relay.http import Headers, Request, Response, UpstreamUnreachable
+from relay.http import Headers, Request, Response, UpstreamTimeout, UpstreamUnreachable
 from relay.limits import RPM_PREFIX
 from relay.services import IsolateState, Services
 
@@ -32,12 +33,16 @@ def _pairs(js_headers):
 class FetchTransport:
     """The core's Transport, over the runtime's fetch()."""
 
-    async def send(self, method, url, headers, body):
-        init = {"method": method, "headers": _js_headers(headers)}
+    async def send(self, method, url, headers, body, timeout=None):
+        abort = AbortController.new()
+        init = {"method": method, "headers": _js_headers(headers), "signal": abort.signal}
         if body is not None:
             init["body"] = to_js(body)
         try:
-            answer = await fetch(url, _js_object(init))
+            answer = await asyncio.wait_for(fetch(url, _js_object(init)), timeout)
+        except asyncio.TimeoutError:
+            abort.abort()
+            raise UpstreamTimeout(f"no answer within {timeout}s") from None
         except Exception as exc:  # a JsException: DNS, connect, TLS or reset
             raise UpstreamUnreachable(type(exc).__name__) from None
         return Response(answer.status, _pairs(answer.headers), answer.body)
@@ -177,23 +182,32 @@ def _from_python(chunks, tap, services):
     return pipe.readable
 
 
+# How long a failed pipe waits for the tap's copy to fail too before it blames the client.
+UPSTREAM_ERROR_GRACE_SECONDS = 0.05
+
+
 def _observed(stream, tap, services):
     """The upstream stream for the client, untouched, and a tee'd copy for the tap.
 
     The client's copy goes through a native pipe, whose promise fails when the client
-    cancels (disconnects); then the tap's copy is cancelled too, so the upstream request
-    is cancelled as well, and the tap learns the client has gone."""
+    cancels (disconnects) or the upstream breaks off. An upstream break errors the tap's
+    copy too, at once; a client that has gone does not, so then the tap's copy is
+    cancelled, which cancels the upstream request, and the tap learns the client left."""
     to_client, to_tap = stream.tee()
     pipe = TransformStream.new()
     piping = to_client.pipeTo(pipe.writable)
     reader = to_tap.getReader()
-    gone = []
+    state = {"ended": False, "client_gone": False}
 
     async def watch():
         try:
             await piping
-        except Exception:  # a JsException: the client cancelled its side
-            gone.append(True)
+            return
+        except Exception:  # a JsException: the client went away, or the upstream broke off
+            pass
+        await asyncio.sleep(UPSTREAM_ERROR_GRACE_SECONDS)
+        if not state["ended"]:
+            state["client_gone"] = True
             await reader.cancel()
 
     async def observe():
@@ -202,7 +216,8 @@ def _observed(stream, tap, services):
                 tap.feed(chunk)
         except Exception as exc:  # the upstream broke off mid-body
             print(f"relay: upstream body ended with {type(exc).__name__}")
-        await tap.finish(bool(gone))
+        state["ended"] = True
+        await tap.finish(state["client_gone"])
 
     services.defer(watch())
     services.defer(observe())

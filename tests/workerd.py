@@ -51,7 +51,7 @@ class LocalWorker:
     """relay under `wrangler dev`; a context manager. `url` is where clients point."""
 
     def __init__(self, vars: Mapping[str, str], *, config: Path = ROOT / "wrangler.toml",
-                 port: Optional[int] = None, state_dir: Optional[Path] = None):
+                 port: Optional[int] = None, state_dir: Optional[Path] = None, migrate: bool = True):
         self._tmp = tempfile.TemporaryDirectory(prefix="relay-worker-")
         self.dir = Path(self._tmp.name)
         self.port = port or free_port()
@@ -60,6 +60,7 @@ class LocalWorker:
         (self.dir / "wrangler.toml").write_text(_config_text(config))
         (self.dir / ".dev.vars").write_text("".join(f"{k}={v}\n" for k, v in vars.items()))
         self._process: Optional[subprocess.Popen] = None
+        self._migrate = migrate  # False: a D1 without relay's tables, as if D1 were failing
 
     @property
     def url(self) -> str:
@@ -88,7 +89,8 @@ class LocalWorker:
                 for result in json.loads(done.stdout) for row in result["results"]]
 
     def start(self, timeout: float = 120.0) -> "LocalWorker":
-        self.migrate()
+        if self._migrate:
+            self.migrate()
         with open(self.log_path, "wb") as log:
             self._process = subprocess.Popen(
                 self._wrangler("dev", "--ip", "127.0.0.1", "--port", str(self.port),

@@ -64,7 +64,7 @@ async def _api(request: Request, route: Route, settings: Settings, services: Ser
     Each step records what it learns on `exchange`, for the audit row."""
     surface = route.surface
     now = time.time()
-    caller = await auth.authenticate(request.headers, settings, services, now)
+    caller = await auth.authenticate(request.headers, settings, services, now, surface)
     if isinstance(caller, auth.Refusal):
         return error_response(surface, caller.status, caller.message)
     exchange.key_id, exchange.billing_tag = caller.key_id, caller.billing_tag

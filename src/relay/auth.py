@@ -46,15 +46,14 @@ class Refusal:
     message: str
 
 
-def presented_key(headers: Headers) -> Optional[str]:
-    """The key from `x-api-key` (Anthropic SDKs) or `Authorization: Bearer` (OpenAI SDKs)."""
-    key = headers.get("x-api-key")
-    if key:
-        return key.strip()
+def presented_key(headers: Headers, surface: str = "anthropic") -> Optional[str]:
+    """The key from `x-api-key` (Anthropic SDKs) or `Authorization: Bearer` (OpenAI SDKs,
+    Claude Code with ANTHROPIC_AUTH_TOKEN). A client that sends both is read in its own
+    API's way: `x-api-key` first on the Anthropic surface, the bearer token on OpenAI's."""
+    api_key = (headers.get("x-api-key") or "").strip() or None
     scheme, _, token = (headers.get("authorization") or "").partition(" ")
-    if scheme.lower() == "bearer" and token.strip():
-        return token.strip()
-    return None
+    bearer = token.strip() if scheme.lower() == "bearer" and token.strip() else None
+    return (bearer or api_key) if surface == "openai" else (api_key or bearer)
 
 
 def _static_caller(hashed: str, static_keys: tuple[str, ...]) -> Optional[Caller]:
@@ -78,8 +77,8 @@ async def _record(hashed: str, settings: Settings, services: Services, now: floa
 
 
 async def authenticate(headers: Headers, settings: Settings, services: Services,
-                       now: float) -> Union[Caller, Refusal]:
-    key = presented_key(headers)
+                       now: float, surface: str = "anthropic") -> Union[Caller, Refusal]:
+    key = presented_key(headers, surface)
     if not key:
         return Refusal(401, "missing relay key: send it as x-api-key or Authorization: Bearer")
     hashed = store.key_hash(key)

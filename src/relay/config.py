@@ -12,6 +12,8 @@ DEFAULT_OPENAI_URL = "https://api.openai.com/v1"
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 DEFAULT_KEY_CACHE_SECONDS = 30
 DEFAULT_RPM = 1000
+# Anthropic's SDKs wait up to 10 minutes for a non-streaming answer; so does relay.
+DEFAULT_UPSTREAM_TIMEOUT_SECONDS = 600
 
 # Every name the Worker reads from its env; the adapter copies exactly these.
 NAMES = (
@@ -26,6 +28,7 @@ NAMES = (
     "RELAY_KEY_CACHE_SECONDS",
     "RELAY_DEFAULT_RPM",
     "RELAY_PRICES",
+    "RELAY_UPSTREAM_TIMEOUT_SECONDS",
 )
 
 
@@ -73,6 +76,7 @@ class Settings:
     key_cache_seconds: int
     default_rpm: int
     prices: tuple = ()  # RELAY_PRICES entries, consulted before pricing.BUILT_IN
+    upstream_timeout: float = DEFAULT_UPSTREAM_TIMEOUT_SECONDS  # seconds to the upstream's headers
 
     @classmethod
     def from_env(cls, env: Mapping[str, Optional[str]]) -> "Settings":
@@ -92,6 +96,8 @@ class Settings:
             key_cache_seconds=_whole_number(env, "RELAY_KEY_CACHE_SECONDS", DEFAULT_KEY_CACHE_SECONDS, 0),
             default_rpm=_whole_number(env, "RELAY_DEFAULT_RPM", DEFAULT_RPM),
             prices=_prices(env.get("RELAY_PRICES")),
+            upstream_timeout=_whole_number(env, "RELAY_UPSTREAM_TIMEOUT_SECONDS",
+                                           DEFAULT_UPSTREAM_TIMEOUT_SECONDS),
         )
 
 

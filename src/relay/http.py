@@ -69,10 +69,16 @@ class UpstreamUnreachable(Exception):
     """The upstream could not be reached (DNS, connect, TLS, reset before a response)."""
 
 
+class UpstreamTimeout(UpstreamUnreachable):
+    """The upstream did not start its answer in time (the request was abandoned)."""
+
+
 class Transport(Protocol):
     async def send(self, method: str, url: str, headers: list[tuple[str, str]],
-                   body: Optional[bytes]) -> Response:
-        """Send one request upstream; raise UpstreamUnreachable when no response came."""
+                   body: Optional[bytes], timeout: Optional[float] = None) -> Response:
+        """Send one request upstream; raise UpstreamUnreachable when no response came, and
+        UpstreamTimeout when its status and headers took longer than `timeout` seconds (the
+        body, a stream perhaps minutes long, is not timed)."""
 
     async def discard(self, body: Any) -> None:
         """Drop a response body that will not be passed on, freeing its connection."""

@@ -14,7 +14,7 @@ from typing import Optional
 from .config import Settings
 from .errors import error_response
 from .headers import client_response_headers, upstream_request_headers
-from .http import Headers, Request, Response, UpstreamUnreachable
+from .http import Headers, Request, Response, UpstreamTimeout, UpstreamUnreachable
 from .keys import RETRYABLE, Cooldowns, cooldown_until, pool, preference
 from .routes import Route
 from .services import Services
@@ -68,7 +68,10 @@ async def forward(request: Request, route: Route, body: Optional[bytes], setting
         headers = upstream_request_headers(request.headers, credential(route.surface, key.secret))
         exchange.upstream_key_id = key.id
         try:
-            answer = await transport.send(request.method, url, headers, body)
+            answer = await transport.send(request.method, url, headers, body, settings.upstream_timeout)
+        except UpstreamTimeout:
+            return error_response(route.surface, 504, f"the upstream API did not answer within "
+                                  f"{settings.upstream_timeout:g}s (RELAY_UPSTREAM_TIMEOUT_SECONDS)")
         except UpstreamUnreachable:
             return error_response(route.surface, 502, "the upstream API could not be reached")
         if answer.status == 429:

@@ -10,6 +10,7 @@ A test picks a behaviour per request with header fields that relay forwards unto
   `retry-after: 0` on 429/529 (so relay does not cool the key down for other tests);
 - `x-fake-scenario: midstream-error` - a stream that starts, then sends an `error` event;
 - `x-fake-scenario: close-midstream` - a stream whose connection is dropped mid-way;
+- `x-fake-scenario: stall-<seconds>` - say nothing for that long (at most 30 s), then answer;
 - `x-fake-gate: <id>` - stream the first event, then wait until the test calls
   `release(<id>)` (proof that nothing between them buffers);
 - `x-fake-events: N`, `x-fake-pace-ms: M` - N text deltas, M ms apart.
@@ -146,6 +147,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(429, retry_after)
         if scenario.startswith("status-"):
             return self._error(int(scenario.split("-", 1)[1]))
+        if scenario.startswith("stall-"):
+            time.sleep(min(float(scenario.split("-", 1)[1]), GATE_TIMEOUT_S))
         path = seen.path.split("?", 1)[0]
         flavour = self.server.fake.flavour
         handler = {

@@ -26,7 +26,7 @@ class ScriptedTransport:
         self.calls: list[str] = []
         self.discarded: list[object] = []
 
-    async def send(self, method, url, headers, body):
+    async def send(self, method, url, headers, body, timeout=None):
         key = dict(headers)["x-api-key"]
         self.calls.append(key)
         status = self.statuses.get(key, 200)

@@ -21,7 +21,7 @@ class OkTransport:
     def __init__(self):
         self.calls = 0
 
-    async def send(self, method, url, headers, body):
+    async def send(self, method, url, headers, body, timeout=None):
         self.calls += 1
         return Response(200, [("content-type", "application/json")], b"{}")
 
@@ -117,3 +117,13 @@ def test_over_the_rate_limit_is_a_429_before_the_upstream():
     limited = _post(services, key)
     assert 1 <= int(dict(limited.headers)["retry-after"]) <= 60
     assert key not in limited.body.decode()
+
+
+def test_a_client_sending_both_credentials_is_read_in_its_own_apis_way():
+    from relay.auth import presented_key
+    from relay.http import Headers
+    both = Headers([("x-api-key", "from-x-api-key"), ("authorization", "Bearer from-bearer")])
+    assert presented_key(both, "anthropic") == "from-x-api-key"
+    assert presented_key(both, "openai") == "from-bearer"
+    assert presented_key(Headers([("authorization", "Basic abc")]), "openai") is None
+    assert presented_key(Headers([("x-api-key", "  ")]), "anthropic") is None

@@ -1,0 +1,91 @@
+"""Faults around the Worker: a stalled or broken upstream, a failing D1. Requests are still
+answered, in the client's format, and the audit log says what happened."""
+
+from __future__ import annotations
+
+import time
+
+import anthropic
+import httpx
+import openai
+import pytest
+
+from tests.fakes.upstream import REPLY_TEXT, FakeUpstream
+from tests.workerd import LocalWorker
+
+from .conftest import CLIENT_KEY
+from .test_usage import rows
+
+TIMEOUT_SECONDS = 2
+
+
+@pytest.fixture(scope="module")
+def upstreams():
+    with FakeUpstream("anthropic") as anthropic_fake, FakeUpstream("openai") as openai_fake:
+        yield anthropic_fake, openai_fake
+
+
+def _vars(upstreams, **extra):
+    anthropic_fake, openai_fake = upstreams
+    return {"RELAY_CLIENT_KEYS": CLIENT_KEY, "ANTHROPIC_API_KEYS": "sk-ant-fault-key",
+            "OPENAI_API_KEYS": "sk-oa-fault-key", "UPSTREAM_ANTHROPIC_URL": anthropic_fake.url,
+            "UPSTREAM_OPENAI_URL": openai_fake.url, **extra}
+
+
+def test_an_upstream_that_stalls_past_the_timeout_gets_504_in_each_format(upstreams):
+    with LocalWorker(_vars(upstreams, RELAY_UPSTREAM_TIMEOUT_SECONDS=str(TIMEOUT_SECONDS))) as worker:
+        stalled = {"x-fake-scenario": f"stall-{TIMEOUT_SECONDS * 3}"}
+        client = anthropic.Anthropic(base_url=worker.url, api_key=CLIENT_KEY, max_retries=0)
+        with pytest.raises(anthropic.APIStatusError) as caught:
+            client.messages.create(model="claude-sonnet-4-5", max_tokens=8, extra_headers=stalled,
+                                   messages=[{"role": "user", "content": "hi"}])
+        assert caught.value.status_code == 504
+        assert caught.value.body["error"]["type"] == "timeout_error"
+        assert "RELAY_UPSTREAM_TIMEOUT_SECONDS" in caught.value.body["error"]["message"]
+        with pytest.raises(openai.APIStatusError) as caught:
+            openai.OpenAI(base_url=worker.url + "/openai/v1", api_key=CLIENT_KEY, max_retries=0).chat.completions.create(
+                model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], extra_headers=stalled)
+        assert caught.value.status_code == 504
+        # A slow start within the limit is not cut off.
+        answer = client.messages.create(model="claude-sonnet-4-5", max_tokens=8,
+                                        extra_headers={"x-fake-scenario": "stall-0.5"},
+                                        messages=[{"role": "user", "content": "hi"}])
+        assert answer.content[0].text == REPLY_TEXT
+
+
+def test_requests_are_served_while_d1_refuses_every_write(upstreams):
+    with LocalWorker(_vars(upstreams), migrate=False) as worker:
+        client = anthropic.Anthropic(base_url=worker.url, api_key=CLIENT_KEY, max_retries=0)
+        assert client.messages.create(model="claude-sonnet-4-5", max_tokens=8,
+                                      messages=[{"role": "user", "content": "hi"}]).content[0].text == REPLY_TEXT
+        with client.messages.stream(model="claude-sonnet-4-5", max_tokens=8,
+                                    messages=[{"role": "user", "content": "hi"}]) as stream:
+            assert stream.get_final_text() == REPLY_TEXT
+        log = _wait_for(worker, "usage row not written", 2)
+    assert "2 lost in this isolate" in log
+    assert "Traceback" not in log
+
+
+def test_an_upstream_that_drops_the_stream_leaves_a_row_saying_so(relay, tag):
+    headers = {"x-api-key": CLIENT_KEY, "x-claude-code-session-id": tag, "x-fake-scenario": "close-midstream",
+               "x-fake-events": "3"}
+    body = {"model": "claude-sonnet-4-5", "max_tokens": 8, "stream": True,
+            "messages": [{"role": "user", "content": "hi"}]}
+    with httpx.stream("POST", relay.url + "/v1/messages", headers=headers, json=body) as response:
+        try:
+            received = b"".join(response.iter_bytes())
+        except httpx.HTTPError:  # the broken-off chunked body may surface as a protocol error
+            received = b""
+    assert b"message_stop" not in received
+    [row] = rows(relay, tag, 1)
+    assert (row["status"], row["error_type"]) == (200, "upstream_disconnected")
+    assert row["input_tokens"] > 0
+
+
+def _wait_for(worker: LocalWorker, text: str, count: int, seconds: float = 20) -> str:
+    deadline = time.monotonic() + seconds
+    while worker.log().count(text) < count and time.monotonic() < deadline:
+        time.sleep(0.2)
+    log = worker.log()
+    assert log.count(text) == count, log[-2000:]
+    return log

@@ -23,6 +23,8 @@ from typing import Mapping, Optional
 ROOT = Path(__file__).resolve().parent.parent
 WRANGLER = ROOT / "node_modules" / ".bin" / "wrangler"
 DATABASE = "relay"
+# The log of every Worker this process stopped, for the suite's final scan for secrets.
+FINISHED_LOGS: list[str] = []
 
 
 def free_port() -> int:
@@ -117,14 +119,20 @@ class LocalWorker:
         raise TimeoutError(f"relay did not answer on {self.url} within {timeout}s:\n{self.log()}")
 
     def stop(self) -> None:
-        if self._process and self._process.poll() is None:
+        if self._process is not None:
+            self._end_process()
+            FINISHED_LOGS.append(self.log())
+            self._process = None
+        self._tmp.cleanup()
+
+    def _end_process(self) -> None:
+        if self._process.poll() is None:
             os.killpg(self._process.pid, signal.SIGTERM)
             try:
                 self._process.wait(10)
             except subprocess.TimeoutExpired:
                 os.killpg(self._process.pid, signal.SIGKILL)
                 self._process.wait()
-        self._tmp.cleanup()
 
     def __enter__(self) -> "LocalWorker":
         return self.start()

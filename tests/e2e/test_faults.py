@@ -13,10 +13,12 @@ import pytest
 from tests.fakes.upstream import REPLY_TEXT, FakeUpstream
 from tests.workerd import LocalWorker
 
-from .conftest import CLIENT_KEY
+from .conftest import CLIENT_KEY, ISSUED
 from .test_usage import rows
 
 TIMEOUT_SECONDS = 2
+UPSTREAM_KEYS = ("sk-ant-fault-key", "sk-oa-fault-key")
+ISSUED.extend(UPSTREAM_KEYS)
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +29,8 @@ def upstreams():
 
 def _vars(upstreams, **extra):
     anthropic_fake, openai_fake = upstreams
-    return {"RELAY_CLIENT_KEYS": CLIENT_KEY, "ANTHROPIC_API_KEYS": "sk-ant-fault-key",
-            "OPENAI_API_KEYS": "sk-oa-fault-key", "UPSTREAM_ANTHROPIC_URL": anthropic_fake.url,
+    return {"RELAY_CLIENT_KEYS": CLIENT_KEY, "ANTHROPIC_API_KEYS": UPSTREAM_KEYS[0],
+            "OPENAI_API_KEYS": UPSTREAM_KEYS[1], "UPSTREAM_ANTHROPIC_URL": anthropic_fake.url,
             "UPSTREAM_OPENAI_URL": openai_fake.url, **extra}
 
 

@@ -16,10 +16,11 @@ import pytest
 from tests.fakes.upstream import REPLY_TEXT, FakeUpstream
 from tests.workerd import LocalWorker
 
-from .conftest import CLIENT_KEY
+from .conftest import CLIENT_KEY, ISSUED
 
 POOL = ("sk-ant-pool-key-aaaa", "sk-ant-pool-key-bbbb", "sk-ant-pool-key-cccc")
 NAMES = dict(zip(POOL, "abc"))
+ISSUED.extend(POOL)
 
 
 @pytest.fixture(scope="module")

@@ -1,9 +1,9 @@
 """The usage page under /admin/: cost per day by tag, top sessions, cache savings, recent requests.
 
-A browser cannot send a bearer token when it opens a page, so the page's three files are
-served without the admin token: they hold no data and no secret. The page asks for the
-token, keeps it in sessionStorage (this tab only) and fetches the JSON reports with
-`Authorization: Bearer`. Script and style are files of their own (/admin/ui.js,
+A browser cannot send a bearer token when it opens a page, so the page and its style,
+script and icon are served without the admin token: they hold no data and no secret. The
+page asks for the token, keeps it in sessionStorage (this tab only) and fetches the JSON
+reports with `Authorization: Bearer`. Script and style are files of their own (/admin/ui.js,
 /admin/ui.css), so the Content-Security-Policy allows no inline code at all; the script
 puts every value in the page as text, never as HTML (tags and session ids are the
 clients' own). Everything is in Python constants because the Worker bundles .py modules
@@ -27,6 +27,7 @@ HTML = """<!doctype html>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="referrer" content="no-referrer">
 <title>relay · usage</title>
+<link rel="icon" href="/admin/favicon.svg">
 <link rel="stylesheet" href="/admin/ui.css">
 <script src="/admin/ui.js" defer></script>
 </head>
@@ -69,25 +70,23 @@ HTML = """<!doctype html>
     <ul id="legend" class="legend"></ul>
   </section>
 
-  <div class="columns">
-    <section class="panel">
-      <h2>Top sessions by cost</h2>
-      <table id="sessions">
-        <thead><tr><th>session</th><th class="num">requests</th><th class="num">tokens in / out</th>
-          <th class="num">cache read</th><th class="num">cost</th><th class="num">cache savings</th></tr></thead>
-        <tbody></tbody>
-      </table>
-    </section>
-    <section class="panel">
-      <h2>Cost and cache savings by tag</h2>
-      <table id="tags">
-        <thead><tr><th>tag</th><th class="num">requests</th><th class="num">errors</th>
-          <th class="num">cost</th><th class="num">unpriced</th><th class="num">cache read</th>
-          <th class="num">cache savings</th></tr></thead>
-        <tbody></tbody>
-      </table>
-    </section>
-  </div>
+  <section class="panel">
+    <h2>Top sessions by cost</h2>
+    <table id="sessions">
+      <thead><tr><th>session</th><th class="num">requests</th><th class="num">tokens in / out</th>
+        <th class="num">cache read</th><th class="num">cost</th><th class="num">cache savings</th></tr></thead>
+      <tbody></tbody>
+    </table>
+  </section>
+  <section class="panel">
+    <h2>Cost and cache savings by tag</h2>
+    <table id="tags">
+      <thead><tr><th>tag</th><th class="num">requests</th><th class="num">errors</th>
+        <th class="num">cost</th><th class="num">unpriced</th><th class="num">cache read</th>
+        <th class="num">cache savings</th></tr></thead>
+      <tbody></tbody>
+    </table>
+  </section>
 
   <section class="panel">
     <h2>Recent requests</h2>
@@ -132,9 +131,6 @@ main, #login { max-width: 1320px; margin: 0 auto; padding: 18px 28px 40px; }
 .card .label { color: var(--muted); font-size: 12px; text-transform: uppercase; letter-spacing: .04em; }
 .card .value { font-size: 22px; font-weight: 600; font-variant-numeric: tabular-nums; margin-top: 2px; }
 .card .note { color: var(--muted); font-size: 12px; }
-.columns { display: grid; grid-template-columns: 1fr 1fr; gap: 16px; }
-.columns .panel { margin-top: 16px; }
-@media (max-width: 1100px) { .columns { grid-template-columns: 1fr; } }
 table { width: 100%; border-collapse: collapse; font-variant-numeric: tabular-nums; }
 th { text-align: left; font-weight: 600; color: var(--muted); font-size: 12px; border-bottom: 1px solid var(--line);
      padding: 6px 8px; white-space: nowrap; }
@@ -142,7 +138,9 @@ td { padding: 5px 8px; border-bottom: 1px solid #f0f2f5; white-space: nowrap; }
 tbody tr:nth-child(even) { background: #fafbfc; }
 .num { text-align: right; }
 .id { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 12.5px;
-      display: inline-block; max-width: 26ch; overflow: hidden; text-overflow: ellipsis; vertical-align: bottom; }
+      display: inline-block; max-width: 44ch; overflow: hidden; text-overflow: ellipsis; white-space: nowrap;
+      vertical-align: bottom; }
+#recent .id { max-width: 24ch; }
 .missing { color: var(--muted); font-style: italic; }
 .saving { color: var(--good); }
 .negative, .failed { color: var(--bad); }
@@ -156,10 +154,14 @@ tbody tr:nth-child(even) { background: #fafbfc; }
 #older { margin-top: 10px; }
 """
 
+ICON = ('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><rect width="16" height="16" rx="3" '
+        'fill="#1d2430"/><path d="M3 12h2V8H3zm4 0h2V4H7zm4 0h2V6h-2z" fill="#8ea6ff"/></svg>')
+
 _FILES = {
     "/admin/": ("text/html; charset=utf-8", HTML),
     "/admin/ui.js": ("text/javascript; charset=utf-8", SCRIPT),
     "/admin/ui.css": ("text/css; charset=utf-8", STYLE),
+    "/admin/favicon.svg": ("image/svg+xml", ICON),
 }
 
 

@@ -92,6 +92,12 @@ SCRIPT = r"""
     }));
   }
 
+  function niceCeiling(x) {
+    // The axis top: the first of 1, 2, 2.5, 5 times a power of ten that is at least x.
+    const power = Math.pow(10, Math.floor(Math.log10(x)));
+    return [1, 2, 2.5, 5, 10].map((m) => m * power).find((top) => top >= x * (1 - 1e-9));
+  }
+
   function renderChart(report) {
     const days = [];
     const end = Date.parse(report.to);
@@ -109,7 +115,8 @@ SCRIPT = r"""
     for (const group of report.groups) {
       if (perDay.has(group.day) && group.cost_usd > 0) perDay.get(group.day).push(group);
     }
-    const top = Math.max(0, ...[...perDay.values()].map((groups) => groups.reduce((s, g) => s + g.cost_usd, 0)));
+    const highest = Math.max(0, ...[...perDay.values()].map((groups) => groups.reduce((s, g) => s + g.cost_usd, 0)));
+    const top = highest > 0 ? niceCeiling(highest) : 0;
 
     const width = 1000, height = 240, left = 78, bottom = 24, plot = height - bottom - 8;
     const chart = svg("svg", {viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": "cost per day by tag"});

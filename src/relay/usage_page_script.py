@@ -49,8 +49,12 @@ SCRIPT = r"""
     return node("td", className || "", content);
   }
 
-  function money(x, className) {
-    return cell(usd(x), "num " + (className || "") + (x < 0 ? " negative" : ""));
+  function money(x) {
+    return cell(usd(x), x < 0 ? "num negative" : "num");
+  }
+
+  function savings(x) {
+    return cell(usd(x), x > 0 ? "num saving" : x < 0 ? "num negative" : "num");
   }
 
   async function api(path) {
@@ -172,7 +176,7 @@ SCRIPT = r"""
 
   function sessionCells(g) {
     return [cell(count(g.requests), "num"), cell(count(g.input_tokens) + " / " + count(g.output_tokens), "num"),
-            cell(count(g.cache_read_tokens), "num"), money(g.cost_usd), money(g.cache_savings_usd, "saving")];
+            cell(count(g.cache_read_tokens), "num"), money(g.cost_usd), savings(g.cache_savings_usd)];
   }
 
   function renderTags(report) {
@@ -180,7 +184,7 @@ SCRIPT = r"""
       cell(label(g.tag, "(no tag)")), cell(count(g.requests), "num"),
       cell(count(g.errors), g.errors ? "num failed" : "num"), money(g.cost_usd),
       cell(count(g.unpriced_requests), "num"), cell(count(g.cache_read_tokens), "num"),
-      money(g.cache_savings_usd, "saving"),
+      savings(g.cache_savings_usd),
     ]));
   }
 

@@ -1,14 +1,21 @@
 # The two set-up commands (README): `make dev` runs the Worker locally, `make test` runs every test.
 # Both install what they need first, pinned: Python tools into .venv, wrangler/workerd and the
-# Claude Code CLI into node_modules.
+# Claude Code CLI into node_modules, and for the tests (with apt-get, if missing) Debian's chromium.
 
 PYTHON ?= python3
 VENV := .venv
 PY_STAMP := $(VENV)/.installed
 JS_STAMP := node_modules/.installed
+# The usage-page test drives Debian's chromium package, never a browser a tool downloads.
+CHROMIUM := /usr/bin/chromium
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 .PHONY: setup dev test bench
-setup: $(PY_STAMP) $(JS_STAMP)
+setup: $(PY_STAMP) $(JS_STAMP) $(CHROMIUM)
+
+$(CHROMIUM):
+	$(SUDO) apt-get update
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
 
 $(PY_STAMP): requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +26,7 @@ $(JS_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund
 	touch $@
 
-dev: setup
+dev: $(PY_STAMP) $(JS_STAMP)
 	$(VENV)/bin/python scripts/dev.py
 
 test: setup

@@ -1,8 +1,10 @@
-"""The admin API under /admin/: create, list, show and revoke virtual relay keys.
+"""The admin API under /admin/: virtual relay keys, usage reports and the isolate's status.
 
 Only `Authorization: Bearer <RELAY_ADMIN_TOKEN>` opens it; relay keys never do, and the
-admin token is not a relay key. Answers are JSON; errors use the Anthropic error shape.
-A created key appears once, in the 201 answer; nothing else (records, logs) carries it.
+admin token is not a relay key. Answers are JSON (reports also CSV); errors use the
+Anthropic error shape. A created key appears once, in the 201 answer; nothing else
+(records, logs) carries it. The usage page's files (usage_page.py) are the exception to
+the token: they hold no data, and a browser cannot send a bearer token when it opens a page.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import re
 import time
 from typing import Any, Awaitable, Callable, Optional
 
-from . import store
+from . import reports, store, usage_page
 from .config import Settings
 from .errors import error_response
 from .http import Headers, Request, Response
@@ -191,6 +193,33 @@ async def _revoke(services: Services, key_id: str, now: float) -> Response:
     return _json(200, record)
 
 
+async def _usage(request: Request, services: Services, now: float) -> Response:
+    try:
+        query = reports.parse_report_query(request.query, now)
+    except reports.BadQuery as problem:
+        return _error(400, str(problem))
+    report = await reports.usage_report(services.db, query)
+    if query.format == "json":
+        return _json(200, report)
+    return Response(200, [("content-type", "text/csv; charset=utf-8"), ("cache-control", "no-store"),
+                          ("content-disposition", f'attachment; filename="{reports.csv_filename(report)}"')],
+                    reports.report_csv(report).encode())
+
+
+async def _requests(request: Request, services: Services) -> Response:
+    try:
+        limit, before_id = reports.parse_requests_query(request.query)
+    except reports.BadQuery as problem:
+        return _error(400, str(problem))
+    return _json(200, await reports.recent_requests(services.db, limit, before_id))
+
+
+async def _status(services: Services) -> Response:
+    """What this isolate knows that D1 cannot tell: audit rows it failed to write."""
+    return _json(200, {"usage_write_failures": services.state.usage_write_failures,
+                       "database_bound": services.db is not None})
+
+
 Handler = Callable[[], Awaitable[Response]]
 
 
@@ -205,25 +234,34 @@ def _route(request: Request, services: Services, now: float) -> Optional[tuple[s
                                     "DELETE": lambda: _revoke(services, parts[1], now)}
     if len(parts) == 3 and parts[0] == "keys" and parts[1] and parts[2] == "revoke":
         return "/admin/keys/{id}/revoke", {"POST": lambda: _revoke(services, parts[1], now)}
+    if parts == ["usage"]:
+        return "/admin/usage", {"GET": lambda: _usage(request, services, now)}
+    if parts == ["usage", "requests"]:
+        return "/admin/usage/requests", {"GET": lambda: _requests(request, services)}
+    if parts == ["status"]:
+        return "/admin/status", {"GET": lambda: _status(services)}
     return None
 
 
 async def handle(request: Request, settings: Settings, services: Services,
                  now: Optional[float] = None) -> Response:
     """Answer one request whose path starts with /admin/ (`now`: epoch seconds, for tests)."""
+    page = usage_page.serve(request.method, request.path)
+    if page is not None:
+        return page
     refusal = _refusal(request.headers, settings)
     if refusal is not None:
         return refusal
     route = _route(request, services, time.time() if now is None else now)
     if route is None:
-        return _error(404, "no such admin route: the admin API has /admin/keys, /admin/keys/{id} "
-                           "and /admin/keys/{id}/revoke")
+        return _error(404, "no such admin route: the admin API has /admin/keys, /admin/keys/{id}, "
+                           "/admin/keys/{id}/revoke, /admin/usage, /admin/usage/requests and /admin/status")
     pattern, handlers = route
     handler = handlers.get(request.method)
     if handler is None:
         allowed = ", ".join(handlers)
         return _error(405, f"{request.method} is not allowed on {pattern} (allowed: {allowed})",
                       ("allow", allowed))
-    if services.db is None:
+    if services.db is None and pattern != "/admin/status":
         return _error(503, "admin API unavailable: relay has no D1 database bound as DB")
     return await handler()

@@ -7,6 +7,7 @@ One Worker serves the whole session; tests tell their requests apart with an
 from __future__ import annotations
 
 import json
+import time
 import uuid
 
 import httpx
@@ -28,6 +29,8 @@ SECRETS = (CLIENT_KEY, OTHER_CLIENT_KEY, ANTHROPIC_UPSTREAM_KEY, OPENAI_UPSTREAM
 # Relay keys the admin API issued during the session, and upstream keys that tests give
 # Workers of their own (tests add them): held to the same rule.
 ISSUED: list[str] = []
+# Audit rows are written after the response (ctx.waitUntil): tests poll for them this long.
+ROW_WAIT_SECONDS = 30
 
 
 def pytest_collection_modifyitems(items):
@@ -98,3 +101,20 @@ def create_key(relay: LocalWorker, **fields) -> dict:
     assert response.status_code == 201, response.text
     ISSUED.append(response.json()["key"])
     return response.json()
+
+
+def audit_rows(relay: LocalWorker, where: str, count: int) -> list[dict]:
+    """The audit rows matching `where` (SQL made by the test, never from input), oldest
+    first, once there are `count` of them (and no more)."""
+    deadline = time.monotonic() + ROW_WAIT_SECONDS
+    while True:
+        found = relay.query(f"SELECT * FROM usage WHERE {where} ORDER BY id")
+        if len(found) >= count or time.monotonic() > deadline:
+            assert len(found) == count, f"expected {count} rows, found {len(found)}"
+            return found
+        time.sleep(0.3)
+
+
+def session_rows(relay: LocalWorker, session: str, count: int) -> list[dict]:
+    """The audit rows of one session (tests mark theirs with x-claude-code-session-id)."""
+    return audit_rows(relay, f"session_id = '{session}'", count)

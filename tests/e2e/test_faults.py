@@ -14,7 +14,7 @@ from tests.fakes.upstream import REPLY_TEXT, FakeUpstream
 from tests.workerd import LocalWorker
 
 from .conftest import CLIENT_KEY, ISSUED
-from .test_usage import rows
+from .conftest import session_rows as rows
 
 TIMEOUT_SECONDS = 2
 UPSTREAM_KEYS = ("sk-ant-fault-key", "sk-oa-fault-key")

@@ -11,7 +11,7 @@ import pytest
 from tests.fakes.upstream import REPLY_TEXT
 
 from .conftest import create_key
-from .test_usage import rows
+from .conftest import session_rows as rows
 
 CACHE_SECONDS = 2  # RELAY_KEY_CACHE_SECONDS in conftest
 

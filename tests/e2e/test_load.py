@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 
 from .conftest import create_key
-from .test_usage import rows
+from .conftest import session_rows as rows
 
 PER_MINUTE = 300
 MINUTES = 2

@@ -7,7 +7,6 @@ records, to find its rows among the session's.
 
 from __future__ import annotations
 
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import anthropic
@@ -16,19 +15,7 @@ import openai
 import pytest
 
 from .conftest import CLIENT_KEY, create_key
-
-ROW_WAIT_SECONDS = 30
-
-
-def rows(relay, session: str, count: int) -> list[dict]:
-    """The session's rows, oldest first, once there are `count` of them (and no more)."""
-    deadline = time.monotonic() + ROW_WAIT_SECONDS
-    while True:
-        found = relay.query(f"SELECT * FROM usage WHERE session_id = '{session}' ORDER BY id")
-        if len(found) >= count or time.monotonic() > deadline:
-            assert len(found) == count, f"expected {count} rows, found {len(found)}"
-            return found
-        time.sleep(0.3)
+from .conftest import session_rows as rows
 
 
 def _anthropic(relay, session, key=CLIENT_KEY):

@@ -13,7 +13,9 @@ A test picks a behaviour per request with header fields that relay forwards unto
 - `x-fake-scenario: stall-<seconds>` - say nothing for that long (at most 30 s), then answer;
 - `x-fake-gate: <id>` - stream the first event, then wait until the test calls
   `release(<id>)` (proof that nothing between them buffers);
-- `x-fake-events: N`, `x-fake-pace-ms: M` - N text deltas, M ms apart.
+- `x-fake-events: N`, `x-fake-pace-ms: M` - N text deltas, M ms apart;
+- `x-fake-cache-read: N`, `x-fake-cache-write: M` - Anthropic usage reports N prompt-cache
+  reads and M cache writes (default 0).
 
 And per upstream key, from the test itself: `rate_limit(key, retry_after)` makes the
 fake answer 429 to every request made with that key until `lift(key)`.
@@ -178,8 +180,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _anthropic_messages(self, seen: Seen, scenario: str) -> None:
         request = seen.json()
         model = request.get("model", "unknown")
-        usage = {"input_tokens": _input_tokens(seen.body), "cache_creation_input_tokens": 0,
-                 "cache_read_input_tokens": 0}
+        usage = {"input_tokens": _input_tokens(seen.body),
+                 "cache_creation_input_tokens": int(seen.header("x-fake-cache-write") or 0),
+                 "cache_read_input_tokens": int(seen.header("x-fake-cache-read") or 0)}
         output_tokens = 12
         if not request.get("stream"):
             message = {

@@ -34,12 +34,12 @@ def services(db=True) -> Services:
 
 
 def call(svc: Services, method: str, path: str, body: Optional[object] = None, *,
-         headers=BEARER, settings=SETTINGS, now=NOW) -> Response:
+         headers=BEARER, settings=SETTINGS, now=NOW, query: str = "") -> Response:
     raw = body if isinstance(body, bytes) else b"" if body is None else json.dumps(body).encode()
 
     async def read_body():
         return raw
-    request = Request(method, path, "", Headers(headers), read_body)
+    request = Request(method, path, query, Headers(headers), read_body)
     return asyncio.run(admin.handle(request, settings, svc, now=now))
 
 
@@ -193,7 +193,7 @@ def test_a_key_pasted_as_an_id_is_not_echoed():
         assert_hidden(key[:10], response.body)
 
 
-@pytest.mark.parametrize("path", ["/admin/", "/admin/users", "/admin/keys/rk_00000000/enable",
+@pytest.mark.parametrize("path", ["/admin/ui.html", "/admin/users", "/admin/keys/rk_00000000/enable",
                                   "/admin/keys//revoke", "/admin/keys/a/b/c"])
 def test_unknown_admin_paths_get_404(path):
     assert call(services(), "GET", path).status == 404

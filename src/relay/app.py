@@ -7,7 +7,7 @@ import time
 import traceback
 from typing import Any, Mapping, Optional
 
-from . import admin, auth, cors, limits, usage
+from . import admin, auth, cors, limits, model_list, usage
 from .config import ConfigError, Settings
 from .errors import error_response
 from .http import Request, Response
@@ -75,6 +75,8 @@ async def _api(request: Request, route: Route, settings: Settings, services: Ser
             return error_response(surface, 429, f"relay key {caller.key_id} is over its limit of {rpm} "
                                   f"requests per minute", (("retry-after", str(wait)),))
 
+    if settings.routes.configured and model_list.answers(surface, request.method, route.upstream_path):
+        return model_list.response(surface, settings.routes)
     body, parsed, problem = await _read_body(request, route, settings.max_body_bytes)
     if problem is not None:
         return problem
@@ -87,7 +89,8 @@ async def _api(request: Request, route: Route, settings: Settings, services: Ser
         return error_response(surface, 403, f"relay key {caller.key_id} may not use model {model}")
     if exchange.stream and surface == "openai":
         body = usage.ask_for_usage(body, parsed)
-    return await forward(request, route, body, settings, services, exchange, now)
+    targets = settings.routes.targets(surface, model, exchange.session_id)
+    return await forward(request, route, body, targets, services, exchange, now)
 
 
 async def _read_body(request: Request, route: Route,

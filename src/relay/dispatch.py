@@ -55,14 +55,18 @@ class Call:
     include_usage: bool = False      # OpenAI client: end its stream with a usage chunk
 
 
+def _accepted_betas(value: str, target: Target) -> str:
+    betas = (beta.strip() for beta in value.split(","))
+    return ",".join(beta for beta in betas if beta and target.provider.accepts_beta(beta))
+
+
 def _header_fields(client: Headers, surface: str, target: Target) -> list[tuple[str, str]]:
     provider = target.provider
     fields = upstream_request_headers(client, ())
     if provider.format != surface:
         fields = [(n, v) for n, v in fields if n not in _NOT_FOR[provider.format]]
     if provider.betas is not None or provider.format != surface:
-        fields = [(n, ",".join(b for b in (x.strip() for x in v.split(",")) if provider.accepts_beta(b)))
-                  if n == "anthropic-beta" else (n, v) for n, v in fields]
+        fields = [(n, _accepted_betas(v, target)) if n == "anthropic-beta" else (n, v) for n, v in fields]
         fields = [(n, v) for n, v in fields if v or n != "anthropic-beta"]
     if provider.format == "anthropic" and not any(n == "anthropic-version" for n, _ in fields):
         fields.append(("anthropic-version", ANTHROPIC_VERSION))

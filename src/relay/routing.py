@@ -184,8 +184,9 @@ def _provider(name: str, spec: Any, env: Mapping[str, Optional[str]], reserved: 
     _expect(isinstance(keys_var, str) and bool(_SECRET_NAME.match(keys_var)),
             f"{where}: \"keys\" must name the secret holding its keys (A-Z, 0-9, _)")
     _expect(keys_var not in reserved, f"{where}: \"keys\" may not name relay's own setting {keys_var}")
-    keys = tuple(k.strip() for k in (env.get(keys_var) or "").split(",") if k.strip())
-    _expect(bool(keys), f"{where}: the secret {keys_var} is unset or empty")
+    raw_keys = env.get(keys_var)
+    keys = tuple(k.strip() for k in raw_keys.split(",") if k.strip()) if isinstance(raw_keys, str) else ()
+    _expect(bool(keys), f"{where}: the secret {keys_var} is unset, empty or not a secret")
     headers = spec.get("headers", {})
     _expect(isinstance(headers, dict) and all(isinstance(v, str) for v in headers.values()),
             f"{where}: \"headers\" must be an object of header name -> string")

@@ -66,6 +66,7 @@ def test_weights_share_the_first_place_and_a_session_sticks_to_its_choice():
     ({"providers": {"g": {**PROVIDERS["groq"], "format": "grpc"}}}, "provider 'g': \"format\""),
     ({"providers": {"g": {**PROVIDERS["groq"], "base_url": "groq.test"}}}, "\"base_url\""),
     ({"providers": {"g": {**PROVIDERS["groq"], "keys": "MISSING_KEYS"}}}, "the secret MISSING_KEYS is unset"),
+    ({"providers": {"g": {**PROVIDERS["groq"], "keys": "DB"}}}, "the secret DB is unset, empty or not a secret"),
     ({"providers": {"g": {**PROVIDERS["groq"], "keys": "RELAY_ADMIN_TOKEN"}}}, "relay's own setting RELAY_ADMIN_TOKEN"),
     ({"providers": {"g": {**PROVIDERS["groq"], "keys": "gsk-raw-key"}}}, "must name the secret"),
     ({"routes": [{"model": "x", "targets": []}]}, "route 1 \\(x\\): \"targets\" must be a non-empty list"),
@@ -75,7 +76,7 @@ def test_weights_share_the_first_place_and_a_session_sticks_to_its_choice():
 def test_bad_documents_name_the_var_and_the_problem(document, words):
     raw = document if isinstance(document, str) else json.dumps(document)
     with pytest.raises(ConfigError, match=words) as caught:
-        Settings.from_env({**ENV, "RELAY_ROUTES": raw, "RELAY_ADMIN_TOKEN": "admin-secret"})
+        Settings.from_env({**ENV, "RELAY_ROUTES": raw, "RELAY_ADMIN_TOKEN": "admin-secret", "DB": object()})
     assert str(caught.value).startswith("RELAY_ROUTES ")
     assert "gsk-1" not in str(caught.value) and "admin-secret" not in str(caught.value)
 

@@ -1,8 +1,9 @@
 """Routing on workerd: models to providers from RELAY_ROUTES, fallback between targets, and
 Anthropic <-> OpenAI translation driven by the real SDKs and the Claude Code CLI.
 
-Runs its own Worker in front of its own two fakes: "oai" (OpenAI format) and "ant"
-(Anthropic format). Assertions name keys by provider, never by value.
+Runs its own Worker, whose routes name the session's two fakes as providers "oai" (OpenAI
+format) and "ant" (Anthropic format), with keys of their own. Assertions name keys by
+provider, never by value.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import httpx
 import openai
 import pytest
 
-from tests.fakes.upstream import REPLY_TEXT, FakeUpstream, _input_tokens
+from tests.fakes.upstream import REPLY_TEXT, _input_tokens
 from tests.workerd import ROOT, LocalWorker
 
 from .conftest import CLIENT_KEY
@@ -33,15 +34,13 @@ CLI_TIMEOUT = 180
 
 
 @pytest.fixture(scope="module")
-def oai():
-    with FakeUpstream("openai") as fake:
-        yield fake
+def oai(openai_upstream):
+    return openai_upstream
 
 
 @pytest.fixture(scope="module")
-def ant():
-    with FakeUpstream("anthropic") as fake:
-        yield fake
+def ant(anthropic_upstream):
+    return anthropic_upstream
 
 
 @pytest.fixture(scope="module")

@@ -119,10 +119,10 @@ async def reply(call: Call, answer: Response, transport: Transport, now: float) 
             translator = streams.AnthropicToOpenAI(call.include_usage, int(now))
         body = _translate_stream(transport.chunks(answer.body), translator)
         return Response(answer.status, headers + [("content-type", "text/event-stream; charset=utf-8")], body)
-    raw = b"".join([chunk async for chunk in transport.chunks(answer.body)])
     try:
+        raw = b"" if answer.body is None else b"".join([chunk async for chunk in transport.chunks(answer.body)])
         document = json.loads(raw)
-    except ValueError:
+    except Exception:  # not JSON, or the body broke off (a JsException in the Worker)
         document = None
     if answer.status >= 300 or not isinstance(document, dict):
         error = document.get("error") if isinstance(document, dict) else None

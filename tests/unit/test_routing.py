@@ -159,3 +159,18 @@ def test_a_config_error_is_a_500_in_the_clients_format_naming_the_var():
     answer = asyncio.run(handle(_request(), {**ENV, "RELAY_ROUTES": "{oops"}, services))
     assert answer.status == 500
     assert json.loads(answer.body)["error"]["message"].startswith("relay is misconfigured: RELAY_ROUTES is not valid JSON")
+
+
+def test_a_translated_answer_relay_cannot_read_is_a_502_in_the_clients_format():
+    class Garbled(ByURL):
+        async def send(self, method, url, headers, body):
+            self.urls.append(url)
+            return Response(200, [("content-type", "application/json")], b"<html>gateway</html>")
+
+    services = Services(transport=Garbled({}), state=IsolateState())
+    body = json.dumps({"model": "claude-haiku-4-5", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]})
+    env = {**ENV, "RELAY_ROUTES": json.dumps({"providers": PROVIDERS, "routes": ROUTES})}
+    answer = asyncio.run(handle(_request(body=body.encode()), env, services))
+    assert answer.status == 502
+    error = json.loads(answer.body)
+    assert error["type"] == "error" and "upstream groq: answered a body relay could not read" in error["error"]["message"]

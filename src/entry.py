@@ -14,7 +14,7 @@ from js import Response as JsResponse
 from pyodide.ffi import to_js
 
 from relay.app import handle
-from relay.config import NAMES
+from relay.config import env_names
 from relay.http import Headers, Request, Response, UpstreamTimeout, UpstreamUnreachable
 from relay.limits import RPM_PREFIX
 from relay.services import IsolateState, Services
@@ -56,12 +56,24 @@ class FetchTransport:
 
 
 async def _chunks(reader):
-    """A JS stream reader's chunks as bytes, until the stream ends (or is cancelled)."""
-    while True:
-        step = await reader.read()
-        if step.done:
-            return
-        yield step.value.to_bytes()
+    """A JS stream reader's chunks as bytes, until the stream ends (or is cancelled).
+
+    Closed early (the client of a translated stream went away), it cancels the upstream
+    body, so the provider stops generating for nobody."""
+    ended = False
+    try:
+        while True:
+            step = await reader.read()
+            if step.done:
+                ended = True
+                return
+            yield step.value.to_bytes()
+    finally:
+        if not ended:
+            try:
+                await reader.cancel()
+            except Exception:  # a JsException: the stream had already failed
+                pass
 
 
 def _js_object(mapping):
@@ -235,7 +247,7 @@ async def _discard_unread_body(js_request):
 
 
 async def serve(js_request, env, ctx):
-    settings = {name: getattr(env, name, None) for name in NAMES}
+    settings = {name: getattr(env, name, None) for name in env_names(getattr(env, "RELAY_ROUTES", None))}
     services = _services(env, ctx)
     response = await handle(_to_request(js_request), settings, services)
     await _discard_unread_body(js_request)

@@ -7,7 +7,7 @@ import time
 import traceback
 from typing import Any, Mapping, Optional
 
-from . import admin, auth, cors, limits, usage
+from . import admin, auth, cors, limits, model_list, usage
 from .config import ConfigError, Settings
 from .errors import error_response
 from .http import Request, Response
@@ -81,6 +81,8 @@ async def _api(request: Request, route: Route, settings: Settings, services: Ser
             return error_response(surface, 402, f"relay key {caller.key_id} has spent its monthly budget of "
                                   f"${caller.monthly_budget_usd:.2f} (${spent:.2f} this month)")
 
+    if settings.routes.configured and model_list.answers(surface, request.method, route.upstream_path):
+        return model_list.response(surface, settings.routes)
     body, parsed, problem = await _read_body(request, route, settings.max_body_bytes)
     if problem is not None:
         return problem
@@ -100,7 +102,9 @@ async def _api(request: Request, route: Route, settings: Settings, services: Ser
                                   (("retry-after", "1"),))
     if exchange.stream and surface == "openai":
         body = usage.ask_for_usage(body, parsed)
-    return await forward(request, route, body, settings, services, exchange, now)
+    targets = settings.routes.targets(surface, model, exchange.session_id)
+    return await forward(request, route, body, targets, services, exchange, now,
+                         settings.upstream_timeout)
 
 
 async def _read_body(request: Request, route: Route,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping, Optional
 
-from . import pricing
+from . import pricing, routing
 
 DEFAULT_ANTHROPIC_URL = "https://api.anthropic.com"
 DEFAULT_OPENAI_URL = "https://api.openai.com/v1"
@@ -29,6 +29,7 @@ NAMES = (
     "RELAY_DEFAULT_RPM",
     "RELAY_PRICES",
     "RELAY_UPSTREAM_TIMEOUT_SECONDS",
+    routing.VAR,
 )
 
 
@@ -68,28 +69,27 @@ def _cors_origins(value: Optional[str]) -> tuple[str, ...]:
 @dataclass(frozen=True)
 class Settings:
     client_keys: tuple[str, ...]
-    upstream_keys: Mapping[str, tuple[str, ...]]
-    upstream_urls: Mapping[str, str]
     cors_origins: tuple[str, ...]
     max_body_bytes: int
     admin_token: Optional[str]
     key_cache_seconds: int
     default_rpm: int
+    routes: routing.Table  # providers and model routes (RELAY_ROUTES over the defaults)
     prices: tuple = ()  # RELAY_PRICES entries, consulted before pricing.BUILT_IN
     upstream_timeout: float = DEFAULT_UPSTREAM_TIMEOUT_SECONDS  # seconds to the upstream's headers
 
     @classmethod
     def from_env(cls, env: Mapping[str, Optional[str]]) -> "Settings":
+        upstream_keys = {
+            "anthropic": _split(env.get("ANTHROPIC_API_KEYS")),
+            "openai": _split(env.get("OPENAI_API_KEYS")),
+        }
+        upstream_urls = {
+            "anthropic": _base_url(env, "UPSTREAM_ANTHROPIC_URL", DEFAULT_ANTHROPIC_URL),
+            "openai": _base_url(env, "UPSTREAM_OPENAI_URL", DEFAULT_OPENAI_URL),
+        }
         return cls(
             client_keys=_split(env.get("RELAY_CLIENT_KEYS")),
-            upstream_keys={
-                "anthropic": _split(env.get("ANTHROPIC_API_KEYS")),
-                "openai": _split(env.get("OPENAI_API_KEYS")),
-            },
-            upstream_urls={
-                "anthropic": _base_url(env, "UPSTREAM_ANTHROPIC_URL", DEFAULT_ANTHROPIC_URL),
-                "openai": _base_url(env, "UPSTREAM_OPENAI_URL", DEFAULT_OPENAI_URL),
-            },
             cors_origins=_cors_origins(env.get("RELAY_CORS_ORIGINS")),
             max_body_bytes=_whole_number(env, "RELAY_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
             admin_token=(env.get("RELAY_ADMIN_TOKEN") or "").strip() or None,
@@ -98,7 +98,25 @@ class Settings:
             prices=_prices(env.get("RELAY_PRICES")),
             upstream_timeout=_whole_number(env, "RELAY_UPSTREAM_TIMEOUT_SECONDS",
                                            DEFAULT_UPSTREAM_TIMEOUT_SECONDS),
+            routes=_routes(env, routing.default_providers(upstream_urls, upstream_keys)),
         )
+
+
+def env_names(env_routes: Optional[str]) -> tuple[str, ...]:
+    """Every name the adapter copies from the Worker's env: relay's own, and the key-pool
+    secrets RELAY_ROUTES names (and nothing else of the env)."""
+    return NAMES + tuple(name for name in routing.secret_names(env_routes) if name not in NAMES)
+
+
+# Relay's own settings: a provider naming one as its key pool would send it upstream.
+_RESERVED = tuple(name for name in NAMES if name not in ("ANTHROPIC_API_KEYS", "OPENAI_API_KEYS"))
+
+
+def _routes(env: Mapping[str, Optional[str]], defaults: dict) -> routing.Table:
+    try:
+        return routing.parse(env.get(routing.VAR), env, defaults, _RESERVED)
+    except routing.RoutesError as exc:
+        raise ConfigError(f"{routing.VAR} {exc}") from None
 
 
 def _prices(value: Optional[str]) -> tuple:

@@ -1,9 +1,11 @@
-"""Calling the provider: its URL, a key from its pool, its answer handed back unbuffered.
+"""Calling the providers: a route's targets in order, each with a key from its pool, the
+answer handed back unbuffered.
 
 A 429, 529 or 5xx arrives before any byte has reached the client, so relay can still
-try the next healthy key: the client sees one answer. Only 429 cools a key down; the
-others say the provider is struggling, not that this key is spent. Once a response is
-passed on, there is no retry: a mid-stream error frame reaches the client as it is.
+try the next healthy key, then the route's next target: the client sees one answer.
+Only 429 cools a key down; the others say the provider is struggling, not that this key
+is spent. Once a response is passed on, there is no retry: a mid-stream error frame
+reaches the client as it is.
 """
 
 from __future__ import annotations
@@ -11,25 +13,23 @@ from __future__ import annotations
 import math
 from typing import Optional
 
-from .config import Settings
+from . import dispatch
 from .errors import error_response
-from .headers import client_response_headers, upstream_request_headers
+from .headers import client_response_headers
 from .http import Headers, Request, Response, UpstreamTimeout, UpstreamUnreachable
 from .keys import RETRYABLE, Cooldowns, cooldown_until, pool, preference
 from .routes import Route
+from .routing import Provider, Target
 from .services import Services
+from .translate import TranslationError
 from .usage import Exchange
 
 
-def credential(surface: str, key: str) -> list[tuple[str, str]]:
-    """The upstream key in the form that provider expects."""
-    if surface == "openai":
+def credential(api_format: str, key: str) -> list[tuple[str, str]]:
+    """The upstream key in the form that provider's API expects."""
+    if api_format == "openai":
         return [("authorization", f"Bearer {key}")]
     return [("x-api-key", key)]
-
-
-def upstream_url(base: str, route: Route, query: str) -> str:
-    return base + route.upstream_path + (f"?{query}" if query else "")
 
 
 def _wait(cooling: dict[str, float], now: float) -> int:
@@ -44,40 +44,73 @@ def _passed_on(answer: Response, cooling: dict[str, float], now: float) -> Respo
     return Response(answer.status, headers, answer.body)
 
 
-async def forward(request: Request, route: Route, body: Optional[bytes], settings: Settings,
-                  services: Services, exchange: Exchange, now: float) -> Response:
-    """Send the request on with the first healthy key that does not answer a retryable status."""
+async def forward(request: Request, route: Route, body: Optional[bytes], targets: list[Target],
+                  services: Services, exchange: Exchange, now: float, timeout: float) -> Response:
+    """Send the request to the first target that answers, each through its key pool.
+
+    A target whose pool is all cooling, unreachable, or answers a retryable status with
+    every key gives way to the next one; the last target's answer is the client's.
+    `timeout`: seconds each call may take to answer with its status and headers."""
+    exchange.provider = targets[0].provider.name
+    calls, problems = [], []
+    for target in targets:
+        try:
+            calls.append(dispatch.prepare(request, route, body, target))
+        except (dispatch.NotServed, TranslationError) as exc:
+            problems.append(str(exc))
+    if not calls:
+        model = exchange.model_requested
+        return error_response(route.surface, 400, f"model {model} cannot be served as requested: {problems[0]}")
+    for call in calls[:-1]:
+        exchange.provider = call.target.provider.name
+        answer = await _through_pool(request, call, services, exchange, now, timeout, last=False)
+        if answer is not None:
+            return await dispatch.reply(call, answer, services.transport, now)
+        print(f"relay: provider {call.target.provider.name} did not serve; trying the route's next target")
+    call = calls[-1]
+    exchange.provider = call.target.provider.name
+    answer = await _through_pool(request, call, services, exchange, now, timeout, last=True)
+    return await dispatch.reply(call, answer, services.transport, now)
+
+
+async def _through_pool(request: Request, call: dispatch.Call, services: Services, exchange: Exchange,
+                        now: float, timeout: float, last: bool) -> Optional[Response]:
+    """The answer of the first healthy key that does not answer a retryable status; the
+    last key's answer (or relay's error) if `last`, else None to move on."""
+    provider: Provider = call.target.provider
+    surface = call.surface
     session = exchange.session_id
-    exchange.provider = route.surface
-    keys = pool(route.surface, settings.upstream_keys[route.surface])
+    keys = pool(provider.name, provider.keys)
     if not keys:
-        return error_response(route.surface, 500, f"relay has no upstream key configured for {route.surface}")
-    cooldowns = Cooldowns(route.surface, services)
+        return error_response(surface, 500, f"relay has no upstream key configured for {provider.name}") if last else None
+    cooldowns = Cooldowns(provider.name, services)
     cooling = await cooldowns.current(now)
     if not session:
         services.state.turn += 1
     candidates = [key for key in preference(keys, session, services.state.turn) if key.id not in cooling]
     if not candidates:
+        if not last:
+            return None
         wait = _wait(cooling, now)
-        return error_response(route.surface, 429, f"every upstream key of {route.surface} is rate limited; "
+        return error_response(surface, 429, f"every upstream key of {provider.name} is rate limited; "
                               f"retry after {wait}s", (("retry-after", str(wait)),))
-    url = upstream_url(settings.upstream_urls[route.surface], route, request.query)
     transport = services.transport
-    last = candidates[-1]
+    final = candidates[-1]
     for key in candidates:
-        headers = upstream_request_headers(request.headers, credential(route.surface, key.secret))
+        headers = call.headers + credential(provider.format, key.secret)
         exchange.upstream_key_id = key.id
         try:
-            answer = await transport.send(request.method, url, headers, body, settings.upstream_timeout)
+            answer = await transport.send(request.method, call.url, headers, call.body, timeout)
         except UpstreamTimeout:
-            return error_response(route.surface, 504, f"the upstream API did not answer within "
-                                  f"{settings.upstream_timeout:g}s (RELAY_UPSTREAM_TIMEOUT_SECONDS)")
+            return error_response(surface, 504, f"the upstream API did not answer within {timeout:g}s "
+                                  f"(RELAY_UPSTREAM_TIMEOUT_SECONDS)") if last else None
         except UpstreamUnreachable:
-            return error_response(route.surface, 502, "the upstream API could not be reached")
+            return error_response(surface, 502, "the upstream API could not be reached") if last else None
         if answer.status == 429:
             await cooldowns.cool(key.id, cooldown_until(429, Headers(answer.headers), now), now)
-        if answer.status not in RETRYABLE or key is last:
+        if answer.status not in RETRYABLE or (key is final and last):
             cooling = await cooldowns.current(now) if answer.status == 429 else {}
             return _passed_on(answer, cooling, now)
         print(f"relay: upstream key {key.id} answered {answer.status}; trying the next key")
         await transport.discard(answer.body)
+    return None

@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from . import limits, pricing, store
+from . import limits, pricing, sse, store
 from .services import Services
 
 # Frames worth parsing in an Anthropic stream; deltas and pings are skipped unread.
@@ -115,8 +115,7 @@ class _Reader:
         self.stream = content_type.lower().startswith("text/event-stream")
         self.reading = Reading()
         self._buffer = b""
-        self._event = b""
-        self._data: list[bytes] = []
+        self._frames = sse.Frames()
         self._too_big = False
 
     def feed(self, chunk: bytes) -> None:
@@ -127,21 +126,8 @@ class _Reader:
                 if self._too_big:
                     self._buffer = b""
             return
-        lines = (self._buffer + chunk).split(b"\n")
-        self._buffer = lines.pop()
-        for line in lines:
-            self._line(line.rstrip(b"\r"))
-
-    def _line(self, line: bytes) -> None:
-        if not line:
-            if self._data:
-                self._frame(self._event, b"\n".join(self._data))
-            self._event, self._data = b"", []
-        elif line.startswith(b"event:"):
-            self._event = line[6:].strip()
-        elif line.startswith(b"data:"):
-            data = line[5:]
-            self._data.append(data[1:] if data.startswith(b" ") else data)
+        for event, data in self._frames.feed(chunk):
+            self._frame(event, data)
 
     def _frame(self, event: bytes, data: bytes) -> None:
         reading = self.reading
@@ -181,9 +167,8 @@ class _Reader:
     def close(self, status: int) -> Reading:
         reading = self.reading
         if self.stream:
-            if self._buffer:
-                self._line(self._buffer.rstrip(b"\r"))
-            self._line(b"")
+            for event, data in self._frames.close():
+                self._frame(event, data)
             return reading
         payload = None if self._too_big else _json(self._buffer)
         if isinstance(payload, dict):

@@ -17,6 +17,14 @@ A test picks a behaviour per request with header fields that relay forwards unto
 - `x-fake-cache-read: N`, `x-fake-cache-write: M` - Anthropic usage reports N prompt-cache
   reads and M cache writes (default 0).
 
+- `x-fake-<flavour>-scenario: ...` - as `x-fake-scenario`, but only the fake of that flavour
+  ("anthropic" or "openai") acts on it (a route's two providers can then behave apart).
+
+The OpenAI flavour also plays a tool-using model with `x-fake-tool-calls: on`: when the
+request offers `tools` and its last message is the user's, it calls the first tool (each
+required argument set to "fake"); when its last message is a tool result, it answers
+`Tool said: <result>`. Streamed, the call's arguments arrive in two fragments.
+
 And per upstream key, from the test itself: `rate_limit(key, retry_after)` makes the
 fake answer 429 to every request made with that key until `lift(key)`.
 
@@ -73,6 +81,25 @@ def _chunks(text: str, count: int) -> list[str]:
         parts = [" ".join(words[i:i + size]) for i in range(0, len(words), size)]
         return [p if i == 0 else " " + p for i, p in enumerate(parts)]
     return [text] + [" ."] * (count - 1)
+
+
+def _openai_reply(request: dict) -> tuple[Optional[str], Optional[dict]]:
+    """What the fake tool-using model says: (text, tool call); see the module's docstring."""
+    messages = request.get("messages") or [{}]
+    last = messages[-1] if isinstance(messages[-1], dict) else {}
+    tools = request.get("tools") or []
+    if last.get("role") == "tool":
+        content = last.get("content")
+        if isinstance(content, list):
+            content = "".join(part.get("text", "") for part in content)
+        return f"Tool said: {content}", None
+    if tools and last.get("role") == "user":
+        function = tools[0]["function"]
+        required = (function.get("parameters") or {}).get("required") or []
+        arguments = json.dumps({name: "fake" for name in required})
+        call = {"id": "call_fake_1", "type": "function", "function": {"name": function["name"], "arguments": arguments}}
+        return None, call
+    return REPLY_TEXT, None
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -143,7 +170,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self) -> None:
         seen = self._record()
-        scenario = seen.header("x-fake-scenario") or ""
+        flavour = self.server.fake.flavour
+        scenario = seen.header(f"x-fake-{flavour}-scenario") or seen.header("x-fake-scenario") or ""
         retry_after = self.server.fake._limited(seen)
         if retry_after is not None:
             return self._error(429, retry_after)
@@ -152,7 +180,6 @@ class _Handler(BaseHTTPRequestHandler):
         if scenario.startswith("stall-"):
             time.sleep(min(float(scenario.split("-", 1)[1]), GATE_TIMEOUT_S))
         path = seen.path.split("?", 1)[0]
-        flavour = self.server.fake.flavour
         handler = {
             ("anthropic", "POST", "/v1/messages"): self._anthropic_messages,
             ("anthropic", "POST", "/v1/messages/count_tokens"): self._anthropic_count,
@@ -237,17 +264,21 @@ class _Handler(BaseHTTPRequestHandler):
         usage = {"prompt_tokens": _input_tokens(seen.body), "completion_tokens": 12}
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
         base = {"id": "chatcmpl-fake", "created": 1700000000, "model": model}
+        text, call = _openai_reply(request) if seen.header("x-fake-tool-calls") == "on" else (REPLY_TEXT, None)
+        finish = "tool_calls" if call else "stop"
         if not request.get("stream"):
+            message = {"role": "assistant", "content": text}
+            if call:
+                message["tool_calls"] = [call]
             return self._send_json(200, {**base, "object": "chat.completion", "choices": [{
-                "index": 0, "message": {"role": "assistant", "content": REPLY_TEXT},
-                "finish_reason": "stop"}], "usage": usage})
+                "index": 0, "message": message, "finish_reason": finish}], "usage": usage})
         chunk = {**base, "object": "chat.completion.chunk"}
         self._start_stream()
         self._chunk(_sse(None, {**chunk, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
                                                       "finish_reason": None}]}))
         self._hold(seen)
         pace = int(seen.header("x-fake-pace-ms") or 0) / 1000
-        for index, piece in enumerate(_chunks(REPLY_TEXT, int(seen.header("x-fake-events") or 1))):
+        for index, piece in enumerate(_chunks(text, int(seen.header("x-fake-events") or 1)) if text else []):
             if index and pace:
                 time.sleep(pace)
             self._chunk(_sse(None, {**chunk, "choices": [{"index": 0, "delta": {"content": piece},
@@ -257,7 +288,14 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._end_stream()
             if scenario == "close-midstream":
                 return self._drop()
-        self._chunk(_sse(None, {**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}))
+        if call:
+            arguments = call["function"]["arguments"]
+            half = len(arguments) // 2
+            first = {**call, "index": 0, "function": {"name": call["function"]["name"], "arguments": arguments[:half]}}
+            for delta in ({"tool_calls": [first]},
+                          {"tool_calls": [{"index": 0, "function": {"arguments": arguments[half:]}}]}):
+                self._chunk(_sse(None, {**chunk, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}))
+        self._chunk(_sse(None, {**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]}))
         if (request.get("stream_options") or {}).get("include_usage"):
             self._chunk(_sse(None, {**chunk, "choices": [], "usage": usage}))
         self._chunk(_sse(None, "[DONE]"))

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import time
 import traceback
 from typing import Any, Mapping, Optional
 
-from . import admin, auth, cors, limits
+from . import admin, auth, cache, cors, layout, limits
 from .config import ConfigError, Settings
 from .errors import error_response
 from .http import Request, Response
@@ -15,6 +14,10 @@ from .routes import Route, is_safe_path, resolve, surface_of
 from .services import Services
 from .session import session_id
 from .upstream import forward
+
+# The only route whose body relay may change: Anthropic Messages (prompt-cache markers).
+# count_tokens is left alone: markers change neither its answer nor any bill.
+MESSAGES_PATH = "/v1/messages"
 
 
 async def handle(request: Request, env: Mapping[str, Optional[str]], services: Services) -> Response:
@@ -55,34 +58,39 @@ async def _dispatch(request: Request, settings: Settings, services: Services, su
             return error_response(surface, 429, f"relay key {caller.key_id} is over its limit of {rpm} "
                                   f"requests per minute", (("retry-after", str(wait)),))
 
-    body, parsed, problem = await _read_body(request, route, settings.max_body_bytes)
+    body, parsed, shape, problem = await _read_body(request, route, settings.max_body_bytes)
     if problem is not None:
         return problem
     model = parsed.get("model") if isinstance(parsed, dict) else None
     if not caller.may_use(model if isinstance(model, str) else None):
         return error_response(surface, 403, f"relay key {caller.key_id} may not use model {model}")
+    if route.upstream_path == MESSAGES_PATH and shape is not None:
+        # `injection.markers_added` is what the usage log records as markers relay added.
+        injection = cache.add_markers(body, parsed, shape, caller.cache_policy or settings.cache_policy)
+        body = injection.body
     return await forward(request, route, body, settings, services, session_id(request.headers, parsed), now)
 
 
-async def _read_body(request: Request, route: Route,
-                     limit: int) -> tuple[Optional[bytes], Any, Optional[Response]]:
-    """The body and, for JSON routes, its parsed form; or the error that stops it:
-    too large (413) or not the JSON object the route needs (400)."""
+async def _read_body(request: Request, route: Route, limit: int
+                     ) -> tuple[Optional[bytes], Any, Optional[layout.Layout], Optional[Response]]:
+    """The body, for JSON routes its parsed form and layout (where its parts lie in the
+    text); or the error that stops it: too large (413) or not the JSON object the route
+    needs (400)."""
     too_large = error_response(route.surface, 413, f"request body exceeds relay's limit of {limit} bytes")
     declared = request.headers.get("content-length")
     if declared is not None and declared.strip().isdigit() and int(declared) > limit:
-        return None, None, too_large
+        return None, None, None, too_large
     if request.method in ("GET", "HEAD"):
-        return None, None, None
+        return None, None, None, None
     body = await request.read_body()
     if len(body) > limit:
-        return None, None, too_large
+        return None, None, None, too_large
     if not route.json_body:
-        return body, None, None
+        return body, None, None, None
     try:
-        parsed = json.loads(body)
+        parsed, shape = layout.loads(body)
     except ValueError:
-        return None, None, error_response(route.surface, 400, "request body is not valid JSON (UTF-8)")
+        return None, None, None, error_response(route.surface, 400, "request body is not valid JSON (UTF-8)")
     if not isinstance(parsed, dict):
-        return None, None, error_response(route.surface, 400, "request body must be a JSON object")
-    return body, parsed, None
+        return None, None, None, error_response(route.surface, 400, "request body must be a JSON object")
+    return body, parsed, shape, None

@@ -31,6 +31,7 @@ class Caller:
     billing_tag: Optional[str] = None
     allowed_models: tuple[str, ...] = ()
     rpm_limit: Optional[int] = None
+    cache_policy: Optional[str] = None  # None: the relay-wide RELAY_CACHE_POLICY
 
     def may_use(self, model: Optional[str]) -> bool:
         if not self.allowed_models or model is None:
@@ -93,4 +94,4 @@ async def authenticate(headers: Headers, settings: Settings, services: Services,
         return Refusal(401, f"relay key {record['id']} has expired")
     return Caller(key_id=record["id"], billing_tag=record.get("billing_tag"),
                   allowed_models=tuple(record.get("allowed_models") or ()),
-                  rpm_limit=record.get("rpm_limit"))
+                  rpm_limit=record.get("rpm_limit"), cache_policy=record.get("cache_policy"))

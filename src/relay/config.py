@@ -5,11 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping, Optional
 
+from .cache import POLICIES
+
 DEFAULT_ANTHROPIC_URL = "https://api.anthropic.com"
 DEFAULT_OPENAI_URL = "https://api.openai.com/v1"
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 DEFAULT_KEY_CACHE_SECONDS = 30
 DEFAULT_RPM = 1000
+DEFAULT_CACHE_POLICY = "auto"
 
 # Every name the Worker reads from its env; the adapter copies exactly these.
 NAMES = (
@@ -23,6 +26,7 @@ NAMES = (
     "RELAY_ADMIN_TOKEN",
     "RELAY_KEY_CACHE_SECONDS",
     "RELAY_DEFAULT_RPM",
+    "RELAY_CACHE_POLICY",
 )
 
 
@@ -54,6 +58,13 @@ def _whole_number(env: Mapping[str, Optional[str]], name: str, default: int, min
     return value
 
 
+def _cache_policy(env: Mapping[str, Optional[str]]) -> str:
+    policy = (env.get("RELAY_CACHE_POLICY") or DEFAULT_CACHE_POLICY).strip().lower()
+    if policy not in POLICIES:
+        raise ConfigError(f"RELAY_CACHE_POLICY must be one of {', '.join(POLICIES)}")
+    return policy
+
+
 def _cors_origins(value: Optional[str]) -> tuple[str, ...]:
     """Unset means any origin (relay authenticates by key, not cookie); "" means none."""
     return ("*",) if value is None else _split(value)
@@ -69,6 +80,7 @@ class Settings:
     admin_token: Optional[str]
     key_cache_seconds: int
     default_rpm: int
+    cache_policy: str
 
     @classmethod
     def from_env(cls, env: Mapping[str, Optional[str]]) -> "Settings":
@@ -87,4 +99,5 @@ class Settings:
             admin_token=(env.get("RELAY_ADMIN_TOKEN") or "").strip() or None,
             key_cache_seconds=_whole_number(env, "RELAY_KEY_CACHE_SECONDS", DEFAULT_KEY_CACHE_SECONDS, 0),
             default_rpm=_whole_number(env, "RELAY_DEFAULT_RPM", DEFAULT_RPM),
+            cache_policy=_cache_policy(env),
         )

@@ -2,7 +2,10 @@
 
 One `FakeUpstream` speaks one flavour, "anthropic" (Messages API) or "openai" (Chat
 Completions), records every request exactly as it arrived (raw header names and values,
-body bytes), and answers like the real API: JSON or SSE, with usage.
+body bytes), and answers like the real API: JSON or SSE, with usage. The Anthropic flavour
+applies and bills prompt caching per upstream key (`prompt_cache.py`: breakpoints, TTLs,
+minimum lengths, the 4-marker limit as a 400) and reports it in `usage`, also in the
+stream's `message_start`; `advance(seconds)` moves its cache clock forward.
 
 A test picks a behaviour per request with header fields that relay forwards untouched:
 
@@ -29,6 +32,8 @@ import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Optional
+
+from .prompt_cache import CacheRuleError, PromptCache, upstream_org
 
 REPLY_TEXT = "Hello from the fake upstream."
 GATE_TIMEOUT_S = 30.0
@@ -175,8 +180,11 @@ class _Handler(BaseHTTPRequestHandler):
     def _anthropic_messages(self, seen: Seen, scenario: str) -> None:
         request = seen.json()
         model = request.get("model", "unknown")
-        usage = {"input_tokens": _input_tokens(seen.body), "cache_creation_input_tokens": 0,
-                 "cache_read_input_tokens": 0}
+        try:
+            usage = self.server.fake.prompt_cache.bill(upstream_org(seen.header("x-api-key")), request)
+        except CacheRuleError as exc:
+            return self._send_json(400, {"type": "error", "error": {"type": "invalid_request_error",
+                                                                     "message": str(exc)}})
         output_tokens = 12
         if not request.get("stream"):
             message = {
@@ -304,6 +312,7 @@ class FakeUpstream:
         self._seen: list[Seen] = []
         self._gates: dict[str, threading.Event] = {}
         self._rate_limited: dict[str, str] = {}
+        self.prompt_cache = PromptCache()
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
@@ -341,6 +350,10 @@ class FakeUpstream:
         key = seen.header("x-api-key") or (seen.header("authorization") or "").removeprefix("Bearer ")
         with self._lock:
             return self._rate_limited.get(key)
+
+    def advance(self, seconds: float) -> None:
+        """Let `seconds` pass for the prompt cache (entries expire after their TTL)."""
+        self.prompt_cache.advance(seconds)
 
     def release(self, gate: str) -> None:
         self._gate(gate).set()

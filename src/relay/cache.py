@@ -27,12 +27,11 @@ minimum (CJK-heavy text is underestimated, so relay errs towards not marking).
 
 from __future__ import annotations
 
-import bisect
 import re
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from .layout import Layout, Span, items, members
+from .layout import Layout, Span, items, last_items, members
 
 POLICIES = ("off", "system", "auto", "system-1h", "auto-1h")
 MAX_MARKERS = 4
@@ -72,9 +71,9 @@ def minimum_tokens(model: Any) -> int:
 class _Spot:
     """A block relay may mark: where it is in the prefix and in the text."""
 
-    rank: tuple             # position in prefix order: (section, item, text offset)
-    span: Span              # the block object, or the string relay turns into a block
-    prefix_chars: int       # length of the JSON text of the prefix up to and including it
+    rank: tuple             # position in prefix order: (section, text offset); sections
+    span: Span              # tools 0, system 1, messages 2. The block object, or the
+    prefix_chars: int       # string relay turns into one; the prefix's JSON length.
     ttl: int = _FIVE
 
 
@@ -83,24 +82,11 @@ class _Body:
 
     def __init__(self, parsed: dict, layout: Layout):
         self.parsed, self.layout, self.text = parsed, layout, layout.text
-        self.sections = {name: layout.values[name] for name in ("tools", "system") if name in layout.values}
-        self.tools_chars = self._length("tools")
-        self.system_chars = self._length("system")
+        self.spans = [layout.values.get(name, (0, 0)) for name in ("tools", "system", "messages")]
+        self.tools_chars = self.spans[0][1] - self.spans[0][0]
+        self.system_chars = self.spans[1][1] - self.spans[1][0]
         self.markers = self._client_markers()
-
-    def _length(self, name: str) -> int:
-        start, end = self.layout.values.get(name, (0, 0))
-        return end - start
-
-    def _section_of(self, offset: int) -> Optional[tuple]:
-        """The prefix rank of a text offset inside tools, system or a message."""
-        for number, name in enumerate(("tools", "system", "messages")):
-            start, end = self.layout.values.get(name, (0, 0))
-            if start <= offset < end:
-                spans = self.layout.items.get(name, [])
-                index = bisect.bisect_right(spans, (offset, len(self.text))) - 1
-                return (number, index, offset)
-        return None
+        self.messages: dict[int, Span] = {}  # spans of the messages read so far, by index
 
     def _client_markers(self) -> list[tuple[tuple, int]]:
         """(rank, TTL) of every `"cache_control"` key in the text. Counting the text, not
@@ -109,18 +95,24 @@ class _Body:
         found = []
         offset = self.text.find(_KEY)
         while offset >= 0:
-            rank = self._section_of(offset) or (3, 0, offset)
-            found.append((rank, _ttl_at(self.text, offset + len(_KEY))))
+            section = next((n for n, (start, end) in enumerate(self.spans) if start <= offset < end), 3)
+            found.append(((section, offset), _ttl_at(self.text, offset + len(_KEY))))
             offset = self.text.find(_KEY, offset + len(_KEY))
         return found
 
-    def marked(self, section: int, index: Optional[int] = None) -> bool:
-        return any(rank[0] == section and (index is None or rank[1] == index) for rank, _ in self.markers)
+    def marked(self, section: int, span: Optional[Span] = None) -> bool:
+        """Whether the client marked anything in a section (or in a span of it)."""
+        return any(rank[0] == section and (span is None or span[0] <= rank[1] < span[1]) for rank, _ in self.markers)
+
+    def read_messages(self, first: int) -> None:
+        """Note the spans of the messages from index `first` to the last."""
+        values = self.parsed["messages"]
+        spans = last_items(self.text, self.spans[2], values, len(values) - first)
+        self.messages = dict(zip(range(first, len(values)), spans))
 
     def message_chars(self, offset: int) -> int:
         """Prefix length up to a text offset inside the messages."""
-        start = self.layout.items["messages"][0][0]
-        return self.tools_chars + self.system_chars + offset - start
+        return self.tools_chars + self.system_chars + offset - self.spans[2][0]
 
     def last_tool(self) -> Optional[_Spot]:
         tools = self.parsed.get("tools")
@@ -130,39 +122,39 @@ class _Body:
         for index in range(len(tools) - 1, -1, -1):
             if isinstance(tools[index], dict) and tools[index] and not tools[index].get("defer_loading"):
                 span = spans[index]
-                return _Spot((0, index, span[1]), span, span[1] - self.sections["tools"][0])
+                return _Spot((0, span[1]), span, span[1] - self.spans[0][0])
         return None
 
     def system_end(self) -> Optional[_Spot]:
         system = self.parsed.get("system")
         if isinstance(system, str):
-            span = self.sections["system"]
-            return _Spot((1, 0, span[1]), span, self.tools_chars + self.system_chars) if system else None
+            span = self.spans[1]
+            return _Spot((1, span[1]), span, self.tools_chars + self.system_chars) if system else None
         spans = self.layout.items.get("system")
         if not isinstance(system, list) or not spans:
             return None
         for index in range(len(system) - 1, -1, -1):
             if _markable(system[index]):
                 span = spans[index]
-                return _Spot((1, index, span[1]), span, self.tools_chars + span[1] - self.sections["system"][0])
+                return _Spot((1, span[1]), span, self.tools_chars + span[1] - self.spans[1][0])
         return None
 
     def message_end(self, index: int) -> Optional[_Spot]:
-        """The last block of message `index` that may take a marker."""
+        """The last block of message `index` (read with read_messages) that may take a marker."""
         if not isinstance(self.parsed["messages"][index], dict):
             return None
         parts = Layout(self.text)  # read the message alone again, for its content's span
-        message, _ = members(self.text, self.layout.items["messages"][index][0], parts)
+        message, _ = members(self.text, self.messages[index][0], parts)
         content, span = message.get("content"), parts.values.get("content")
         if isinstance(content, str) and content:
-            return _Spot((2, index, span[1]), span, self.message_chars(span[1]))
+            return _Spot((2, span[1]), span, self.message_chars(span[1]))
         if not isinstance(content, list) or not self.text.startswith("[", span[0]):
             return None
         _, spans, _ = items(self.text, span[0])
         for block in range(len(content) - 1, -1, -1):
             if _markable(content[block]):
                 start, end = spans[block]
-                return _Spot((2, index, end), (start, end), self.message_chars(end))
+                return _Spot((2, end), (start, end), self.message_chars(end))
         return None
 
 
@@ -191,16 +183,29 @@ def _previous_tail(messages: list) -> Optional[int]:
     return None
 
 
-def _blocks_between(messages: list, first: int, last: int) -> int:
-    return sum(_blocks(message) for message in messages[first + 1:last + 1])
+def _anchor(body: _Body, previous: int, tail: Optional[_Spot]) -> Optional[_Spot]:
+    """A marker on the previous request's tail, when the next marker after it is more
+    blocks away than the API looks back (a turn with many parallel tool calls): without
+    it that turn's history would be written to the cache again instead of read."""
+    messages = body.parsed["messages"]
+    later = [index for index, span in body.messages.items()
+             if index > previous and body.marked(2, span)] + ([len(messages) - 1] if tail else [])
+    if body.marked(2, body.messages[previous]) or not later:
+        return None
+    blocks = sum(_blocks(message) for message in messages[previous + 1:min(later) + 1])
+    return body.message_end(previous) if blocks >= LOOKBACK_BLOCKS else None
 
 
 def _candidates(body: _Body, mode: str, long_ttl: bool) -> list[_Spot]:
     """Places worth a marker, most valuable first."""
     messages = body.parsed.get("messages")
+    conversation = mode == "auto" and isinstance(messages, list) and len(messages) >= 2
+    previous = _previous_tail(messages) if conversation else None
+    if conversation:
+        body.read_messages(len(messages) - 1 if previous is None else previous)
     wanted: list[Optional[_Spot]] = []
     tail = None
-    if mode == "auto" and isinstance(messages, list) and len(messages) >= 2 and not body.marked(2, len(messages) - 1):
+    if conversation and not body.marked(2, body.messages[len(messages) - 1]):
         tail = body.message_end(len(messages) - 1)
         wanted.append(tail)
     has_system = body.system_chars > 0 and bool(body.parsed.get("system"))
@@ -208,19 +213,13 @@ def _candidates(body: _Body, mode: str, long_ttl: bool) -> list[_Spot]:
     if prefix is not None and not body.marked(prefix.rank[0]):
         prefix.ttl = _HOUR if long_ttl else _FIVE
         wanted.append(prefix)
-    if mode == "auto" and isinstance(messages, list):
-        previous = _previous_tail(messages)
-        if previous is not None and not body.marked(2, previous):
-            later = [rank[1] for rank, _ in body.markers if rank[0] == 2 and rank[1] > previous]
-            if tail is not None:
-                later.append(tail.rank[1])
-            if later and _blocks_between(messages, previous, min(later)) >= LOOKBACK_BLOCKS:
-                wanted.append(body.message_end(previous))
-        if has_system and not body.marked(0):
-            tools = body.last_tool()
-            if tools is not None:
-                tools.ttl = _HOUR if long_ttl else _FIVE
-                wanted.append(tools)
+    if previous is not None:
+        wanted.append(_anchor(body, previous, tail))
+    if mode == "auto" and has_system and not body.marked(0):
+        tools = body.last_tool()
+        if tools is not None:
+            tools.ttl = _HOUR if long_ttl else _FIVE
+            wanted.append(tools)
     return [spot for spot in wanted if spot is not None]
 
 
@@ -264,9 +263,10 @@ def plan(parsed: Any, layout: Optional[Layout], policy: str) -> list[_Spot]:
     mode, _, ttl = policy.partition("-")
     if mode not in ("system", "auto") or not isinstance(parsed, dict) or layout is None:
         return []
-    if "cache_control" in parsed or layout.repeated & {"tools", "system", "messages"}:
+    if "cache_control" in parsed or layout.repeated & {"tools", "system", "messages", "cache_control"}:
         return []  # the API's automatic caching, or a body whose parts are ambiguous
-    if "messages" in layout.values and "messages" not in layout.items:
+    messages = layout.values.get("messages")
+    if messages is not None and not (isinstance(parsed["messages"], list) and layout.text.startswith("[", messages[0])):
         return []
     body = _Body(parsed, layout)
     budget = MAX_MARKERS - len(body.markers)

@@ -1,6 +1,6 @@
 """What relay's prompt-cache markers save, and what they cost in latency, measured from outside.
 
-    python -m bench.cache_savings [--turns 50] [--samples 40]
+    python -m bench.cache_savings [--turns 50] [--samples 40] [--part savings|latency]
 
 Runs relay on workerd (tests/workerd.py) in front of the fake Anthropic upstream, which
 caches and bills like the API (tests/fakes/prompt_cache.py), with two virtual keys made
@@ -160,6 +160,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--turns", type=int, default=50)
     parser.add_argument("--samples", type=int, default=40)
+    parser.add_argument("--part", choices=("savings", "latency"), help="run only this part")
     args = parser.parse_args()
     print(f"# relay prompt-cache bench, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, "
           f"{platform.machine()} {platform.processor() or platform.system()}, Python {platform.python_version()}")
@@ -170,24 +171,32 @@ def main() -> None:
                          headers={"anthropic-version": "2023-06-01", "content-type": "application/json"}) as client:
         keys = {policy: create_key(client, policy) for policy in ("off", "auto", "auto-1h")}
 
-        print(f"\n## Billed input of a {args.turns}-turn tool-calling session (units of base input price)\n")
-        print("| client | policy | billed input | vs off | cache read tokens | refused (400) |")
-        print("|---|---|---:|---:|---:|---:|")
-        for shape in ("plain", "claude-code"):
-            results = {policy: replay(client, fake, key, shape, args.turns) for policy, key in keys.items()}
-            for policy, result in results.items():
-                change = result["cost"] / results["off"]["cost"] - 1
-                print(f"| {shape} | {policy} | {result['cost']:,.0f} | {change:+.1%} | {result['read']:,} "
-                      f"| {result['refused']} |")
+        if args.part != "latency":
+            savings(client, fake, keys, args.turns)
+        if args.part != "savings":
+            timings(client, {policy: keys[policy] for policy in ("off", "auto")}, args.samples)
 
-        timing = {policy: keys[policy] for policy in ("off", "auto")}
-        print(f"\n## Added latency of `auto` vs `off` (median of {args.samples}, client to relay to fake)\n")
-        print("| body | off p50 ms | auto p50 ms | added ms |")
-        print("|---|---:|---:|---:|")
-        for size in (50_000, 200_000, 1_000_000):
-            medians = latency(client, timing, size, args.samples)
-            print(f"| {size // 1000} KB | {medians['off']:.2f} | {medians['auto']:.2f} "
-                  f"| {medians['auto'] - medians['off']:+.2f} |")
+
+def savings(client: httpx.Client, fake: FakeUpstream, keys: dict[str, str], turns: int) -> None:
+    print(f"\n## Billed input of a {turns}-turn tool-calling session (units of base input price)\n")
+    print("| client | policy | billed input | vs off | cache read tokens | refused (400) |")
+    print("|---|---|---:|---:|---:|---:|")
+    for shape in ("plain", "claude-code"):
+        results = {policy: replay(client, fake, key, shape, turns) for policy, key in keys.items()}
+        for policy, result in results.items():
+            change = result["cost"] / results["off"]["cost"] - 1
+            print(f"| {shape} | {policy} | {result['cost']:,.0f} | {change:+.1%} | {result['read']:,} "
+                  f"| {result['refused']} |")
+
+
+def timings(client: httpx.Client, keys: dict[str, str], samples: int) -> None:
+    print(f"\n## Added latency of `auto` vs `off` (median of {samples}, client to relay to fake)\n")
+    print("| body | off p50 ms | auto p50 ms | added ms |")
+    print("|---|---:|---:|---:|")
+    for size in (50_000, 200_000, 1_000_000):
+        medians = latency(client, keys, size, samples)
+        print(f"| {size // 1000} KB | {medians['off']:.2f} | {medians['auto']:.2f} "
+              f"| {medians['auto'] - medians['off']:+.2f} |")
 
 
 if __name__ == "__main__":

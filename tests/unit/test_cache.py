@@ -204,6 +204,16 @@ def test_the_layout_reader_parses_exactly_like_json_loads(value, style):
         assert json.loads(shape.text[start:end]) == parsed[key]
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.lists(json_values, min_size=1, max_size=6), st.integers(1, 6), styles | st.just(dict(indent="\t")))
+def test_the_last_items_found_from_the_end_are_those_read_from_the_start(values, count, style):
+    text = json.dumps({"messages": values}, **style)
+    shape = layout.loads(text.encode())[1]
+    count = min(count, len(values))
+    whole = layout.items(text, shape.values["messages"][0])[1]
+    assert layout.last_items(text, shape.values["messages"], values, count) == whole[len(values) - count:]
+
+
 @pytest.mark.parametrize("raw", [b'{"a": 1,}', b'{"a" 1}', b'{"a": [1 2]}', b'{"a": 1} x', b"[1]", b'"s"',
                                  b'\xef\xbb\xbf{"a": 1}', '{"a": "é"}'.encode("utf-16"), b'{"a": NaN}',
                                  b'{"a": 1, "a": 2}', b"\xff"])

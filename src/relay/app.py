@@ -89,7 +89,7 @@ async def _read_body(request: Request, route: Route, limit: int
         return body, None, None, None
     try:
         parsed, shape = layout.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
         return None, None, None, error_response(route.surface, 400, "request body is not valid JSON (UTF-8)")
     if not isinstance(parsed, dict):
         return None, None, None, error_response(route.surface, 400, "request body must be a JSON object")

@@ -61,19 +61,22 @@ class Injection:
 
 
 def minimum_tokens(model: Any) -> int:
-    for pattern, tokens in MINIMUM_TOKENS:
-        if isinstance(model, str) and pattern.search(model):
-            return tokens
+    if isinstance(model, str):
+        for pattern, tokens in MINIMUM_TOKENS:
+            if pattern.search(model):
+                return tokens
     return DEFAULT_MINIMUM_TOKENS
 
 
 @dataclass
 class _Spot:
-    """A block relay may mark: where it is in the prefix and in the text."""
+    """A block relay may mark. `rank` orders places as the cache prefix does: (section,
+    text offset), sections tools 0, system 1, messages 2. `span` is the block object, or
+    the string relay turns into one; `prefix_chars` the JSON length of the prefix up to it."""
 
-    rank: tuple             # position in prefix order: (section, text offset); sections
-    span: Span              # tools 0, system 1, messages 2. The block object, or the
-    prefix_chars: int       # string relay turns into one; the prefix's JSON length.
+    rank: tuple
+    span: Span
+    prefix_chars: int
     ttl: int = _FIVE
 
 

@@ -401,6 +401,18 @@ def test_relay_cache_policy_off_forwards_the_body_as_sent():
     assert sent[0] == json.dumps(CONVERSATION).encode()
 
 
+def test_a_body_nested_too_deep_to_parse_is_a_400_not_a_500():
+    transport = RecordingTransport()
+    raw = b'{"model": "m", "messages": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+
+    async def read():
+        return raw
+    request = Request("POST", "/v1/messages", "", Headers([("x-api-key", "client-key")]), read)
+    response = asyncio.run(handle(request, {"RELAY_CLIENT_KEYS": "client-key", "ANTHROPIC_API_KEYS": "sk-up"},
+                                  Services(transport=transport)))
+    assert response.status == 400 and transport.bodies == []
+
+
 def test_an_unknown_relay_cache_policy_is_a_named_misconfiguration():
     response, sent = post("/v1/messages", CONVERSATION, {"RELAY_CACHE_POLICY": "sometimes"})
     assert response.status == 500 and sent == []

@@ -1,4 +1,5 @@
-"""The admin API under /admin/: virtual relay keys, usage reports and the isolate's status.
+"""The admin API under /admin/: virtual relay keys (create, list, show, update, revoke),
+usage reports and the isolate's status.
 
 Only `Authorization: Bearer <RELAY_ADMIN_TOKEN>` opens it; relay keys never do, and the
 admin token is not a relay key. Answers are JSON (reports also CSV); errors use the
@@ -18,6 +19,7 @@ import time
 from typing import Any, Awaitable, Callable, Optional
 
 from . import reports, store, usage_page
+from .cache import POLICIES
 from .config import Settings
 from .errors import error_response
 from .http import Headers, Request, Response
@@ -104,6 +106,12 @@ def _expiry(value: Any, field: str, problems: list[str], now: float) -> Any:
     return moment
 
 
+def _cache_policy(value: Any, field: str, problems: list[str]) -> Any:
+    if value not in POLICIES:
+        problems.append(f"{field} must be one of {', '.join(POLICIES)} (or null for relay's default)")
+    return value
+
+
 _FIELDS: dict[str, Callable[[Any, str, list[str]], Any]] = {
     "name": _text,
     "billing_tag": _text,
@@ -111,6 +119,7 @@ _FIELDS: dict[str, Callable[[Any, str, list[str]], Any]] = {
     "rpm_limit": _positive_int,
     "max_concurrent_streams": _positive_int,
     "monthly_budget_usd": _budget,
+    "cache_policy": _cache_policy,
 }
 
 
@@ -184,6 +193,26 @@ async def _show(services: Services, key_id: str) -> Response:
     return _json(200, record) if record else _not_found(key_id)
 
 
+async def _update(request: Request, services: Services, key_id: str) -> Response:
+    """PATCH a key: only its cache_policy may change (null restores relay's default)."""
+    body, problem = await _json_body(request)
+    if problem is not None:
+        return problem
+    problems: list[str] = []
+    if not isinstance(body, dict) or set(body) != {"cache_policy"}:
+        problems.append("the body must be {\"cache_policy\": ...}: only the cache policy of a key can change")
+    elif body["cache_policy"] is not None:
+        _cache_policy(body["cache_policy"], "cache_policy", problems)
+    if problems:
+        return _error(400, "; ".join(problems))
+    record = await store.set_cache_policy(services.db, key_id, body["cache_policy"]) if _ID.fullmatch(key_id) else None
+    if record is None:
+        return _not_found(key_id)
+    _forget(services, key_id)
+    print(f"relay: admin: set the cache policy of relay key {key_id}")
+    return _json(200, record)
+
+
 async def _revoke(services: Services, key_id: str, now: float) -> Response:
     record = await store.revoke_key(services.db, key_id, now) if _ID.fullmatch(key_id) else None
     if record is None:
@@ -231,6 +260,7 @@ def _route(request: Request, services: Services, now: float) -> Optional[tuple[s
         return "/admin/keys", {"GET": lambda: _list(services), "POST": lambda: _create(request, services, now)}
     if len(parts) == 2 and parts[0] == "keys" and parts[1]:
         return "/admin/keys/{id}", {"GET": lambda: _show(services, parts[1]),
+                                    "PATCH": lambda: _update(request, services, parts[1]),
                                     "DELETE": lambda: _revoke(services, parts[1], now)}
     if len(parts) == 3 and parts[0] == "keys" and parts[1] and parts[2] == "revoke":
         return "/admin/keys/{id}/revoke", {"POST": lambda: _revoke(services, parts[1], now)}

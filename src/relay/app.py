@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import time
 import traceback
 from typing import Any, Mapping, Optional
 
-from . import admin, auth, cors, limits, model_list, usage
+from . import admin, auth, cache, cors, layout, limits, model_list, usage
 from .config import ConfigError, Settings
 from .errors import error_response
 from .http import Request, Response
@@ -15,6 +14,10 @@ from .routes import Route, is_safe_path, resolve, surface_of
 from .services import Services
 from .session import session_id
 from .upstream import forward
+
+# The only route whose body relay may change: Anthropic Messages (prompt-cache markers).
+# count_tokens is left alone: markers change neither its answer nor any bill.
+MESSAGES_PATH = "/v1/messages"
 
 
 async def handle(request: Request, env: Mapping[str, Optional[str]], services: Services) -> Response:
@@ -83,7 +86,7 @@ async def _api(request: Request, route: Route, settings: Settings, services: Ser
 
     if settings.routes.configured and model_list.answers(surface, request.method, route.upstream_path):
         return model_list.response(surface, settings.routes)
-    body, parsed, problem = await _read_body(request, route, settings.max_body_bytes)
+    body, parsed, shape, problem = await _read_body(request, route, settings.max_body_bytes)
     if problem is not None:
         return problem
     model = parsed.get("model") if isinstance(parsed, dict) else None
@@ -100,6 +103,9 @@ async def _api(request: Request, route: Route, settings: Settings, services: Ser
             return error_response(surface, 429, f"relay key {caller.key_id} already has "
                                   f"{caller.max_concurrent_streams} streams open, its limit",
                                   (("retry-after", "1"),))
+    if route.upstream_path == MESSAGES_PATH and shape is not None:
+        injection = cache.add_markers(body, parsed, shape, caller.cache_policy or settings.cache_policy)
+        body, exchange.cache_markers_added = injection.body, injection.markers_added
     if exchange.stream and surface == "openai":
         body = usage.ask_for_usage(body, parsed)
     targets = settings.routes.targets(surface, model, exchange.session_id)
@@ -107,25 +113,26 @@ async def _api(request: Request, route: Route, settings: Settings, services: Ser
                          settings.upstream_timeout)
 
 
-async def _read_body(request: Request, route: Route,
-                     limit: int) -> tuple[Optional[bytes], Any, Optional[Response]]:
-    """The body and, for JSON routes, its parsed form; or the error that stops it:
-    too large (413) or not the JSON object the route needs (400)."""
+async def _read_body(request: Request, route: Route, limit: int
+                     ) -> tuple[Optional[bytes], Any, Optional[layout.Layout], Optional[Response]]:
+    """The body, for JSON routes its parsed form and layout (where its parts lie in the
+    text); or the error that stops it: too large (413) or not the JSON object the route
+    needs (400)."""
     too_large = error_response(route.surface, 413, f"request body exceeds relay's limit of {limit} bytes")
     declared = request.headers.get("content-length")
     if declared is not None and declared.strip().isdigit() and int(declared) > limit:
-        return None, None, too_large
+        return None, None, None, too_large
     if request.method in ("GET", "HEAD"):
-        return None, None, None
+        return None, None, None, None
     body = await request.read_body()
     if len(body) > limit:
-        return None, None, too_large
+        return None, None, None, too_large
     if not route.json_body:
-        return body, None, None
+        return body, None, None, None
     try:
-        parsed = json.loads(body)
-    except ValueError:
-        return None, None, error_response(route.surface, 400, "request body is not valid JSON (UTF-8)")
+        parsed, shape = layout.loads(body)
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
+        return None, None, None, error_response(route.surface, 400, "request body is not valid JSON (UTF-8)")
     if not isinstance(parsed, dict):
-        return None, None, error_response(route.surface, 400, "request body must be a JSON object")
-    return body, parsed, None
+        return None, None, None, error_response(route.surface, 400, "request body must be a JSON object")
+    return body, parsed, shape, None

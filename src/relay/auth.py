@@ -33,6 +33,7 @@ class Caller:
     rpm_limit: Optional[int] = None
     max_concurrent_streams: Optional[int] = None
     monthly_budget_usd: Optional[float] = None
+    cache_policy: Optional[str] = None  # None: the relay-wide RELAY_CACHE_POLICY
 
     def may_use(self, model: Optional[str]) -> bool:
         if not self.allowed_models or model is None:
@@ -96,4 +97,5 @@ async def authenticate(headers: Headers, settings: Settings, services: Services,
                   allowed_models=tuple(record.get("allowed_models") or ()),
                   rpm_limit=record.get("rpm_limit"),
                   max_concurrent_streams=record.get("max_concurrent_streams"),
-                  monthly_budget_usd=record.get("monthly_budget_usd"))
+                  monthly_budget_usd=record.get("monthly_budget_usd"),
+                  cache_policy=record.get("cache_policy"))

@@ -16,6 +16,8 @@ import urllib.parse
 import urllib.request
 from typing import Any, Optional, Sequence
 
+from .cache import POLICIES
+
 DEFAULT_URL = "http://127.0.0.1:8787"
 TIMEOUT_SECONDS = 30
 
@@ -84,7 +86,8 @@ def _token(value: Optional[str]) -> str:
 def _create_body(args: argparse.Namespace) -> dict:
     fields = {"name": args.name, "billing_tag": args.tag, "allowed_models": args.models,
               "rpm_limit": args.rpm, "max_concurrent_streams": args.streams,
-              "monthly_budget_usd": args.budget, "expires_at": args.expires}
+              "monthly_budget_usd": args.budget, "cache_policy": args.cache_policy,
+              "expires_at": args.expires}
     return {name: value for name, value in fields.items() if value is not None}
 
 
@@ -103,6 +106,9 @@ def _run(args: argparse.Namespace) -> Any:
         return _call(url, token, "GET", "/admin/keys")
     if args.action == "show":
         return _call(url, token, "GET", _key_path(args.id))
+    if args.action == "cache-policy":
+        policy = None if args.policy == "default" else args.policy
+        return _call(url, token, "PATCH", _key_path(args.id), {"cache_policy": policy})
     return _call(url, token, "POST", _key_path(args.id) + "/revoke")
 
 
@@ -130,6 +136,11 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("--streams", type=int, help="most concurrent streams")
     create.add_argument("--budget", type=float, metavar="USD", help="monthly budget in US dollars")
     create.add_argument("--expires", metavar="ISO", help="expiry, ISO 8601 (e.g. 2026-12-31T23:59:59Z)")
+    create.add_argument("--cache-policy", choices=POLICIES,
+                        help="prompt-cache markers relay adds (default: relay's RELAY_CACHE_POLICY)")
+    policy = actions.add_parser("cache-policy", parents=[common], help="set a key's prompt-cache policy")
+    policy.add_argument("id", help="key id, e.g. rk_1a2b3c4d")
+    policy.add_argument("policy", choices=POLICIES + ("default",), help="'default' follows RELAY_CACHE_POLICY")
     actions.add_parser("list", parents=[common], help="list every key (no key material)")
     for name, text in (("show", "show one key"), ("revoke", "revoke a key (idempotent)")):
         actions.add_parser(name, parents=[common], help=text).add_argument("id", help="key id, e.g. rk_1a2b3c4d")

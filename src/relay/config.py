@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Mapping, Optional
 
 from . import pricing, routing
+from .cache import POLICIES
 
 DEFAULT_ANTHROPIC_URL = "https://api.anthropic.com"
 DEFAULT_OPENAI_URL = "https://api.openai.com/v1"
@@ -14,6 +15,7 @@ DEFAULT_KEY_CACHE_SECONDS = 30
 DEFAULT_RPM = 1000
 # Anthropic's SDKs wait up to 10 minutes for a non-streaming answer; so does relay.
 DEFAULT_UPSTREAM_TIMEOUT_SECONDS = 600
+DEFAULT_CACHE_POLICY = "auto"
 
 # Every name the Worker reads from its env; the adapter copies exactly these.
 NAMES = (
@@ -30,6 +32,7 @@ NAMES = (
     "RELAY_PRICES",
     "RELAY_UPSTREAM_TIMEOUT_SECONDS",
     routing.VAR,
+    "RELAY_CACHE_POLICY",
 )
 
 
@@ -61,6 +64,13 @@ def _whole_number(env: Mapping[str, Optional[str]], name: str, default: int, min
     return value
 
 
+def _cache_policy(env: Mapping[str, Optional[str]]) -> str:
+    policy = (env.get("RELAY_CACHE_POLICY") or DEFAULT_CACHE_POLICY).strip().lower()
+    if policy not in POLICIES:
+        raise ConfigError(f"RELAY_CACHE_POLICY must be one of {', '.join(POLICIES)}")
+    return policy
+
+
 def _cors_origins(value: Optional[str]) -> tuple[str, ...]:
     """Unset means any origin (relay authenticates by key, not cookie); "" means none."""
     return ("*",) if value is None else _split(value)
@@ -75,6 +85,7 @@ class Settings:
     key_cache_seconds: int
     default_rpm: int
     routes: routing.Table  # providers and model routes (RELAY_ROUTES over the defaults)
+    cache_policy: str
     prices: tuple = ()  # RELAY_PRICES entries, consulted before pricing.BUILT_IN
     upstream_timeout: float = DEFAULT_UPSTREAM_TIMEOUT_SECONDS  # seconds to the upstream's headers
 
@@ -99,6 +110,7 @@ class Settings:
             upstream_timeout=_whole_number(env, "RELAY_UPSTREAM_TIMEOUT_SECONDS",
                                            DEFAULT_UPSTREAM_TIMEOUT_SECONDS),
             routes=_routes(env, routing.default_providers(upstream_urls, upstream_keys)),
+            cache_policy=_cache_policy(env),
         )
 
 

@@ -1,4 +1,4 @@
-"""D1 queries for virtual relay keys (schema: migrations/0001_relay_keys.sql).
+"""D1 queries for virtual relay keys (schema: migrations/0001_relay_keys.sql, 0003_cache_policy.sql).
 
 A key is stored only as its SHA-256 hash; the key itself exists once, in the answer to
 its creation. The hash never leaves the database: every query selects the public
@@ -19,7 +19,7 @@ from .services import Database
 
 # Every column but key_hash, in the order records show them.
 _PUBLIC = ("id", "name", "billing_tag", "allowed_models", "rpm_limit", "max_concurrent_streams",
-           "monthly_budget_usd", "created_at", "expires_at", "revoked_at")
+           "monthly_budget_usd", "cache_policy", "created_at", "expires_at", "revoked_at")
 _SELECT = f"SELECT {', '.join(_PUBLIC)} FROM relay_keys"
 
 
@@ -68,6 +68,7 @@ async def create_key(db: Database, *, name: str, now: float, billing_tag: Option
                      allowed_models: Iterable[str] = (), rpm_limit: Optional[int] = None,
                      max_concurrent_streams: Optional[int] = None,
                      monthly_budget_usd: Optional[float] = None,
+                     cache_policy: Optional[str] = None,
                      expires_at: Optional[float] = None) -> tuple[dict, str]:
     """Store a new key; returns its record and the key itself (which is not stored).
     `now` and `expires_at` are epoch seconds."""
@@ -80,10 +81,10 @@ async def create_key(db: Database, *, name: str, now: float, billing_tag: Option
         try:
             await db.run(
                 "INSERT INTO relay_keys (id, key_hash, name, billing_tag, allowed_models, rpm_limit, "
-                "max_concurrent_streams, monthly_budget_usd, created_at, expires_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "max_concurrent_streams, monthly_budget_usd, cache_policy, created_at, expires_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (key_id, key_hash(key), name, billing_tag, models, rpm_limit, max_concurrent_streams,
-                 budget, iso(now), expires))
+                 budget, cache_policy, iso(now), expires))
             break
         except Exception:
             # 32-bit ids can collide (rarely); anything else is not ours to retry.
@@ -111,6 +112,13 @@ async def revoke_key(db: Database, key_id: str, now: float) -> Optional[dict]:
     again keeps the first revocation time."""
     await db.run("UPDATE relay_keys SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?",
                  (iso(now), key_id))
+    return await get_key(db, key_id)
+
+
+async def set_cache_policy(db: Database, key_id: str, policy: Optional[str]) -> Optional[dict]:
+    """Set a key's prompt-cache policy (None: the relay default) and return its record
+    (None if there is no such key)."""
+    await db.run("UPDATE relay_keys SET cache_policy = ? WHERE id = ?", (policy, key_id))
     return await get_key(db, key_id)
 
 

@@ -18,7 +18,7 @@ import httpx
 import openai
 import pytest
 
-from tests.fakes.upstream import REPLY_TEXT, _input_tokens
+from tests.fakes.upstream import REPLY_TEXT
 from tests.workerd import ROOT, LocalWorker
 
 from .conftest import CLIENT_KEY
@@ -127,7 +127,7 @@ def test_anthropic_sdk_completes_a_tool_exchange_on_an_openai_format_model(clien
     for row, answer, request in zip(rows(routed, tag, 2), (first, second), seen):
         assert (row["provider"], row["model_requested"], row["model_served"]) == ("oai", HAIKU, "gpt-fake-mini")
         assert row["upstream_key_id"].startswith("oai-") and row["status"] == 200 and row["error_type"] is None
-        assert row["input_tokens"] == answer.usage.input_tokens == _input_tokens(request.body)
+        assert row["input_tokens"] == answer.usage.input_tokens == request.usage["prompt_tokens"]
         assert row["output_tokens"] == answer.usage.output_tokens == 12
         assert row["stream"] == int(stream)
 
@@ -164,7 +164,7 @@ def test_openai_sdk_reaches_a_claude_model(oai_client, routed, ant, tag):
     assert plain.json()["system"] == "Be brief." and plain.json()["max_tokens"] == 50
     assert streamed.json()["stream"] is True and "stream_options" not in streamed.json()
     usage = chunks[-1].usage
-    assert chunks[-1].choices == [] and usage.prompt_tokens == _input_tokens(streamed.body)
+    assert chunks[-1].choices == [] and usage.prompt_tokens == streamed.usage["input_tokens"]
 
     for row, expected in zip(rows(routed, tag, 2), (completion.usage, usage)):
         assert (row["surface"], row["provider"], row["model_served"]) == ("openai", "ant", "claude-sonnet-4-5")

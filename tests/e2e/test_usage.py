@@ -66,7 +66,8 @@ def test_openai_stream_rows_hold_usage_the_client_did_not_ask_for(relay, openai_
 def test_midstream_error_and_upstream_errors_leave_rows(relay, tag):
     client = _anthropic(relay, tag)
     with pytest.raises(anthropic.APIStatusError):
-        with client.messages.stream(model="claude-sonnet-4-5", max_tokens=8, messages=[],
+        with client.messages.stream(model="claude-sonnet-4-5", max_tokens=8,
+                                    messages=[{"role": "user", "content": "hi"}],
                                     extra_headers={"x-fake-scenario": "midstream-error"}) as stream:
             stream.get_final_message()
     with pytest.raises(anthropic.InternalServerError):

@@ -2,7 +2,10 @@
 
 One `FakeUpstream` speaks one flavour, "anthropic" (Messages API) or "openai" (Chat
 Completions), records every request exactly as it arrived (raw header names and values,
-body bytes), and answers like the real API: JSON or SSE, with usage.
+body bytes), and answers like the real API: JSON or SSE, with usage. The Anthropic flavour
+applies and bills prompt caching per upstream key (`prompt_cache.py`: breakpoints, TTLs,
+minimum lengths, the 4-marker limit as a 400) and reports it in `usage`, also in the
+stream's `message_start`; `advance(seconds)` moves its cache clock forward.
 
 A test picks a behaviour per request with header fields that relay forwards untouched:
 
@@ -15,7 +18,7 @@ A test picks a behaviour per request with header fields that relay forwards unto
   `release(<id>)` (proof that nothing between them buffers);
 - `x-fake-events: N`, `x-fake-pace-ms: M` - N text deltas, M ms apart;
 - `x-fake-cache-read: N`, `x-fake-cache-write: M` - Anthropic usage reports N prompt-cache
-  reads and M cache writes (default 0).
+  reads and M cache writes, whatever the fake's own prompt cache billed.
 
 - `x-fake-<flavour>-scenario: ...` - as `x-fake-scenario`, but only the fake of that flavour
   ("anthropic" or "openai") acts on it (a route's two providers can then behave apart).
@@ -41,6 +44,8 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Optional
 
+from .prompt_cache import CacheRuleError, PromptCache, upstream_org
+
 REPLY_TEXT = "Hello from the fake upstream."
 GATE_TIMEOUT_S = 30.0
 
@@ -53,6 +58,7 @@ class Seen:
     path: str
     headers: list[tuple[str, str]]
     body: bytes
+    usage: Optional[dict] = None  # the token usage the fake reported for it (Messages, Chat)
 
     def header(self, name: str) -> Optional[str]:
         values = [v for k, v in self.headers if k.lower() == name.lower()]
@@ -207,9 +213,16 @@ class _Handler(BaseHTTPRequestHandler):
     def _anthropic_messages(self, seen: Seen, scenario: str) -> None:
         request = seen.json()
         model = request.get("model", "unknown")
-        usage = {"input_tokens": _input_tokens(seen.body),
-                 "cache_creation_input_tokens": int(seen.header("x-fake-cache-write") or 0),
-                 "cache_read_input_tokens": int(seen.header("x-fake-cache-read") or 0)}
+        try:
+            usage = self.server.fake.prompt_cache.bill(upstream_org(seen.header("x-api-key")), request)
+        except CacheRuleError as exc:
+            return self._send_json(400, {"type": "error", "error": {"type": "invalid_request_error",
+                                                                     "message": str(exc)}})
+        for header, field in (("x-fake-cache-write", "cache_creation_input_tokens"),
+                              ("x-fake-cache-read", "cache_read_input_tokens")):
+            if seen.header(header) is not None:
+                usage[field] = int(seen.header(header))
+        seen.usage = usage
         output_tokens = 12
         if not request.get("stream"):
             message = {
@@ -263,6 +276,7 @@ class _Handler(BaseHTTPRequestHandler):
         model = request.get("model", "unknown")
         usage = {"prompt_tokens": _input_tokens(seen.body), "completion_tokens": 12}
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+        seen.usage = usage
         base = {"id": "chatcmpl-fake", "created": 1700000000, "model": model}
         text, call = _openai_reply(request) if seen.header("x-fake-tool-calls") == "on" else (REPLY_TEXT, None)
         finish = "tool_calls" if call else "stop"
@@ -348,6 +362,7 @@ class FakeUpstream:
         self._seen: list[Seen] = []
         self._gates: dict[str, threading.Event] = {}
         self._rate_limited: dict[str, str] = {}
+        self.prompt_cache = PromptCache()
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
@@ -385,6 +400,10 @@ class FakeUpstream:
         key = seen.header("x-api-key") or (seen.header("authorization") or "").removeprefix("Bearer ")
         with self._lock:
             return self._rate_limited.get(key)
+
+    def advance(self, seconds: float) -> None:
+        """Let `seconds` pass for the prompt cache (entries expire after their TTL)."""
+        self.prompt_cache.advance(seconds)
 
     def release(self, gate: str) -> None:
         self._gate(gate).set()

@@ -116,14 +116,15 @@ def test_no_d1_binding_is_a_clear_503():
 def test_create_answers_201_with_the_key_once():
     svc = services()
     created = create(svc, billing_tag="team-a", allowed_models=["claude-haiku-*"], rpm_limit=60,
-                     max_concurrent_streams=2, monthly_budget_usd=12.5, expires_at="2027-02-01T00:00:00+01:00")
+                     max_concurrent_streams=2, monthly_budget_usd=12.5, cache_policy="off",
+                     expires_at="2027-02-01T00:00:00+01:00")
 
     key = created.pop("key")
     shaped = key.startswith("rk-") and len(key) == 43
     assert shaped
     assert created == {
         "id": created["id"], "name": "alice", "billing_tag": "team-a", "allowed_models": ["claude-haiku-*"],
-        "rpm_limit": 60, "max_concurrent_streams": 2, "monthly_budget_usd": 12.5,
+        "rpm_limit": 60, "max_concurrent_streams": 2, "monthly_budget_usd": 12.5, "cache_policy": "off",
         "created_at": "2027-01-15T08:00:00Z", "expires_at": "2027-01-31T23:00:00Z", "revoked_at": None,
     }
     assert asyncio.run(store.find_by_hash(svc.db, store.key_hash(key)))["id"] == created["id"]
@@ -158,6 +159,42 @@ def test_revoke_is_idempotent(method, suffix):
     assert first.status == again.status == 200
     assert answer(first)["revoked_at"] == answer(again)["revoked_at"] == "2027-01-15T08:00:05Z"
     assert answer(call(svc, "GET", f"/admin/keys/{created['id']}"))["revoked_at"] == "2027-01-15T08:00:05Z"
+
+
+def test_patch_sets_and_resets_the_cache_policy_and_drops_cached_lookups():
+    svc = services()
+    created = create(svc)
+    hashed = store.key_hash(created["key"])
+    svc.state.relay_keys[hashed] = ({"id": created["id"]}, NOW)
+
+    changed = call(svc, "PATCH", f"/admin/keys/{created['id']}", {"cache_policy": "auto-1h"})
+    assert changed.status == 200 and answer(changed)["cache_policy"] == "auto-1h"
+    assert hashed not in svc.state.relay_keys
+    assert answer(call(svc, "GET", f"/admin/keys/{created['id']}"))["cache_policy"] == "auto-1h"
+    reset = call(svc, "PATCH", f"/admin/keys/{created['id']}", {"cache_policy": None})
+    assert answer(reset)["cache_policy"] is None
+
+
+@pytest.mark.parametrize("body, problem", [
+    ({"cache_policy": "always"}, "cache_policy must be one of off, system, auto, system-1h, auto-1h"),
+    ({"cache_policy": "off", "name": "x"}, "only the cache policy of a key can change"),
+    ({}, "only the cache policy of a key can change"),
+])
+def test_patch_refuses_anything_but_a_known_policy(body, problem):
+    svc = services()
+    created = create(svc)
+    response = call(svc, "PATCH", f"/admin/keys/{created['id']}", body)
+    assert response.status == 400 and problem in message(response)
+    assert answer(call(svc, "GET", f"/admin/keys/{created['id']}"))["cache_policy"] is None
+
+
+def test_patch_of_an_unknown_key_is_404():
+    assert call(services(), "PATCH", "/admin/keys/rk_00000000", {"cache_policy": "off"}).status == 404
+
+
+def test_create_refuses_an_unknown_cache_policy():
+    response = call(services(), "POST", "/admin/keys", {"name": "a", "cache_policy": "everything"})
+    assert response.status == 400 and "cache_policy must be one of" in message(response)
 
 
 def test_revoking_drops_this_isolates_cached_lookup():
@@ -202,7 +239,7 @@ def test_unknown_admin_paths_get_404(path):
 @pytest.mark.parametrize("method, path, allowed", [
     ("PUT", "/admin/keys", "GET, POST"),
     ("DELETE", "/admin/keys", "GET, POST"),
-    ("POST", "/admin/keys/rk_00000000", "GET, DELETE"),
+    ("POST", "/admin/keys/rk_00000000", "GET, PATCH, DELETE"),
     ("GET", "/admin/keys/rk_00000000/revoke", "POST"),
 ])
 def test_wrong_methods_get_405_with_allow(method, path, allowed):

@@ -60,7 +60,7 @@ class AdminServer:
                 self.end_headers()
                 self.wfile.write(response.body)
 
-            do_GET = do_POST = do_DELETE = _answer
+            do_GET = do_POST = do_PATCH = do_DELETE = _answer
 
             def log_message(self, *args):
                 pass
@@ -134,6 +134,26 @@ def test_create_list_show_revoke(server, capsys):
     sent = ("POST", f"/admin/keys/{created['id']}/revoke", f"Bearer {TOKEN}") in server.seen
     assert sent
     assert_hidden(key, server.log.getvalue())
+
+
+def test_cache_policy_at_creation_and_afterwards(server, capsys):
+    auth = ["--url", server.url, "--admin-token", TOKEN]
+    status, created, _ = run(capsys, "keys", "create", "--name", "cached", "--cache-policy", "system", *auth)
+    assert status == 0 and created["cache_policy"] == "system"
+
+    status, changed, _ = run(capsys, "keys", "cache-policy", created["id"], "auto-1h", *auth)
+    assert status == 0 and changed["cache_policy"] == "auto-1h"
+    assert ("PATCH", f"/admin/keys/{created['id']}", f"Bearer {TOKEN}") in server.seen
+    status, reset, _ = run(capsys, "keys", "cache-policy", created["id"], "default", *auth)
+    assert status == 0 and reset["cache_policy"] is None
+
+
+def test_an_unknown_cache_policy_is_refused_before_any_request(server, capsys):
+    before = len(server.seen)
+    with pytest.raises(SystemExit):
+        cli.main(["keys", "cache-policy", "rk_00000000", "always", "--url", server.url, "--admin-token", TOKEN])
+    assert "invalid choice" in capsys.readouterr().err
+    assert len(server.seen) == before
 
 
 def test_url_and_token_come_from_the_environment_and_go_anywhere_on_the_line(server, capsys, monkeypatch):

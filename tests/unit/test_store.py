@@ -14,7 +14,7 @@ from tests.fakes.platform import SqliteDatabase
 
 NOW = 1_800_000_000.0  # 2027-01-15T08:00:00Z
 PUBLIC_FIELDS = ["id", "name", "billing_tag", "allowed_models", "rpm_limit", "max_concurrent_streams",
-                 "monthly_budget_usd", "created_at", "expires_at", "revoked_at"]
+                 "monthly_budget_usd", "cache_policy", "created_at", "expires_at", "revoked_at"]
 
 
 def run(coroutine):
@@ -45,14 +45,15 @@ def test_a_created_key_is_shown_once_and_stored_only_as_its_hash(db):
 def test_records_have_every_public_field_and_never_the_hash(db):
     record, key = run(store.create_key(
         db, name="alice", now=NOW, billing_tag="team-a", allowed_models=["claude-haiku-*", "gpt-4o*"],
-        rpm_limit=60, max_concurrent_streams=4, monthly_budget_usd=25, expires_at=NOW + 86_400))
+        rpm_limit=60, max_concurrent_streams=4, monthly_budget_usd=25, cache_policy="system-1h",
+        expires_at=NOW + 86_400))
 
     assert list(record) == PUBLIC_FIELDS
     assert re.fullmatch(r"rk_[0-9a-f]{8}", record["id"])
     assert record == {
         "id": record["id"], "name": "alice", "billing_tag": "team-a",
         "allowed_models": ["claude-haiku-*", "gpt-4o*"], "rpm_limit": 60, "max_concurrent_streams": 4,
-        "monthly_budget_usd": 25.0, "created_at": "2027-01-15T08:00:00Z",
+        "monthly_budget_usd": 25.0, "cache_policy": "system-1h", "created_at": "2027-01-15T08:00:00Z",
         "expires_at": "2027-01-16T08:00:00Z", "revoked_at": None,
     }
     for found in (run(store.get_key(db, record["id"])), run(store.find_by_hash(db, store.key_hash(key))),
@@ -65,7 +66,8 @@ def test_defaults_are_nulls_and_an_empty_model_list(db):
     record, _ = run(store.create_key(db, name="bob", now=NOW))
     assert record["allowed_models"] == []
     assert [record[name] for name in ("billing_tag", "rpm_limit", "max_concurrent_streams",
-                                      "monthly_budget_usd", "expires_at", "revoked_at")] == [None] * 6
+                                      "monthly_budget_usd", "cache_policy", "expires_at",
+                                      "revoked_at")] == [None] * 7
 
 
 def test_ids_and_keys_are_random_and_unrelated(db):

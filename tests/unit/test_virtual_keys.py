@@ -57,6 +57,8 @@ def test_a_created_key_authenticates_as_its_record():
 
     caller = _auth(services, key)
     assert caller == Caller(key_id=record["id"], billing_tag="team-a", allowed_models=("claude-*",), rpm_limit=50)
+    _, cached_key = _create(services, cache_policy="system-1h")
+    assert _auth(services, cached_key).cache_policy == "system-1h"
 
 
 def test_only_the_hash_is_stored():

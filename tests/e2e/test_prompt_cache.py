@@ -1,0 +1,113 @@
+"""Prompt-cache markers through the Worker on workerd: what the provider receives, what clients are billed."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+
+import anthropic
+import httpx
+
+from tests.fakes.upstream import REPLY_TEXT
+from tests.workerd import ROOT
+
+from .conftest import ADMIN_TOKEN, CLIENT_KEY
+from .test_virtual_keys import create_key
+
+CLAUDE = ROOT / "node_modules" / ".bin" / "claude"
+
+
+def system_prompt(tag: str) -> str:
+    """~3,000 tokens, unique per test: the fake's cache is shared by the whole session."""
+    return f"[{tag}] You are a careful assistant. Ünïcödé stays as it is: 世界 ✓. " + "Be precise. " * 1000
+
+
+def markers(body: dict) -> list[dict]:
+    found = []
+
+    def walk(value):
+        if isinstance(value, dict):
+            if isinstance(value.get("cache_control"), dict):
+                found.append(value["cache_control"])
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+    walk({key: body.get(key) for key in ("tools", "system", "messages")})
+    return found
+
+
+def test_an_unmarked_conversation_reads_its_prefix_from_cache_on_the_second_turn(relay, anthropic_upstream, tag):
+    client = anthropic.Anthropic(base_url=relay.url, api_key=CLIENT_KEY, max_retries=0,
+                                 default_headers={"x-test-tag": tag})
+    system = system_prompt(tag)
+    turns = [{"role": "user", "content": "What is 2 + 2?"}]
+    first = client.messages.create(model="claude-sonnet-4-5", max_tokens=64, system=system, messages=turns)
+    turns += [{"role": "assistant", "content": first.content[0].text}, {"role": "user", "content": "And 3 + 3?"}]
+    with client.messages.stream(model="claude-sonnet-4-5", max_tokens=64, system=system, messages=turns) as stream:
+        second = stream.get_final_message()
+
+    sent = [seen.json() for seen in anthropic_upstream.requests(tag)]
+    assert sent[0]["system"] == [{"type": "text", "text": system, "cache_control": {"type": "ephemeral"}}]
+    assert sent[0]["messages"] == [{"role": "user", "content": "What is 2 + 2?"}]  # one-shot tail: unmarked
+    assert sent[1]["messages"][-1]["content"] == [
+        {"type": "text", "text": "And 3 + 3?", "cache_control": {"type": "ephemeral"}}]
+    assert first.usage.cache_read_input_tokens == 0 and first.usage.cache_creation_input_tokens > 2500
+    assert second.usage.cache_read_input_tokens == first.usage.cache_creation_input_tokens
+    assert second.usage.input_tokens < 50
+
+
+def test_a_key_with_policy_off_sends_the_clients_bytes(relay, anthropic_upstream, tag):
+    created = create_key(relay, cache_policy="off")
+    client = anthropic.Anthropic(base_url=relay.url, api_key=created["key"], max_retries=0,
+                                 default_headers={"x-test-tag": tag})
+    raw = client.messages.with_raw_response.create(model="claude-sonnet-4-5", max_tokens=8,
+                                                   system=system_prompt(tag),
+                                                   messages=[{"role": "user", "content": "hi"}])
+
+    assert anthropic_upstream.requests(tag)[0].body == raw.http_request.content
+    assert raw.parse().usage.cache_creation_input_tokens == 0
+
+
+def test_a_policy_change_through_the_admin_api_applies_to_the_next_request(relay, anthropic_upstream, tag):
+    created = create_key(relay, cache_policy="off")
+    changed = httpx.patch(f"{relay.url}/admin/keys/{created['id']}", json={"cache_policy": "system-1h"},
+                          headers={"authorization": f"Bearer {ADMIN_TOKEN}"})
+    assert changed.status_code == 200 and changed.json()["cache_policy"] == "system-1h"
+    client = anthropic.Anthropic(base_url=relay.url, api_key=created["key"], max_retries=0,
+                                 default_headers={"x-test-tag": tag})
+    message = client.messages.create(model="claude-sonnet-4-5", max_tokens=8, system=system_prompt(tag),
+                                     messages=[{"role": "user", "content": "hi"}])
+
+    assert markers(anthropic_upstream.requests(tag)[0].json()) == [{"type": "ephemeral", "ttl": "1h"}]
+    assert message.usage.cache_creation.ephemeral_1h_input_tokens > 2500
+
+
+def _claude_code(relay, prompt: str) -> subprocess.CompletedProcess:
+    with tempfile.TemporaryDirectory(prefix="relay-claude-home-") as home:
+        env = {"PATH": os.environ["PATH"], "HOME": home, "ANTHROPIC_BASE_URL": relay.url,
+               "ANTHROPIC_API_KEY": CLIENT_KEY, "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1"}
+        return subprocess.run([str(CLAUDE), "-p", prompt, "--output-format", "json"], env=env, cwd=home, capture_output=True, text=True,
+                              timeout=180, stdin=subprocess.DEVNULL)
+
+
+def test_claude_code_gets_at_most_the_fourth_marker_and_no_400(relay, anthropic_upstream):
+    before = anthropic_upstream.count
+    runs = [_claude_code(relay, "say hi") for _ in range(2)]
+
+    for done in runs:
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert json.loads(done.stdout)["result"] == REPLY_TEXT
+    sent = [seen.json() for seen in anthropic_upstream.requests()[before:]
+            if seen.path.startswith("/v1/messages") and "count_tokens" not in seen.path]
+    assert sent, "Claude Code sent no Messages request"
+    for body in sent:
+        assert len(markers(body)) <= 4
+        if len(markers(body)) == 4 and body.get("tools"):
+            assert body["tools"][-1].get("cache_control") == {"type": "ephemeral"}
+    assert any(len(markers(body)) == 4 for body in sent), [len(markers(body)) for body in sent]
+    # The second session read the first one's prefix from the provider's cache.
+    assert json.loads(runs[1].stdout)["usage"]["cache_read_input_tokens"] > 0

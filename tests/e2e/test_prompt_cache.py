@@ -13,8 +13,7 @@ import httpx
 from tests.fakes.upstream import REPLY_TEXT
 from tests.workerd import ROOT
 
-from .conftest import ADMIN_TOKEN, CLIENT_KEY
-from .test_virtual_keys import create_key
+from .conftest import ADMIN_TOKEN, CLIENT_KEY, create_key, session_rows
 
 CLAUDE = ROOT / "node_modules" / ".bin" / "claude"
 
@@ -42,7 +41,7 @@ def markers(body: dict) -> list[dict]:
 
 def test_an_unmarked_conversation_reads_its_prefix_from_cache_on_the_second_turn(relay, anthropic_upstream, tag):
     client = anthropic.Anthropic(base_url=relay.url, api_key=CLIENT_KEY, max_retries=0,
-                                 default_headers={"x-test-tag": tag})
+                                 default_headers={"x-test-tag": tag, "x-claude-code-session-id": tag})
     system = system_prompt(tag)
     turns = [{"role": "user", "content": "What is 2 + 2?"}]
     first = client.messages.create(model="claude-sonnet-4-5", max_tokens=64, system=system, messages=turns)
@@ -58,6 +57,11 @@ def test_an_unmarked_conversation_reads_its_prefix_from_cache_on_the_second_turn
     assert first.usage.cache_read_input_tokens == 0 and first.usage.cache_creation_input_tokens > 2500
     assert second.usage.cache_read_input_tokens == first.usage.cache_creation_input_tokens
     assert second.usage.input_tokens < 50
+    # The audit log says what relay added, and what the cache then saved.
+    first_row, second_row = session_rows(relay, tag, 2)
+    assert (first_row["cache_markers_added"], second_row["cache_markers_added"]) == (1, 2)
+    assert second_row["cache_read_tokens"] == second.usage.cache_read_input_tokens
+    assert first_row["cache_savings_usd"] < 0 < second_row["cache_savings_usd"]
 
 
 def test_a_key_with_policy_off_sends_the_clients_bytes(relay, anthropic_upstream, tag):

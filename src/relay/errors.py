@@ -35,6 +35,11 @@ _OPENAI_TYPES = {
     429: ("rate_limit_exceeded", "rate_limit_exceeded"),
 }
 
+# Client errors that the same request, sent again, cannot get past. Claude Code retries a
+# 401 for minutes (it expects a refreshed login) unless told not to, as the Anthropic API
+# does, with `x-should-retry: false`; the anthropic and openai SDKs honour the field too.
+_RETRYABLE_CLIENT_ERRORS = (408, 409, 429)
+
 
 def error_response(surface: str, status: int, message: str,
                    headers: tuple[tuple[str, str], ...] = ()) -> Response:
@@ -46,4 +51,7 @@ def error_response(surface: str, status: int, message: str,
         kind = _ANTHROPIC_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
         payload = {"type": "error", "error": {"type": kind, "message": message}}
     body = json.dumps(payload).encode()
-    return Response(status, [("content-type", "application/json"), *headers], body)
+    fields = [("content-type", "application/json"), *headers]
+    if 400 <= status < 500 and status not in _RETRYABLE_CLIENT_ERRORS:
+        fields.append(("x-should-retry", "false"))
+    return Response(status, fields, body)

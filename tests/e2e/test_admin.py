@@ -10,12 +10,12 @@ import hashlib
 import json
 import os
 import subprocess
-import sys
 
 import httpx
 import pytest
 
-from tests.workerd import DATABASE, ROOT, WRANGLER
+from tests.clients import relay_cli
+from tests.workerd import DATABASE, WRANGLER
 
 from .conftest import ADMIN_TOKEN, CLIENT_KEY
 
@@ -31,14 +31,6 @@ def assert_hidden(secret: str, *texts: str) -> None:
 def admin(relay):
     with httpx.Client(base_url=relay.url, headers=ADMIN, timeout=30) as client:
         yield client
-
-
-def cli(relay, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    """`python -m relay ...` as a user runs it (src on the path in case relay is not installed)."""
-    environ = {k: v for k, v in os.environ.items() if k not in ("RELAY_URL", "RELAY_ADMIN_TOKEN")}
-    environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "src"), environ.get("PYTHONPATH")]))
-    return subprocess.run([sys.executable, "-m", "relay", *args], env={**environ, **(env or {})},
-                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
 
 
 def d1_rows(relay) -> str:
@@ -122,7 +114,7 @@ def test_a_virtual_key_does_not_open_the_admin_api_and_the_admin_token_is_no_rel
 
 
 def test_the_cli_creates_lists_and_revokes_and_d1_holds_only_the_hash(relay):
-    created = cli(relay, "keys", "create", "--name", "cli e2e", "--tag", "team-cli", "--models",
+    created = relay_cli("keys", "create", "--name", "cli e2e", "--tag", "team-cli", "--models",
                   "claude-haiku-*", "gpt-4o-mini", "--rpm", "60", "--expires", "2099-06-30T12:00:00Z",
                   "--url", relay.url, "--admin-token", ADMIN_TOKEN)
     assert created.returncode == 0, created.stderr
@@ -133,10 +125,10 @@ def test_the_cli_creates_lists_and_revokes_and_d1_holds_only_the_hash(relay):
     assert record["expires_at"] == "2099-06-30T12:00:00Z"
 
     # Token from the environment this time, as the README recommends.
-    listed = cli(relay, "keys", "list", "--url", relay.url, env={"RELAY_ADMIN_TOKEN": ADMIN_TOKEN})
+    listed = relay_cli("keys", "list", "--url", relay.url, env={"RELAY_ADMIN_TOKEN": ADMIN_TOKEN})
     assert listed.returncode == 0, listed.stderr
     assert record in json.loads(listed.stdout)["data"]
-    shown = cli(relay, "keys", "show", record["id"], env={"RELAY_URL": relay.url, "RELAY_ADMIN_TOKEN": ADMIN_TOKEN})
+    shown = relay_cli("keys", "show", record["id"], env={"RELAY_URL": relay.url, "RELAY_ADMIN_TOKEN": ADMIN_TOKEN})
     assert shown.returncode == 0 and json.loads(shown.stdout) == record
 
     rows = d1_rows(relay)
@@ -147,7 +139,7 @@ def test_the_cli_creates_lists_and_revokes_and_d1_holds_only_the_hash(relay):
     assert_hidden(key, rows)
     assert_hidden(key[3:], rows)  # not even the random part
 
-    revoked = cli(relay, "keys", "revoke", record["id"], "--url", relay.url, "--admin-token", ADMIN_TOKEN)
+    revoked = relay_cli("keys", "revoke", record["id"], "--url", relay.url, "--admin-token", ADMIN_TOKEN)
     assert revoked.returncode == 0 and json.loads(revoked.stdout)["revoked_at"] is not None
 
     for run in (created, listed, shown, revoked):
@@ -158,6 +150,6 @@ def test_the_cli_creates_lists_and_revokes_and_d1_holds_only_the_hash(relay):
 
 
 def test_the_cli_reports_a_wrong_token_and_exits_1(relay):
-    refused = cli(relay, "keys", "list", "--url", relay.url, "--admin-token", "wrong-admin-token")
+    refused = relay_cli("keys", "list", "--url", relay.url, "--admin-token", "wrong-admin-token")
     assert refused.returncode == 1 and refused.stdout == ""
     assert refused.stderr == "relay: HTTP 401: invalid admin token\n"

@@ -1,0 +1,123 @@
+"""The real Claude Code CLI (`claude -p`), pointed at relay on workerd, works as it does
+against the API, and what it sends reaches the provider unchanged but for the key.
+
+"Unchanged" is checked against the CLI itself: the same prompt sent straight to the fake
+upstream is the reference, once the values that differ between any two runs (session id,
+device id, the throw-away working directory) are masked.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import anthropic
+import pytest
+
+from tests.clients import relay_cli, run_claude
+from tests.fakes.upstream import REPLY_TEXT, Seen
+
+from .conftest import ADMIN_TOKEN, ANTHROPIC_UPSTREAM_KEY, CLIENT_KEY, ISSUED, SECRETS
+
+# Fields that differ between the direct and the relayed request by design: the address,
+# the key, the body's length and the test's own tag; `connection` is hop-by-hop, and the
+# runtime sets `accept-encoding` on outgoing requests (README, "Headers").
+_PER_HOP = {"host", "x-api-key", "authorization", "content-length", "x-test-tag", "connection", "accept-encoding"}
+_WORKDIR = re.compile(r"relay-claude-home-[A-Za-z0-9_-]+")  # the CLI writes "_" as "-" in paths it derives
+
+
+def _one(upstream, tag) -> Seen:
+    seen = upstream.requests(tag)
+    assert len(seen) == 1, [s.path for s in seen]
+    return seen[0]
+
+
+def _user_id(seen: Seen) -> dict:
+    return json.loads(seen.json()["metadata"]["user_id"])
+
+
+def _masked(seen: Seen) -> tuple[dict, str]:
+    """The request's end-to-end fields (lower-case names) and body, with per-run values masked."""
+    user = _user_id(seen)
+    text = seen.body.decode()
+    for value, mask in ((seen.header("x-claude-code-session-id"), "<session>"), (user["device_id"], "<device>")):
+        text = text.replace(value, mask)
+    fields = {name.lower(): value for name, value in seen.headers if name.lower() not in _PER_HOP}
+    fields["x-claude-code-session-id"] = "<session>"
+    return fields, _WORKDIR.sub("<workdir>", text)
+
+
+def test_say_hi_through_relay(relay, anthropic_upstream, tag):
+    run = run_claude(relay.url, api_key=CLIENT_KEY, headers={"x-test-tag": tag})
+
+    assert run.returncode == 0, run.stderr
+    assert REPLY_TEXT in run.stdout
+    seen = _one(anthropic_upstream, tag)
+    assert (seen.method, seen.path) == ("POST", "/v1/messages?beta=true")
+    assert seen.header("x-api-key") == ANTHROPIC_UPSTREAM_KEY
+    assert seen.header("authorization") is None
+    assert seen.header("anthropic-version") == "2023-06-01"
+    assert seen.header("anthropic-beta")
+    assert seen.header("user-agent").startswith("claude-cli/")
+    stainless = [name for name, _ in seen.headers if name.lower().startswith("x-stainless-")]
+    assert len(stainless) >= 8, stainless
+    body = seen.json()
+    assert body["stream"] is True
+    assert _user_id(seen)["session_id"] == seen.header("x-claude-code-session-id")
+    marked = [block for block in body["system"] if block.get("cache_control") == {"type": "ephemeral"}]
+    assert len(body["system"]) == 3 and len(marked) == 2
+    assert body["tools"] and all(tool["name"] and tool["input_schema"] for tool in body["tools"])
+    assert all(secret not in run.stdout + run.stderr for secret in SECRETS)
+
+
+def test_what_the_cli_sends_arrives_unchanged(relay, anthropic_upstream, tag):
+    direct_tag = tag + "-direct"
+    direct = run_claude(anthropic_upstream.url, api_key=ANTHROPIC_UPSTREAM_KEY, headers={"x-test-tag": direct_tag})
+    relayed = run_claude(relay.url, api_key=CLIENT_KEY, headers={"x-test-tag": tag})
+    assert direct.returncode == 0 and relayed.returncode == 0, relayed.stderr
+
+    reference_fields, reference_body = _masked(_one(anthropic_upstream, direct_tag))
+    fields, body = _masked(_one(anthropic_upstream, tag))
+    assert fields == reference_fields
+    assert json.loads(body) == json.loads(reference_body)
+    assert body == reference_body  # byte for byte, key order and spacing included
+
+
+def test_auth_token_is_accepted_as_the_relay_key(relay, anthropic_upstream, tag):
+    run = run_claude(relay.url, auth_token=CLIENT_KEY, headers={"x-test-tag": tag})
+
+    assert run.returncode == 0, run.stderr
+    assert REPLY_TEXT in run.stdout
+    seen = _one(anthropic_upstream, tag)
+    assert seen.header("x-api-key") == ANTHROPIC_UPSTREAM_KEY
+    assert seen.header("authorization") is None
+
+
+@pytest.mark.parametrize("setting", ["api_key", "auth_token"])
+def test_a_wrong_relay_key_stops_the_cli_and_never_reaches_the_upstream(relay, anthropic_upstream, tag, setting):
+    run = run_claude(relay.url, headers={"x-test-tag": tag}, **{setting: "relay-wrong-key-0000"})
+
+    assert run.returncode != 0
+    assert "401 invalid relay key" in run.stdout  # relay's own message reaches the user
+    assert anthropic_upstream.requests(tag) == []
+
+
+def test_a_key_made_with_the_key_cli_serves_the_sdk_and_claude_code(relay, anthropic_upstream, tag):
+    created = relay_cli("keys", "create", "--name", "claude code e2e", "--url", relay.url,
+                        env={"RELAY_ADMIN_TOKEN": ADMIN_TOKEN})
+    assert created.returncode == 0, created.stderr
+    key = json.loads(created.stdout)["key"]
+    ISSUED.append(key)
+
+    sdk = anthropic.Anthropic(base_url=relay.url, api_key=key, max_retries=0, default_headers={"x-test-tag": tag})
+    message = sdk.messages.create(model="claude-haiku-4-5", max_tokens=16,
+                                  messages=[{"role": "user", "content": "hi"}])
+    assert message.content[0].text == REPLY_TEXT
+    run = run_claude(relay.url, api_key=key, headers={"x-test-tag": tag})
+    assert run.returncode == 0, run.stderr
+    assert REPLY_TEXT in run.stdout
+
+    seen = anthropic_upstream.requests(tag)
+    assert [s.path for s in seen] == ["/v1/messages", "/v1/messages?beta=true"]
+    assert all(s.header("x-api-key") == ANTHROPIC_UPSTREAM_KEY for s in seen)
+    assert key not in run.stdout + run.stderr

@@ -110,6 +110,9 @@ def _openai_reply(request: dict) -> tuple[Optional[str], Optional[dict]]:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers, then each event, go out in writes of their own: without TCP_NODELAY, Nagle's
+    # algorithm holds each small write for the peer's delayed ACK (about 40 ms on loopback).
+    disable_nagle_algorithm = True
     server: "_Server"
 
     def log_message(self, *args):  # keep test output clean
@@ -346,6 +349,9 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's default backlog of 5 drops connection attempts when a Worker under
+    # load opens many at once: they come back a second later, or as a 502 from relay.
+    request_queue_size = 128
     fake: "FakeUpstream"
 
 

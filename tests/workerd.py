@@ -38,19 +38,21 @@ def _wrangler_env() -> dict[str, str]:
 
 
 def _config_text(config: Path) -> str:
-    """The project's wrangler.toml with its relative paths made absolute."""
+    """A wrangler.toml with its relative paths made absolute (`migrations_dir` only if it has D1)."""
     text = config.read_text()
     for key in ("main", "migrations_dir"):
         pattern = re.compile(rf'^{key}\s*=\s*"([^"]+)"', re.M)
         match = pattern.search(text)
-        if not match:
+        if not match and key == "main":
             raise RuntimeError(f"{config} has no {key} line")
-        text = pattern.sub(f'{key} = "{(config.parent / match.group(1)).resolve()}"', text, count=1)
+        if match:
+            text = pattern.sub(f'{key} = "{(config.parent / match.group(1)).resolve()}"', text, count=1)
     return text
 
 
 class LocalWorker:
-    """relay under `wrangler dev`; a context manager. `url` is where clients point."""
+    """relay (or another Worker, given its `config`) under `wrangler dev`; a context manager.
+    `url` is where clients point."""
 
     def __init__(self, vars: Mapping[str, str], *, config: Path = ROOT / "wrangler.toml",
                  port: Optional[int] = None, state_dir: Optional[Path] = None, migrate: bool = True):
@@ -62,7 +64,8 @@ class LocalWorker:
         (self.dir / "wrangler.toml").write_text(_config_text(config))
         (self.dir / ".dev.vars").write_text("".join(f"{k}={v}\n" for k, v in vars.items()))
         self._process: Optional[subprocess.Popen] = None
-        self._migrate = migrate  # False: a D1 without relay's tables, as if D1 were failing
+        # False: a D1 without relay's tables, as if D1 were failing; or a Worker without D1.
+        self._migrate = migrate
 
     @property
     def url(self) -> str:

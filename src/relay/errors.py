@@ -36,8 +36,8 @@ _OPENAI_TYPES = {
 }
 
 # Client errors that the same request, sent again, cannot get past. Claude Code retries a
-# 401 for minutes (it expects a refreshed login) unless told not to, as the Anthropic API
-# does, with `x-should-retry: false`; the anthropic and openai SDKs honour the field too.
+# 401 with backoff for minutes (it expects a refreshed login) unless the answer carries
+# `x-should-retry: false`; the anthropic and openai SDKs honour the field too.
 _RETRYABLE_CLIENT_ERRORS = (408, 409, 429)
 
 

@@ -33,4 +33,4 @@ test: setup
 	$(VENV)/bin/python -m pytest
 
 bench: setup
-	$(VENV)/bin/python -m bench.run
+	$(VENV)/bin/python -m bench.run --write

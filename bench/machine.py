@@ -1,0 +1,64 @@
+"""The machine and software a run measured on, for BENCHMARKS.md."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+from datetime import datetime, timezone
+
+import httpx
+
+from tests.workerd import ROOT
+
+
+def _first(path: str, prefix: str) -> str:
+    try:
+        with open(path) as lines:
+            return next((line.split(":", 1)[1].strip() for line in lines if line.startswith(prefix)), "?")
+    except OSError:
+        return "?"
+
+
+def _os_name() -> str:
+    try:
+        with open("/etc/os-release") as lines:
+            fields = dict(line.rstrip("\n").split("=", 1) for line in lines if "=" in line)
+        return fields.get("PRETTY_NAME", "?").strip('"')
+    except OSError:
+        return platform.system()
+
+
+def _package_version(name: str) -> str:
+    try:
+        return json.loads((ROOT / "node_modules" / name / "package.json").read_text())["version"]
+    except (OSError, KeyError, ValueError):
+        return "?"
+
+
+def _node_version() -> str:
+    try:
+        return subprocess.run(["node", "--version"], capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "?"
+
+
+def load_average() -> str:
+    return " / ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
+def describe() -> list[tuple[str, str]]:
+    """(what, value) rows; call at the start of a run (the load average is taken then)."""
+    memory_kib = _first("/proc/meminfo", "MemTotal").split()[0]
+    memory = f"{int(memory_kib) / 1024 / 1024:.1f} GiB" if memory_kib.isdigit() else "?"
+    return [
+        ("date (UTC)", datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M")),
+        ("CPUs (nproc)", str(os.cpu_count())),
+        ("CPU model", _first("/proc/cpuinfo", "model name")),
+        ("memory", memory),
+        ("OS", f"{_os_name()}, Linux {platform.release()}"),
+        ("load average at start (1/5/15 min)", load_average()),
+        ("wrangler / workerd", f"{_package_version('wrangler')} / {_package_version('workerd')}"),
+        ("Node / Python (bench) / httpx", f"{_node_version()} / {platform.python_version()} / {httpx.__version__}"),
+    ]

@@ -1,0 +1,161 @@
+"""The measurements: each scenario runs one batch of requests against one target, timed from
+outside the Worker (timers do not advance inside a Worker while it runs).
+
+A scenario is an entry in `SCENARIOS`: a title, what its numbers mean (printed in
+BENCHMARKS.md), its kind (`latency`: samples in ms, compared by p50; `rate`: compared by
+requests per second) and a function `(endpoint, client, requests) -> Batch`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import httpx
+
+from .targets import Endpoint
+
+ANTHROPIC_HEADERS = {"anthropic-version": "2023-06-01", "content-type": "application/json"}
+TIMEOUT_S = 60.0
+MODEL = "claude-haiku-4-5"
+PACE_MS = 20
+PACED_EVENTS = 20
+CONCURRENCY = 16
+LARGE_BODY_BYTES = 200_000
+
+
+class BenchError(RuntimeError):
+    """A target answered something other than 200: its numbers would mean nothing."""
+
+
+@dataclass
+class Batch:
+    samples_ms: list[float]
+    requests: int
+    seconds: float  # wall time of the batch (what a rate is computed from)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    key: str
+    title: str
+    explanation: str
+    kind: str  # "latency" or "rate"
+    per_round: int  # requests per target per round
+    run: Callable[[Endpoint, httpx.Client, int], Batch]
+
+
+def _messages_body(messages: list[dict], stream: bool) -> bytes:
+    return json.dumps({"model": MODEL, "max_tokens": 64, "stream": stream, "messages": messages}).encode()
+
+
+def _conversation(size: int) -> list[dict]:
+    """A long conversation of about `size` bytes: many small JSON objects, as a coding
+    agent's context is, rather than one huge string that any parser skips through."""
+    turn = "The function returns the parsed configuration and logs each key it skipped. " * 6
+    count = max(1, size // (len(turn) + 60))
+    return [{"role": ("user", "assistant")[i % 2], "content": [{"type": "text", "text": turn}]}
+            for i in range(count)] + [{"role": "user", "content": "say hi"}]
+
+
+SAY_HI = [{"role": "user", "content": "say hi"}]
+SMALL = _messages_body(SAY_HI, stream=False)
+SMALL_STREAM = _messages_body(SAY_HI, stream=True)
+LARGE = _messages_body(_conversation(LARGE_BODY_BYTES), stream=False)
+PACED = {"x-fake-events": str(PACED_EVENTS), "x-fake-pace-ms": str(PACE_MS)}
+
+
+def _check(response: httpx.Response) -> None:
+    if response.status_code != 200:
+        response.read()
+        raise BenchError(f"HTTP {response.status_code} from {response.request.url}: {response.text[:300]}")
+
+
+def _ms_since(start: float) -> float:
+    return (time.perf_counter() - start) * 1000
+
+
+def _first_byte(endpoint: Endpoint, client: httpx.Client, requests: int) -> Batch:
+    samples, began = [], time.perf_counter()
+    for _ in range(requests):
+        start = time.perf_counter()
+        with client.stream("POST", "/v1/messages", content=SMALL_STREAM) as response:
+            _check(response)
+            chunks = response.iter_raw()
+            next(chunks)
+            samples.append(_ms_since(start))
+            for _ in chunks:  # read to the end, so the connection is reused
+                pass
+    return Batch(samples, requests, time.perf_counter() - began)
+
+
+def _event_gaps(endpoint: Endpoint, client: httpx.Client, requests: int) -> Batch:
+    """Time between consecutive text deltas at the client; the upstream sends them PACE_MS apart."""
+    samples, began = [], time.perf_counter()
+    for _ in range(requests):
+        arrivals, pending = [], b""
+        with client.stream("POST", "/v1/messages", content=SMALL_STREAM, headers=PACED) as response:
+            _check(response)
+            for chunk in response.iter_raw():
+                now = time.perf_counter()
+                *events, pending = (pending + chunk).split(b"\n\n")
+                arrivals += [now for event in events if event.startswith(b"event: content_block_delta")]
+        if len(arrivals) != PACED_EVENTS:
+            raise BenchError(f"{endpoint.url} delivered {len(arrivals)} of {PACED_EVENTS} events")
+        samples += [(later - earlier) * 1000 for earlier, later in zip(arrivals, arrivals[1:])]
+    return Batch(samples, requests, time.perf_counter() - began)
+
+
+def _under_load(endpoint: Endpoint, client: httpx.Client, requests: int) -> Batch:
+    return asyncio.run(_load(endpoint, requests))
+
+
+async def _load(endpoint: Endpoint, requests: int) -> Batch:
+    samples: list[float] = []
+    todo = iter(range(requests))
+    limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
+    async with httpx.AsyncClient(base_url=endpoint.url, headers={**ANTHROPIC_HEADERS, **endpoint.headers},
+                                 limits=limits, timeout=TIMEOUT_S) as client:
+        async def worker() -> None:
+            for _ in todo:  # the workers share one iterator: `requests` in all
+                start = time.perf_counter()
+                response = await client.post("/v1/messages", content=SMALL)
+                _check(response)
+                samples.append(_ms_since(start))
+
+        began = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+        return Batch(samples, requests, time.perf_counter() - began)
+
+
+def _large_body(endpoint: Endpoint, client: httpx.Client, requests: int) -> Batch:
+    samples, began = [], time.perf_counter()
+    for _ in range(requests):
+        start = time.perf_counter()
+        _check(client.post("/v1/messages", content=LARGE))
+        samples.append(_ms_since(start))
+    return Batch(samples, requests, time.perf_counter() - began)
+
+
+SCENARIOS = (
+    Scenario("ttfb", "Time to first byte, streaming `/v1/messages`",
+             "From sending a small streaming request to the first body byte at the client (the "
+             "upstream's `message_start` event), one request at a time on a kept-alive connection.",
+             "latency", 20, _first_byte),
+    Scenario("sse", f"Gap between SSE events paced {PACE_MS} ms apart upstream",
+             f"The fake upstream sends {PACED_EVENTS} text deltas {PACE_MS} ms apart; each sample is the "
+             "time between two consecutive deltas at the client. A pass-through that buffers or delays "
+             f"events shows gaps above {PACE_MS} ms (or bunched near 0 ms and a long one).",
+             "latency", 4, _event_gaps),
+    Scenario("load", f"Small requests at concurrency {CONCURRENCY}",
+             f"{CONCURRENCY} connections send small non-streaming requests back to back; requests/s "
+             "over the batch, and each request's latency under that load.",
+             "rate", 160, _under_load),
+    Scenario("large", f"{LARGE_BODY_BYTES // 1000} KB request body, non-streaming",
+             f"A {len(LARGE) // 1000} KB `/v1/messages` body (a long conversation of small JSON objects) "
+             "and its whole answer, one request at a time.",
+             "latency", 10, _large_body),
+)

@@ -32,5 +32,5 @@ dev: $(PY_STAMP) $(JS_STAMP)
 test: setup
 	$(VENV)/bin/python -m pytest
 
-bench: setup
+bench: $(PY_STAMP) $(JS_STAMP)
 	$(VENV)/bin/python -m bench.run --write

@@ -1,5 +1,6 @@
 """The real Claude Code CLI (`claude -p`), pointed at relay on workerd, works as it does
-against the API, and what it sends reaches the provider unchanged but for the key.
+against the API, and what it sends reaches the provider unchanged but for the key (and,
+unless the key's cache policy is `off`, the prompt-cache markers relay adds).
 
 "Unchanged" is checked against the CLI itself: the same prompt sent straight to the fake
 upstream is the reference, once the values that differ between any two runs (session id,
@@ -17,7 +18,7 @@ import pytest
 from tests.clients import relay_cli, run_claude
 from tests.fakes.upstream import REPLY_TEXT, Seen
 
-from .conftest import ADMIN_TOKEN, ANTHROPIC_UPSTREAM_KEY, CLIENT_KEY, ISSUED, SECRETS
+from .conftest import ADMIN_TOKEN, ANTHROPIC_UPSTREAM_KEY, CLIENT_KEY, ISSUED, SECRETS, create_key
 
 # Fields that differ between the direct and the relayed request by design: the address,
 # the key, the body's length and the test's own tag; `connection` is hop-by-hop, and the
@@ -70,17 +71,39 @@ def test_say_hi_through_relay(relay, anthropic_upstream, tag):
     assert all(secret not in run.stdout + run.stderr for secret in SECRETS)
 
 
-def test_what_the_cli_sends_arrives_unchanged(relay, anthropic_upstream, tag):
-    direct_tag = tag + "-direct"
-    direct = run_claude(anthropic_upstream.url, api_key=ANTHROPIC_UPSTREAM_KEY, headers={"x-test-tag": direct_tag})
-    relayed = run_claude(relay.url, api_key=CLIENT_KEY, headers={"x-test-tag": tag})
-    assert direct.returncode == 0 and relayed.returncode == 0, relayed.stderr
+def _without_markers(value):
+    """`value` with every `cache_control` member taken out, at any depth."""
+    if isinstance(value, dict):
+        return {k: _without_markers(v) for k, v in value.items() if k != "cache_control"}
+    if isinstance(value, list):
+        return [_without_markers(v) for v in value]
+    return value
 
-    reference_fields, reference_body = _masked(_one(anthropic_upstream, direct_tag))
+
+def _markers(value) -> int:
+    if isinstance(value, dict):
+        return ("cache_control" in value) + sum(_markers(v) for v in value.values())
+    return sum(_markers(v) for v in value) if isinstance(value, list) else 0
+
+
+def test_what_the_cli_sends_arrives_unchanged(relay, anthropic_upstream, tag):
+    untouched = create_key(relay, name="claude code, no markers", cache_policy="off")["key"]
+    direct = run_claude(anthropic_upstream.url, api_key=ANTHROPIC_UPSTREAM_KEY, headers={"x-test-tag": tag + "-direct"})
+    relayed = run_claude(relay.url, api_key=untouched, headers={"x-test-tag": tag})
+    marked = run_claude(relay.url, api_key=CLIENT_KEY, headers={"x-test-tag": tag + "-marked"})
+    assert direct.returncode == 0 and relayed.returncode == 0 and marked.returncode == 0, relayed.stderr
+
+    reference_fields, reference_body = _masked(_one(anthropic_upstream, tag + "-direct"))
     fields, body = _masked(_one(anthropic_upstream, tag))
     assert fields == reference_fields
     assert json.loads(body) == json.loads(reference_body)
     assert body == reference_body  # byte for byte, key order and spacing included
+
+    # With relay's default cache policy the only change is markers, within the API's limit of 4.
+    marked_fields, marked_body = _masked(_one(anthropic_upstream, tag + "-marked"))
+    assert marked_fields == reference_fields
+    assert _without_markers(json.loads(marked_body)) == _without_markers(json.loads(reference_body))
+    assert _markers(json.loads(reference_body)) <= _markers(json.loads(marked_body)) <= 4
 
 
 def test_auth_token_is_accepted_as_the_relay_key(relay, anthropic_upstream, tag):

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+from relay.config import DEFAULT_CACHE_POLICY
 from tests.workerd import ROOT, LocalWorker, free_port
 
 PASSTHROUGH_CONFIG = ROOT / "bench" / "passthrough" / "wrangler.toml"
@@ -89,6 +90,6 @@ TARGETS = (
     Target(DIRECT, "the client talks to the fake upstream itself: the reference", _direct),
     Target(JS_FLOOR, "a JavaScript Worker that only forwards (`bench/passthrough/`), on the same "
                      "wrangler dev / workerd as relay: the platform's floor", _js_floor),
-    Target("relay", "relay on workerd (`tests/workerd.LocalWorker`), with a static relay key and its "
-                    "rate-limit check", _relay),
+    Target("relay", "relay on workerd (`tests/workerd.LocalWorker`) with a static relay key and its "
+                    f"defaults: rate-limit check, audit row, cache policy `{DEFAULT_CACHE_POLICY}`", _relay),
 )

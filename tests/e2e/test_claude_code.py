@@ -18,7 +18,7 @@ import pytest
 from tests.clients import relay_cli, run_claude
 from tests.fakes.upstream import REPLY_TEXT, Seen
 
-from .conftest import ADMIN_TOKEN, ANTHROPIC_UPSTREAM_KEY, CLIENT_KEY, ISSUED, SECRETS, create_key
+from .conftest import ADMIN_TOKEN, ANTHROPIC_UPSTREAM_KEY, CLIENT_KEY, ISSUED, SECRETS, create_key, session_rows
 
 # Fields that differ between the direct and the relayed request by design: the address,
 # the key, the body's length and the test's own tag; `connection` is hop-by-hop, and the
@@ -69,6 +69,13 @@ def test_say_hi_through_relay(relay, anthropic_upstream, tag):
     assert len(body["system"]) == 3 and len(marked) == 2
     assert body["tools"] and all(tool["name"] and tool["input_schema"] for tool in body["tools"])
     assert all(secret not in run.stdout + run.stderr for secret in SECRETS)
+
+    # The audit row: Claude Code's session, client and the token counts the provider reported.
+    [row] = session_rows(relay, seen.header("x-claude-code-session-id"), 1)
+    assert (row["client"], row["status"], row["stream"], row["error_type"]) == ("claude-cli", 200, 1, None)
+    assert (row["input_tokens"], row["cache_creation_tokens"], row["cache_read_tokens"]) == (
+        seen.usage["input_tokens"], seen.usage["cache_creation_input_tokens"], seen.usage["cache_read_input_tokens"])
+    assert row["output_tokens"] == 12 and row["cost_usd"] > 0
 
 
 def _without_markers(value):

@@ -206,19 +206,21 @@ async def _update(request: Request, services: Services, key_id: str) -> Response
     if problems:
         return _error(400, "; ".join(problems))
     record = await store.set_cache_policy(services.db, key_id, body["cache_policy"]) if _ID.fullmatch(key_id) else None
-    if record is None:
-        return _not_found(key_id)
-    _forget(services, key_id)
-    print(f"relay: admin: set the cache policy of relay key {key_id}")
-    return _json(200, record)
+    return _changed(services, key_id, record, "set the cache policy of")
 
 
 async def _revoke(services: Services, key_id: str, now: float) -> Response:
     record = await store.revoke_key(services.db, key_id, now) if _ID.fullmatch(key_id) else None
+    return _changed(services, key_id, record, "revoked")
+
+
+def _changed(services: Services, key_id: str, record: Optional[dict], done: str) -> Response:
+    """The answer to a change of one key: its record (this isolate forgets its cached
+    lookup, so the change applies here at once), or 404 when there is no such key."""
     if record is None:
         return _not_found(key_id)
     _forget(services, key_id)
-    print(f"relay: admin: revoked relay key {key_id}")
+    print(f"relay: admin: {done} relay key {key_id}")
     return _json(200, record)
 
 

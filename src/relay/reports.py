@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from dataclasses import dataclass
 from typing import Any, Optional
 from urllib.parse import parse_qsl
@@ -129,7 +130,9 @@ def parse_report_query(query: str, now: float) -> ReportQuery:
     if unknown or len(set(names)) != len(names) or len(names) > MAX_DIMENSIONS:
         raise BadQuery(f"group_by must be one of {', '.join(DIMENSIONS)}, or two of them "
                        f"separated by a comma (such as day,tag)")
-    end = _moment(params.get("to"), "to", now)
+    # Rows are stamped to the whole second and `to` is exclusive, so "up to now" ends at
+    # the next whole second: a row of the current second counts.
+    end = _moment(params.get("to"), "to", float(math.ceil(now)))
     start = _moment(params.get("from"), "from", end - DEFAULT_DAYS * 86400)
     if start > end:
         raise BadQuery("from must not be later than to")

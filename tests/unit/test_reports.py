@@ -145,6 +145,16 @@ def test_the_default_range_is_the_last_30_days(db):
     assert made["total"]["requests"] == 4
 
 
+def test_the_default_range_takes_in_rows_of_the_current_second(db):
+    """Rows are stamped to the whole second, and `to` is exclusive: a row written in the
+    same second as the report, before it, must count."""
+    asyncio.run(db.run("INSERT INTO usage (created_at, day, key_id, surface, method, path, status) "
+                       "VALUES ('2027-02-10T00:00:00Z', '2027-02-10', 'rk_now', 'anthropic', 'POST', "
+                       "'/v1/messages', 200)"))
+    made = report(db, "key=rk_now", now=store.parse_time("2027-02-10T00:00:00Z") + 0.5)
+    assert made["total"]["requests"] == 1
+
+
 def test_key_and_tag_filters(db):
     assert report(db, "key=rk_0000000b")["total"]["requests"] == 1
     assert report(db, "tag=team-b&group_by=model")["total"]["requests"] == 2

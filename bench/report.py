@@ -142,36 +142,40 @@ def _verdict(relay: Optional[float], peer: Optional[float], higher_is_better: bo
     return f"{times:.2f}× {'relay' if ahead else '**peer**'} ahead", ahead
 
 
+def _against(results: "Results", ours: str, peer: str) -> dict[str, tuple[str, Optional[bool]]]:
+    """Per measure (COMPARISONS, then memory): the cell `ours / peer` and whether ours is ahead."""
+    verdicts = {}
+    for what, key, value, higher in COMPARISONS:
+        mine, theirs = results.summaries.get(key, {}).get(ours), results.summaries.get(key, {}).get(peer)
+        verdicts[what] = _verdict(mine and value(mine), theirs and value(theirs), higher)
+    verdicts["resident memory"] = _verdict(results.rss_bytes.get(ours), results.rss_bytes.get(peer), False)
+    return verdicts
+
+
 def _versus_peers(targets: Sequence[Target], results: "Results") -> list[str]:
     peers = [t.name for t in targets if t.peer and t.name not in results.left_out]
-    if not peers:
+    if not peers or RELAY not in results.headers:
         return []
     out = ["## relay against each peer", "",
            "Each cell is relay's value divided by the peer's (for requests/s a number above 1 means "
            "relay served more; for the rest, below 1 means relay was faster or cheaper), then who is "
-           f"ahead; within {EVEN:.0%} counts as even.", "",
+           f"ahead; within {EVEN:.0%} counts as even. relay's figures include `wrangler dev`'s local "
+           f"proxy and workerd, whose cost alone is the {JS_FLOOR} row of each table; the lists below "
+           f"say where the {JS_FLOOR}, which runs none of relay's code, loses to the peer too.", "",
            "| measure | " + " | ".join(peers) + " |", "|---|" + "---:|" * len(peers)]
-    losses: dict[str, list[str]] = {}
-    rows = [(what, [results.summaries.get(key, {}).get(name) for name in [RELAY, *peers]], value, higher)
-            for what, key, value, higher in COMPARISONS]
-    for what, (relay, *others), value, higher in rows:
-        cells = []
-        for name, other in zip(peers, others):
-            cell, ahead = _verdict(relay and value(relay), other and value(other), higher)
-            cells.append(cell)
-            if ahead is False:
-                losses.setdefault(name, []).append(what)
-        out.append(f"| {what} | " + " | ".join(cells) + " |")
-    memory = [_verdict(results.rss_bytes.get(RELAY), results.rss_bytes.get(name), False) for name in peers]
-    out.append("| resident memory | " + " | ".join(cell for cell, _ in memory) + " |")
-    for name, (_, ahead) in zip(peers, memory):
-        if ahead is False:
-            losses.setdefault(name, []).append("resident memory")
+    relay = {name: _against(results, RELAY, name) for name in peers}
+    floor = {name: _against(results, JS_FLOOR, name) for name in peers}
+    for what in relay[peers[0]]:
+        out.append(f"| {what} | " + " | ".join(relay[name][what][0] for name in peers) + " |")
     out.append("")
     for name in peers:
-        lost = losses.get(name)
-        out.append(f"- relay loses to {name} on: {', '.join(lost)}." if lost else
-                   f"- relay loses to {name} on none of these measures.")
+        lost = [what for what, (_, ahead) in relay[name].items() if ahead is False]
+        also = [what for what in lost if floor[name][what][1] is False]
+        if not lost:
+            out.append(f"- relay loses to {name} on none of these measures.")
+            continue
+        out.append(f"- relay loses to {name} on: {', '.join(lost)}. The {JS_FLOOR} loses to it on "
+                   + (f"{len(also)} of these: {', '.join(also)}." if also else "none of these."))
     return out + [""]
 
 

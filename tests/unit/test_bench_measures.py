@@ -50,3 +50,20 @@ def test_the_hand_written_part_survives_a_rewrite():
     written = keep_hand_written("# Benchmarks\nnew numbers\n", previous)
     assert written == f"# Benchmarks\nnew numbers\n\n{HAND_WRITTEN}\n\n## Savings\nkept\n"
     assert keep_hand_written("# new\n", "# no marker\n") == "# new\n"
+
+
+def test_the_report_names_every_measure_relay_loses_to_a_peer():
+    from bench import report, scenarios, targets
+    from bench.run import Results
+
+    results = Results()
+    for scenario in scenarios.SCENARIOS:  # target i is i ms slower than direct, and i times faster at load
+        results.summaries[scenario.key] = {
+            t.name: summarize([1.0 + i], 1, 1.0 / (i + 1), [1.0 + i], 0.001 * i if i else None)
+            for i, t in enumerate(targets.TARGETS) if t.runs(scenario.key)}
+    for i, target in enumerate(targets.TARGETS):
+        results.headers[target.name] = {row: "yes" for row in report.header_fidelity.ROWS}
+        results.rss_bytes[target.name] = (i + 1) * 2 ** 20
+    text = report.render([("date (UTC)", "now")], targets.TARGETS, scenarios.SCENARIOS, results, rounds=1)
+    assert "| relay, cache off |" in text and "| x-claude-code-session-id | yes |" in text
+    assert "- relay loses to LiteLLM on: requests/s at concurrency 16. The JS floor loses to it on 1 of these" in text

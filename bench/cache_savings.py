@@ -1,6 +1,6 @@
-"""What relay's prompt-cache markers save, and what they cost in latency, measured from outside.
+"""What relay's prompt-cache markers save, measured from outside.
 
-    python -m bench.cache_savings [--turns 50] [--samples 40] [--part savings|latency]
+    python -m bench.cache_savings [--turns 50]
 
 Runs relay on workerd (tests/workerd.py) in front of the fake Anthropic upstream, which
 caches and bills like the API (tests/fakes/prompt_cache.py), with two virtual keys made
@@ -13,10 +13,8 @@ shaped like Claude Code (3 system blocks, 2 marked; its last message block marke
 Billed input is priced with Anthropic's multipliers of the base input price: 1 for input,
 1.25 for 5-minute cache writes, 2 for 1-hour writes, 0.1 for cache reads.
 
-Latency: the same client posts Messages bodies of 50 KB, 200 KB and 1 MB, without
-markers, alternately with the `auto` key and the `off` key; the difference of the
-medians is what adding the markers costs (timers inside the Worker are frozen, so
-only an outside clock can tell).
+What adding the markers costs in latency is measured by `python -m bench.run` (its 200 KB
+scenario: relay with cache policy `auto` against `relay, cache off`), on `sized_body` below.
 """
 
 from __future__ import annotations
@@ -25,8 +23,6 @@ import argparse
 import json
 import platform
 import random
-import statistics
-import time
 import uuid
 from datetime import datetime, timezone
 from typing import Iterator
@@ -135,20 +131,6 @@ def sized_body(size: int) -> bytes:
     return json.dumps(body, ensure_ascii=False).encode()
 
 
-def latency(client: httpx.Client, keys: dict[str, str], size: int, samples: int) -> dict[str, float]:
-    body = sized_body(size)
-    times: dict[str, list[float]] = {policy: [] for policy in keys}
-    for round_ in range(samples + 5):
-        for policy, key in keys.items():
-            start = time.perf_counter()
-            answer = client.post("/v1/messages", content=body, headers={"x-api-key": key})
-            elapsed = (time.perf_counter() - start) * 1000
-            assert answer.status_code == 200, answer.text
-            if round_ >= 5:  # the first rounds warm the isolate and connections
-                times[policy].append(elapsed)
-    return {policy: statistics.median(values) for policy, values in times.items()}
-
-
 def create_key(client: httpx.Client, policy: str) -> str:
     answer = client.post("/admin/keys", json={"name": f"bench {policy}", "cache_policy": policy},
                          headers={"authorization": f"Bearer {ADMIN_TOKEN}"})
@@ -159,8 +141,6 @@ def create_key(client: httpx.Client, policy: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--turns", type=int, default=50)
-    parser.add_argument("--samples", type=int, default=40)
-    parser.add_argument("--part", choices=("savings", "latency"), help="run only this part")
     args = parser.parse_args()
     print(f"# relay prompt-cache bench, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, "
           f"{platform.machine()} {platform.processor() or platform.system()}, Python {platform.python_version()}")
@@ -170,11 +150,7 @@ def main() -> None:
             httpx.Client(base_url=worker.url, timeout=120,
                          headers={"anthropic-version": "2023-06-01", "content-type": "application/json"}) as client:
         keys = {policy: create_key(client, policy) for policy in ("off", "auto", "auto-1h")}
-
-        if args.part != "latency":
-            savings(client, fake, keys, args.turns)
-        if args.part != "savings":
-            timings(client, {policy: keys[policy] for policy in ("off", "auto")}, args.samples)
+        savings(client, fake, keys, args.turns)
 
 
 def savings(client: httpx.Client, fake: FakeUpstream, keys: dict[str, str], turns: int) -> None:
@@ -187,16 +163,6 @@ def savings(client: httpx.Client, fake: FakeUpstream, keys: dict[str, str], turn
             change = result["cost"] / results["off"]["cost"] - 1
             print(f"| {shape} | {policy} | {result['cost']:,.0f} | {change:+.1%} | {result['read']:,} "
                   f"| {result['refused']} |")
-
-
-def timings(client: httpx.Client, keys: dict[str, str], samples: int) -> None:
-    print(f"\n## Added latency of `auto` vs `off` (median of {samples}, client to relay to fake)\n")
-    print("| body | off p50 ms | auto p50 ms | added ms |")
-    print("|---|---:|---:|---:|")
-    for size in (50_000, 200_000, 1_000_000):
-        medians = latency(client, keys, size, samples)
-        print(f"| {size // 1000} KB | {medians['off']:.2f} | {medians['auto']:.2f} "
-              f"| {medians['auto'] - medians['off']:+.2f} |")
 
 
 if __name__ == "__main__":

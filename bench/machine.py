@@ -7,10 +7,13 @@ import os
 import platform
 import subprocess
 from datetime import datetime, timezone
+from pathlib import Path
 
 import httpx
 
 from tests.workerd import ROOT
+
+from .peer_gateways import NODE_MODULES, PEERS_VENV
 
 
 def _first(path: str, prefix: str) -> str:
@@ -30,11 +33,17 @@ def _os_name() -> str:
         return platform.system()
 
 
-def _package_version(name: str) -> str:
+def _package_version(name: str, node_modules: Path = ROOT / "node_modules") -> str:
     try:
-        return json.loads((ROOT / "node_modules" / name / "package.json").read_text())["version"]
+        return json.loads((node_modules / name / "package.json").read_text())["version"]
     except (OSError, KeyError, ValueError):
         return "?"
+
+
+def _python_package_version(name: str, venv: Path) -> str:
+    """A package's version in another venv, from its dist-info folder's name."""
+    found = sorted(venv.glob(f"lib/python*/site-packages/{name}-*.dist-info"))
+    return found[0].name[len(name) + 1:-len(".dist-info")] if found else "not installed"
 
 
 def _node_version() -> str:
@@ -61,4 +70,8 @@ def describe() -> list[tuple[str, str]]:
         ("load average at start (1/5/15 min)", load_average()),
         ("wrangler / workerd", f"{_package_version('wrangler')} / {_package_version('workerd')}"),
         ("Node / Python (bench) / httpx", f"{_node_version()} / {platform.python_version()} / {httpx.__version__}"),
+        ("LiteLLM / Portkey gateway / claude-code-router",
+         f"{_python_package_version('litellm', PEERS_VENV)} / "
+         f"{_package_version('@portkey-ai/gateway', NODE_MODULES)} / "
+         f"{_package_version('@musistudio/claude-code-router', NODE_MODULES)}"),
     ]

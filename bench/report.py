@@ -1,12 +1,20 @@
-"""BENCHMARKS.md from a run's summaries: one table per scenario, one row per target."""
+"""BENCHMARKS.md from a run's results: one table per scenario with a row per target, then
+memory, header fidelity, and relay against each peer; a hand-written part below a marker is
+kept from the previous file."""
 
 from __future__ import annotations
 
-from typing import Callable, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, Mapping, Optional, Sequence
 
+from . import header_fidelity
 from .scenarios import Scenario
 from .stats import Summary, ratio
-from .targets import DIRECT, JS_FLOOR, Target
+from .targets import DIRECT, JS_FLOOR, RELAY, Target
+
+if TYPE_CHECKING:
+    from .run import Results
+
+HAND_WRITTEN = "<!-- Everything below this line is written by hand; `make bench` keeps it as it is. -->"
 
 READING = f"""\
 ## How to read the tables
@@ -25,6 +33,16 @@ READING = f"""\
   include the `wrangler dev` proxy layer in front of workerd; the JS floor row is what that
   setup costs by itself. The direct row is bounded by the Python fake upstream and the Python
   client, so its requests/s is a ceiling of this harness, not of a provider.
+- **CPU ms/req** is the CPU time (user + system, from `/proc/<pid>/stat`) the target's own
+  processes used during its batches, divided by its requests: wrangler's proxy and workerd for
+  the Worker targets, the gateway's processes for the peers; the fake upstream and the client
+  are not counted, so direct has none. **Resident memory** sums the RSS of the same processes
+  after the last round (pages they share count twice).
+- The peers run as their own documentation sets them up for this job, in front of the same
+  fake, with their logging/telemetry options off where they have one; LiteLLM and
+  claude-code-router check a key of their own, Portkey's gateway has none (the client sends the
+  provider key). relay's rows include the `wrangler dev` proxy in front of workerd (see the JS
+  floor), which a deployed Worker does not have; the peers' rows have no such layer.
 - Targets are measured interleaved, round by round in a rotating order, after a discarded
   warm-up round, so that a change in the machine's load falls on all of them alike.
 """
@@ -52,6 +70,10 @@ def _rate(row: Optional[Summary]) -> Optional[float]:
     return row and row.rate
 
 
+def _cpu(row: Summary) -> str:
+    return "–" if row.cpu_ms_per_request is None else f"{row.cpu_ms_per_request:.2f}"
+
+
 # A table's columns: (heading, cell from (row, direct's row, JS floor's row)).
 Cell = Callable[[Summary, Optional[Summary], Optional[Summary]], str]
 LATENCY_COLUMNS: tuple[tuple[str, Cell], ...] = (
@@ -61,16 +83,25 @@ LATENCY_COLUMNS: tuple[tuple[str, Cell], ...] = (
     (f"+ vs {JS_FLOOR}", lambda row, direct, floor: _ms(_minus(row.p50, _p50(floor)), signed=True)),
     (f"× {DIRECT}", lambda row, direct, floor: _times(ratio(row.p50, _p50(direct)))),
     (f"× {JS_FLOOR}", lambda row, direct, floor: _times(ratio(row.p50, _p50(floor)))),
+    ("CPU ms/req", lambda row, direct, floor: _cpu(row)),
     ("samples", lambda row, direct, floor: str(row.samples)),
 )
+STREAM_COLUMNS: tuple[tuple[str, Cell], ...] = LATENCY_COLUMNS[:-1] + (
+    ("first byte p50 ms", lambda row, direct, floor: _ms(row.first_byte_p50)),
+    ("first byte p99 ms", lambda row, direct, floor: _ms(row.first_byte_p99)),
+    (f"first byte + vs {DIRECT}",
+     lambda row, direct, floor: _ms(_minus(row.first_byte_p50, direct and direct.first_byte_p50), signed=True)),
+) + LATENCY_COLUMNS[-1:]
 RATE_COLUMNS: tuple[tuple[str, Cell], ...] = (
     ("requests/s", lambda row, direct, floor: f"{row.rate:.0f}"),
     (f"× {DIRECT}", lambda row, direct, floor: _times(ratio(row.rate, _rate(direct)))),
     (f"× {JS_FLOOR}", lambda row, direct, floor: _times(ratio(row.rate, _rate(floor)))),
     ("latency p50 ms", lambda row, direct, floor: _ms(row.p50)),
     ("latency p99 ms", lambda row, direct, floor: _ms(row.p99)),
+    ("CPU ms/req", lambda row, direct, floor: _cpu(row)),
     ("requests", lambda row, direct, floor: str(row.samples)),
 )
+COLUMNS = {"latency": LATENCY_COLUMNS, "stream": STREAM_COLUMNS, "rate": RATE_COLUMNS}
 
 
 def _table(rows: Mapping[str, Summary], columns: Sequence[tuple[str, Cell]]) -> list[str]:
@@ -82,14 +113,108 @@ def _table(rows: Mapping[str, Summary], columns: Sequence[tuple[str, Cell]]) -> 
     return lines
 
 
+# relay against a peer: (what, scenario key, value from a summary, True when higher is better).
+Comparison = tuple[str, str, Callable[[Summary], Optional[float]], bool]
+COMPARISONS: tuple[Comparison, ...] = (
+    ("time to first byte p50 (burst)", "ttfb", lambda s: s.p50, False),
+    ("time to first byte p99 (burst)", "ttfb", lambda s: s.p99, False),
+    ("time to first byte p50 (paced)", "sse", lambda s: s.first_byte_p50, False),
+    ("time to first byte p99 (paced)", "sse", lambda s: s.first_byte_p99, False),
+    ("gap between SSE events p50", "sse", lambda s: s.p50, False),
+    ("gap between SSE events p99", "sse", lambda s: s.p99, False),
+    ("requests/s at concurrency 16", "load", lambda s: s.rate, True),
+    ("latency p99 at concurrency 16", "load", lambda s: s.p99, False),
+    ("CPU ms per small request", "load", lambda s: s.cpu_ms_per_request, False),
+    ("200 KB body p50", "large", lambda s: s.p50, False),
+    ("200 KB body p99", "large", lambda s: s.p99, False),
+)
+EVEN = 0.05  # within 5%: neither is ahead
+
+
+def _verdict(relay: Optional[float], peer: Optional[float], higher_is_better: bool) -> tuple[str, Optional[bool]]:
+    """The cell "relay / peer" and whether relay is ahead (None: even or unknown)."""
+    times = ratio(relay, peer)
+    if times is None:
+        return "–", None
+    if abs(times - 1) <= EVEN:
+        return f"{times:.2f}× even", None
+    ahead = (times > 1) == higher_is_better
+    return f"{times:.2f}× {'relay' if ahead else '**peer**'} ahead", ahead
+
+
+def _against(results: "Results", ours: str, peer: str) -> dict[str, tuple[str, Optional[bool]]]:
+    """Per measure (COMPARISONS, then memory): the cell `ours / peer` and whether ours is ahead."""
+    verdicts = {}
+    for what, key, value, higher in COMPARISONS:
+        mine, theirs = results.summaries.get(key, {}).get(ours), results.summaries.get(key, {}).get(peer)
+        verdicts[what] = _verdict(mine and value(mine), theirs and value(theirs), higher)
+    verdicts["resident memory"] = _verdict(results.rss_bytes.get(ours), results.rss_bytes.get(peer), False)
+    return verdicts
+
+
+def _versus_peers(targets: Sequence[Target], results: "Results") -> list[str]:
+    peers = [t.name for t in targets if t.peer and t.name not in results.left_out]
+    if not peers or RELAY not in results.headers:
+        return []
+    out = ["## relay against each peer", "",
+           "Each cell is relay's value divided by the peer's (for requests/s a number above 1 means "
+           "relay served more; for the rest, below 1 means relay was faster or cheaper), then who is "
+           f"ahead; within {EVEN:.0%} counts as even. relay's figures include `wrangler dev`'s local "
+           f"proxy and workerd, whose cost alone is the {JS_FLOOR} row of each table; the lists below "
+           f"say where the {JS_FLOOR}, which runs none of relay's code, loses to the peer too.", "",
+           "| measure | " + " | ".join(peers) + " |", "|---|" + "---:|" * len(peers)]
+    relay = {name: _against(results, RELAY, name) for name in peers}
+    floor = {name: _against(results, JS_FLOOR, name) for name in peers}
+    for what in relay[peers[0]]:
+        out.append(f"| {what} | " + " | ".join(relay[name][what][0] for name in peers) + " |")
+    out.append("")
+    for name in peers:
+        lost = [what for what, (_, ahead) in relay[name].items() if ahead is False]
+        also = [what for what in lost if floor[name][what][1] is False]
+        if not lost:
+            out.append(f"- relay loses to {name} on none of these measures.")
+            continue
+        out.append(f"- relay loses to {name} on: {', '.join(lost)}. The {JS_FLOOR} loses to it on "
+                   + (f"{len(also)} of these: {', '.join(also)}." if also else "none of these."))
+    return out + [""]
+
+
+def _memory(targets: Sequence[Target], results: "Results") -> list[str]:
+    out = ["### Resident memory and idle CPU", "",
+           "The sum of the resident set sizes of the target's processes after the last round, and the "
+           "CPU they used while left idle for a moment after the warm-up round (part of every CPU "
+           "ms/req figure above, most in the long paced streams).", "",
+           "| target | processes' RSS MiB | idle CPU % of a core |", "|---|---:|---:|"]
+    out += [f"| {t.name} | {results.rss_bytes[t.name] / 2 ** 20:.0f} | {results.idle_cpu_percent.get(t.name, 0):.1f} |"
+            for t in targets if t.name in results.rss_bytes]
+    return out + [""]
+
+
+def _headers(targets: Sequence[Target], results: "Results") -> list[str]:
+    names = [t.name for t in targets if t.name in results.headers]
+    out = ["### Header fidelity", "",
+           "One request per target with the fields Claude Code sends (`anthropic-version`, "
+           "`anthropic-beta`, eight `x-stainless-*`, `x-claude-code-session-id`) and the target's own "
+           "client key; \"yes\" when the fake upstream recorded each field with the value sent, and "
+           "(last row) when the client's key reached the upstream in no field at all.", "",
+           "| field | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    out += [f"| {row} | " + " | ".join(results.headers[name][row] for name in names) + " |"
+            for row in header_fidelity.ROWS]
+    return out + [""]
+
+
 def render(machine: Sequence[tuple[str, str]], targets: Sequence[Target], scenarios: Sequence[Scenario],
-           results: Mapping[str, Mapping[str, Summary]], rounds: int) -> str:
-    """The whole of BENCHMARKS.md; `results[scenario key][target name]`."""
+           results: "Results", rounds: int) -> str:
+    """The generated part of BENCHMARKS.md."""
     out = ["# Benchmarks", "",
-           "Generated by `make bench` (`python -m bench.run --write`); rerun it rather than editing by hand.",
+           "Generated by `make bench` (`python -m bench.run --write`); rerun it rather than editing by hand "
+           "(the hand-written part at the end is kept).",
            "", "Targets, all in front of the same fake Anthropic upstream (`tests/fakes/upstream.py`) on loopback:",
            ""]
-    out += [f"- **{target.name}**: {target.description}." for target in targets]
+    out += [f"- **{target.name}**: {target.description}." for target in targets if target.name not in results.left_out]
+    if results.left_out:
+        out += ["", "Left out of this run:", ""]
+        out += [f"- **{name}**: {why}" for name, why in results.left_out.items()]
     out += ["", "## Machine", "", "| | |", "|---|---|"]
     out += [f"| {what} | {value} |" for what, value in machine]
     out += ["", "## Results", "", f"{rounds} measured round{'s' if rounds != 1 else ''}; per round and target, "
@@ -97,7 +222,14 @@ def render(machine: Sequence[tuple[str, str]], targets: Sequence[Target], scenar
     for scenario in scenarios:
         out += [f"### {scenario.title}", "", f"{scenario.explanation} {scenario.per_round} requests per target "
                 "per round.", ""]
-        columns = RATE_COLUMNS if scenario.kind == "rate" else LATENCY_COLUMNS
-        out += _table(results[scenario.key], columns) + [""]
+        out += _table(results.summaries[scenario.key], COLUMNS[scenario.kind]) + [""]
+    out += _memory(targets, results) + _headers(targets, results) + _versus_peers(targets, results)
     out.append(READING)
     return "\n".join(out)
+
+
+def keep_hand_written(generated: str, previous: str) -> str:
+    """The generated text followed by the previous file's hand-written part, if it had one."""
+    if HAND_WRITTEN not in previous:
+        return generated
+    return generated.rstrip("\n") + "\n\n" + HAND_WRITTEN + previous.split(HAND_WRITTEN, 1)[1]

@@ -2,8 +2,9 @@
 outside the Worker (timers do not advance inside a Worker while it runs).
 
 A scenario is an entry in `SCENARIOS`: a title, what its numbers mean (printed in
-BENCHMARKS.md), its kind (`latency`: samples in ms, compared by p50; `rate`: compared by
-requests per second) and a function `(endpoint, client, requests) -> Batch`.
+BENCHMARKS.md), its kind (`latency`: samples in ms, compared by p50; `stream`: the same, and
+each request's time to first byte too; `rate`: compared by requests per second) and a
+function `(endpoint, client, requests) -> Batch`.
 """
 
 from __future__ import annotations
@@ -11,12 +12,13 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import httpx
 
-from .targets import Endpoint
+from .cache_savings import sized_body
+from .endpoint import Endpoint
 
 ANTHROPIC_HEADERS = {"anthropic-version": "2023-06-01", "content-type": "application/json"}
 TIMEOUT_S = 60.0
@@ -36,6 +38,7 @@ class Batch:
     samples_ms: list[float]
     requests: int
     seconds: float  # wall time of the batch (what a rate is computed from)
+    first_byte_ms: list[float] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,7 @@ class Scenario:
     key: str
     title: str
     explanation: str
-    kind: str  # "latency" or "rate"
+    kind: str  # "latency", "stream" (latency, with first bytes) or "rate"
     per_round: int  # requests per target per round
     run: Callable[[Endpoint, httpx.Client, int], Batch]
 
@@ -52,19 +55,11 @@ def _messages_body(messages: list[dict], stream: bool) -> bytes:
     return json.dumps({"model": MODEL, "max_tokens": 64, "stream": stream, "messages": messages}).encode()
 
 
-def _conversation(size: int) -> list[dict]:
-    """A long conversation of about `size` bytes: many small JSON objects, as a coding
-    agent's context is, rather than one huge string that any parser skips through."""
-    turn = "The function returns the parsed configuration and logs each key it skipped. " * 6
-    count = max(1, size // (len(turn) + 60))
-    return [{"role": ("user", "assistant")[i % 2], "content": [{"type": "text", "text": turn}]}
-            for i in range(count)] + [{"role": "user", "content": "say hi"}]
-
-
 SAY_HI = [{"role": "user", "content": "say hi"}]
 SMALL = _messages_body(SAY_HI, stream=False)
 SMALL_STREAM = _messages_body(SAY_HI, stream=True)
-LARGE = _messages_body(_conversation(LARGE_BODY_BYTES), stream=False)
+# A coding agent's request without cache markers: system prompt, 12 tools, tool-calling history.
+LARGE = sized_body(LARGE_BODY_BYTES)
 PACED = {"x-fake-events": str(PACED_EVENTS), "x-fake-pace-ms": str(PACE_MS)}
 
 
@@ -93,20 +88,24 @@ def _first_byte(endpoint: Endpoint, client: httpx.Client, requests: int) -> Batc
 
 
 def _event_gaps(endpoint: Endpoint, client: httpx.Client, requests: int) -> Batch:
-    """Time between consecutive text deltas at the client; the upstream sends them PACE_MS apart."""
-    samples, began = [], time.perf_counter()
+    """Time between consecutive text deltas at the client (the upstream sends them PACE_MS
+    apart), and each stream's time to its first byte."""
+    samples, first_bytes, began = [], [], time.perf_counter()
     for _ in range(requests):
         arrivals, pending = [], b""
+        start = time.perf_counter()
         with client.stream("POST", "/v1/messages", content=SMALL_STREAM, headers=PACED) as response:
             _check(response)
             for chunk in response.iter_raw():
                 now = time.perf_counter()
+                if len(first_bytes) == len(samples) // (PACED_EVENTS - 1):  # this stream's first chunk
+                    first_bytes.append((now - start) * 1000)
                 *events, pending = (pending + chunk).split(b"\n\n")
                 arrivals += [now for event in events if event.startswith(b"event: content_block_delta")]
         if len(arrivals) != PACED_EVENTS:
             raise BenchError(f"{endpoint.url} delivered {len(arrivals)} of {PACED_EVENTS} events")
         samples += [(later - earlier) * 1000 for earlier, later in zip(arrivals, arrivals[1:])]
-    return Batch(samples, requests, time.perf_counter() - began)
+    return Batch(samples, requests, time.perf_counter() - began, first_bytes)
 
 
 def _under_load(endpoint: Endpoint, client: httpx.Client, requests: int) -> Batch:
@@ -141,21 +140,25 @@ def _large_body(endpoint: Endpoint, client: httpx.Client, requests: int) -> Batc
 
 
 SCENARIOS = (
-    Scenario("ttfb", "Time to first byte, streaming `/v1/messages`",
+    Scenario("ttfb", "Time to first byte, streaming `/v1/messages` (burst)",
              "From sending a small streaming request to the first body byte at the client (the "
-             "upstream's `message_start` event), one request at a time on a kept-alive connection.",
+             "upstream's `message_start` event; the upstream sends the whole stream at once), one "
+             "request at a time on a kept-alive connection.",
              "latency", 20, _first_byte),
-    Scenario("sse", f"Gap between SSE events paced {PACE_MS} ms apart upstream",
+    Scenario("sse", f"SSE events paced {PACE_MS} ms apart upstream",
              f"The fake upstream sends {PACED_EVENTS} text deltas {PACE_MS} ms apart; each sample is the "
-             "time between two consecutive deltas at the client. A pass-through that buffers or delays "
-             f"events shows gaps above {PACE_MS} ms (or bunched near 0 ms and a long one).",
-             "latency", 4, _event_gaps),
+             "time between two consecutive deltas at the client, so + vs direct is the delay a hop adds "
+             f"per event. A pass-through that buffers or delays events shows gaps above {PACE_MS} ms (or "
+             "bunched near 0 ms and a long one). The first-byte columns time the same paced streams.",
+             "stream", 4, _event_gaps),
     Scenario("load", f"Small requests at concurrency {CONCURRENCY}",
              f"{CONCURRENCY} connections send small non-streaming requests back to back; requests/s "
              "over the batch, and each request's latency under that load.",
              "rate", 160, _under_load),
     Scenario("large", f"{LARGE_BODY_BYTES // 1000} KB request body, non-streaming",
-             f"A {len(LARGE) // 1000} KB `/v1/messages` body (a long conversation of small JSON objects) "
-             "and its whole answer, one request at a time.",
+             f"A {len(LARGE) // 1000} KB `/v1/messages` body shaped like a coding agent's (system prompt, "
+             "12 tools, tool-calling history; `bench.cache_savings.sized_body`) without cache markers, and "
+             "its whole answer, one request at a time. relay's cache policy `auto` adds its markers to it; "
+             "`relay, cache off` forwards it as it is: their difference is what adding the markers costs.",
              "latency", 10, _large_body),
 )

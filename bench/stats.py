@@ -32,8 +32,15 @@ class Summary:
     p99: float
     samples: int
     rate: float  # requests per second of wall time
+    first_byte_p50: Optional[float] = None  # when the scenario timed first bytes too
+    first_byte_p99: Optional[float] = None
+    cpu_ms_per_request: Optional[float] = None  # the target's processes' CPU time / requests
 
 
-def summarize(samples_ms: Sequence[float], requests: int, seconds: float) -> Summary:
+def summarize(samples_ms: Sequence[float], requests: int, seconds: float, first_byte_ms: Sequence[float] = (),
+              cpu_seconds: Optional[float] = None) -> Summary:
     return Summary(percentile(samples_ms, 50), percentile(samples_ms, 99), len(samples_ms),
-                   requests / seconds if seconds > 0 else 0.0)
+                   requests / seconds if seconds > 0 else 0.0,
+                   percentile(first_byte_ms, 50) if first_byte_ms else None,
+                   percentile(first_byte_ms, 99) if first_byte_ms else None,
+                   cpu_seconds * 1000 / requests if cpu_seconds is not None and requests else None)

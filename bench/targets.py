@@ -1,41 +1,29 @@
-"""What the bench measures: the fake upstream, and the targets placed in front of it.
+"""What the bench measures: the targets placed in front of the fake upstream.
 
 A target is a name, a one-line description for BENCHMARKS.md and a `start` function that
-brings it up (registering its shutdown on an ExitStack) and returns where clients point and
-which auth fields they send. A peer gateway (LiteLLM, Portkey, claude-code-router, ...) is
-one more `Target` in `TARGETS`.
+brings it up (registering its shutdown on an ExitStack) and returns its `Endpoint`: where
+clients point and which auth fields they send. A target may run only some scenarios (a
+variant that differs in one respect), and a peer gateway that is not installed or does not
+start is left out of the run with its reason instead of failing it.
 """
 
 from __future__ import annotations
 
 import contextlib
-import socket
-import subprocess
-import sys
-import time
-from dataclasses import dataclass, field
-from typing import Callable
+from dataclasses import dataclass
+from typing import Callable, Optional
 
 from relay.config import DEFAULT_CACHE_POLICY
-from tests.workerd import ROOT, LocalWorker, free_port
+from tests.workerd import ROOT, LocalWorker
+
+from . import peer_gateways
+from .endpoint import UPSTREAM_KEY, Endpoint
 
 PASSTHROUGH_CONFIG = ROOT / "bench" / "passthrough" / "wrangler.toml"
-# Throw-away keys for a loopback-only run; never real ones.
-UPSTREAM_KEY = "bench-upstream-key"
-RELAY_KEY = "bench-relay-key"
+RELAY_KEY = "bench-relay-key"  # throw-away, like the keys in endpoint.py
 # relay's largest rate-limit tier (wrangler.toml): the bench stays below it, so relay does
 # all its per-request work (the limit check included) without ever answering 429.
 RELAY_RPM = "5000"
-UPSTREAM_START_S = 30.0
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """Where a target listens: the base URL in the Anthropic SDK convention, and the fields
-    that authenticate a client there."""
-
-    url: str
-    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -43,40 +31,25 @@ class Target:
     name: str
     description: str
     start: Callable[[str, contextlib.ExitStack], Endpoint]  # (upstream URL, stack) -> endpoint
+    scenarios: Optional[frozenset[str]] = None  # the scenario keys it runs; None: all
+    peer: bool = False  # a peer gateway: left out, with the reason, if it cannot start
 
-
-def start_fake_upstream(stack: contextlib.ExitStack) -> str:
-    """The project's fake Anthropic upstream in a process of its own (so that it does not
-    share an interpreter lock with the load generator); its base URL."""
-    port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "tests.fakes.upstream", "--anthropic-port", str(port),
-                                "--openai-port", str(free_port())],
-                               cwd=ROOT, stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
-    stack.callback(_stop, process)
-    deadline = time.monotonic() + UPSTREAM_START_S
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-            return f"http://127.0.0.1:{port}"
-        if process.poll() is not None:
-            raise RuntimeError("the fake upstream exited at start")
-        time.sleep(0.1)
-    raise TimeoutError("the fake upstream did not listen in time")
-
-
-def _stop(process: subprocess.Popen) -> None:
-    process.terminate()
-    process.wait(10)
+    def runs(self, scenario_key: str) -> bool:
+        return self.scenarios is None or scenario_key in self.scenarios
 
 
 def _direct(upstream: str, stack: contextlib.ExitStack) -> Endpoint:
     return Endpoint(upstream, {"x-api-key": UPSTREAM_KEY})
 
 
-def _relay(upstream: str, stack: contextlib.ExitStack) -> Endpoint:
-    worker = stack.enter_context(LocalWorker({
-        "RELAY_CLIENT_KEYS": RELAY_KEY, "ANTHROPIC_API_KEYS": UPSTREAM_KEY, "OPENAI_API_KEYS": UPSTREAM_KEY,
-        "UPSTREAM_ANTHROPIC_URL": upstream, "RELAY_DEFAULT_RPM": RELAY_RPM}))
-    return Endpoint(worker.url, {"x-api-key": RELAY_KEY})
+def _relay(cache_policy: str) -> Callable[[str, contextlib.ExitStack], Endpoint]:
+    def start(upstream: str, stack: contextlib.ExitStack) -> Endpoint:
+        worker = stack.enter_context(LocalWorker({
+            "RELAY_CLIENT_KEYS": RELAY_KEY, "ANTHROPIC_API_KEYS": UPSTREAM_KEY, "OPENAI_API_KEYS": UPSTREAM_KEY,
+            "UPSTREAM_ANTHROPIC_URL": upstream, "RELAY_DEFAULT_RPM": RELAY_RPM,
+            "RELAY_CACHE_POLICY": cache_policy}))
+        return Endpoint(worker.url, {"x-api-key": RELAY_KEY}, client_key=RELAY_KEY)
+    return start
 
 
 def _js_floor(upstream: str, stack: contextlib.ExitStack) -> Endpoint:
@@ -86,10 +59,25 @@ def _js_floor(upstream: str, stack: contextlib.ExitStack) -> Endpoint:
 
 DIRECT = "direct"
 JS_FLOOR = "JS floor"
+RELAY = "relay"
 TARGETS = (
     Target(DIRECT, "the client talks to the fake upstream itself: the reference", _direct),
     Target(JS_FLOOR, "a JavaScript Worker that only forwards (`bench/passthrough/`), on the same "
                      "wrangler dev / workerd as relay: the platform's floor", _js_floor),
-    Target("relay", "relay on workerd (`tests/workerd.LocalWorker`) with a static relay key and its "
-                    f"defaults: rate-limit check, audit row, cache policy `{DEFAULT_CACHE_POLICY}`", _relay),
+    Target(RELAY, "relay on workerd (`tests/workerd.LocalWorker`) with a static relay key and its "
+                  f"defaults: rate-limit check, audit row, cache policy `{DEFAULT_CACHE_POLICY}` "
+                  "(prompt-cache markers added)", _relay(DEFAULT_CACHE_POLICY)),
+    Target("relay, cache off", "the same relay with `RELAY_CACHE_POLICY=off` (no markers added), in the "
+                               "large-body scenario only: what the markers cost", _relay("off"),
+           scenarios=frozenset({"large"})),
+    Target("LiteLLM", "LiteLLM proxy 1.80.0 (`litellm --config`, one uvicorn worker) on its `/v1/messages` "
+                      "route, model `anthropic/...` with the fake as `api_base`, master key, client headers forwarded "
+                      "(`forward_client_headers_to_llm_api`), callbacks and telemetry off, local cost map", peer_gateways.litellm, peer=True),
+    Target("Portkey", "Portkey's gateway 1.15.2 on Node (`start-server.js --headless`, `NODE_ENV=production`), "
+                      "provider `anthropic` with the fake as custom host and the fake's `x-fake-*` pacing fields "
+                      "as forward headers (request headers)",
+           peer_gateways.portkey, peer=True),
+    Target("claude-code-router", "claude-code-router 2.0.0 (`ccr start`) with the fake as its one provider "
+                                 "through its `Anthropic` transformer, logging off, an APIKEY",
+           peer_gateways.claude_code_router, peer=True),
 )

@@ -7,7 +7,7 @@ import traceback
 from typing import Any, Mapping, Optional
 
 from . import admin, auth, cache, cors, layout, limits, model_list, usage
-from .config import ConfigError, Settings
+from .config import ConfigError, Settings, settings_for
 from .errors import error_response
 from .http import Request, Response
 from .routes import Route, is_safe_path, resolve, surface_of
@@ -24,7 +24,7 @@ async def handle(request: Request, env: Mapping[str, Optional[str]], services: S
     """Answer one client request; never raises, never shows a stack trace."""
     surface = surface_of(request.path)
     try:
-        settings = Settings.from_env(env)
+        settings = settings_for(env)
     except ConfigError as exc:
         print(f"relay: configuration error: {exc}")
         return error_response(surface, 500, f"relay is misconfigured: {exc}")

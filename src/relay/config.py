@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Mapping, Optional
 
@@ -114,9 +115,28 @@ class Settings:
         )
 
 
+def settings_for(env: Mapping[str, Optional[str]]) -> Settings:
+    """`Settings.from_env(env)`, parsed once per isolate for the same values.
+
+    The Worker hands relay its vars and secrets on every request, but they change only
+    with a new deployment (new isolates), and parsing them (RELAY_ROUTES and RELAY_PRICES
+    JSON, URLs, key lists) on every request is wasted work. Sharing the result is safe:
+    the cache key is every value read, so other values get their own Settings, and a
+    Settings is immutable (frozen, and nothing changes its tables). A ConfigError is not
+    cached: each request reports it again."""
+    return _parsed(tuple(env.items()))
+
+
+@functools.lru_cache(maxsize=4)
+def _parsed(values: tuple[tuple[str, Optional[str]], ...]) -> Settings:
+    return Settings.from_env(dict(values))
+
+
+@functools.lru_cache(maxsize=4)
 def env_names(env_routes: Optional[str]) -> tuple[str, ...]:
     """Every name the adapter copies from the Worker's env: relay's own, and the key-pool
-    secrets RELAY_ROUTES names (and nothing else of the env)."""
+    secrets RELAY_ROUTES names (and nothing else of the env). Cached like settings_for:
+    RELAY_ROUTES is parsed once per isolate, not per request."""
     return NAMES + tuple(name for name in routing.secret_names(env_routes) if name not in NAMES)
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from relay import dispatch
 from relay.app import handle
-from relay.config import ConfigError, Settings, env_names
+from relay.config import ConfigError, Settings, env_names, settings_for
 from relay.http import Headers, Request, Response
 from relay.routes import resolve
 from relay.services import IsolateState, Services
@@ -86,6 +86,16 @@ def test_the_adapter_copies_the_key_secrets_providers_name_and_nothing_else():
     names = env_names(raw)
     assert "GROQ_API_KEYS" in names and "RELAY_ROUTES" in names and "not a name" not in names
     assert env_names("{broken") == env_names(None)
+
+
+def test_settings_are_parsed_once_per_set_of_values_and_errors_every_time():
+    env = {**ENV, "RELAY_ROUTES": json.dumps({"providers": PROVIDERS, "routes": ROUTES})}
+    first = settings_for(env)
+    assert first == Settings.from_env(env) and settings_for(dict(env)) is first
+    assert settings_for({**env, "RELAY_DEFAULT_RPM": "7"}).default_rpm == 7
+    for _ in range(2):
+        with pytest.raises(ConfigError, match="RELAY_ROUTES"):
+            settings_for({**env, "RELAY_ROUTES": "{oops"})
 
 
 def _request(path="/v1/messages", headers=(), body=b"{}", query="beta=true"):

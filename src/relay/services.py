@@ -21,6 +21,9 @@ class Database(Protocol):
     async def run(self, sql: str, params: Sequence[Any] = ()) -> None:
         """Execute a statement."""
 
+    async def run_batch(self, sql: str, params: Sequence[Sequence[Any]]) -> None:
+        """Execute a statement once per parameter list, in one call and one transaction."""
+
 
 class KeyValue(Protocol):
     """A store shared by every isolate and location, eventually consistent (Workers KV)."""
@@ -45,6 +48,7 @@ class IsolateState:
         self.cooldowns_read_at: dict[str, float] = {}        # provider -> when KV was last read
         self.turn = 0
         self.usage_write_failures = 0                        # audit rows D1 refused
+        self.usage_group: Optional[list[dict]] = None        # audit rows still taking others (usage.py)
         self.spend: dict[str, dict] = {}                     # relay key id -> month's spend (limits.py)
 
 

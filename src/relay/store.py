@@ -133,5 +133,10 @@ _INSERT_USAGE = (f"INSERT INTO usage ({', '.join(USAGE_COLUMNS)}) "
                  f"VALUES ({', '.join('?' for _ in USAGE_COLUMNS)})")
 
 
-async def insert_usage(db: Database, row: dict) -> None:
-    await db.run(_INSERT_USAGE, tuple(row.get(name) for name in USAGE_COLUMNS))
+async def insert_usage(db: Database, *rows: dict) -> None:
+    """One statement for one row, one batch (a single D1 call) for several."""
+    params = [tuple(row.get(name) for name in USAGE_COLUMNS) for row in rows]
+    if len(params) == 1:
+        await db.run(_INSERT_USAGE, params[0])
+    else:
+        await db.run_batch(_INSERT_USAGE, params)

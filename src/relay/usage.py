@@ -4,7 +4,8 @@ The adapter feeds a `Meter` (a Tap) with the bytes the client gets, from a tee'd
 the stream, so reading usage never delays or buffers the client. A Meter parses only the
 frames that carry usage, the served model or an error (Anthropic `message_start`,
 `message_delta`, `error`; OpenAI's usage chunk and `[DONE]`) and writes one row when the
-body has ended, or the client has gone, in `ctx.waitUntil`.
+body has ended, or the client has gone, in `ctx.waitUntil` (with the rows of requests that
+end within WRITE_DELAY_SECONDS of it, in one D1 call).
 
 Counts are kept in Anthropic's shape, which bills each input token once: `input_tokens`
 excludes cache reads and writes. OpenAI's prompt tokens include cached ones, so those are
@@ -13,6 +14,7 @@ split out here (`cache_read_tokens`), and one cost formula serves both APIs.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from dataclasses import dataclass, field
@@ -245,12 +247,41 @@ class Meter:
                 print(f"relay: stream slot not released ({type(exc).__name__}); it lapses by itself")
         row = self.row(client_gone, services.clock())
         limits.note_spend(services.state, ex.key_id, row["cost_usd"])
-        try:
-            await store.insert_usage(services.db, row)
-        except Exception as exc:  # D1 down: the request was served; count it and say so
-            services.state.usage_write_failures += 1
+        await _write(services, row)
+
+
+# How long the first of a group of audit rows waits for others to join it, and how many
+# rows one write takes at most (D1 counts each statement of a batch as one query, and an
+# invocation may make only so many: 50 on the Free plan).
+WRITE_DELAY_SECONDS = 0.05
+MAX_ROWS_PER_WRITE = 20
+
+
+async def _write(services: Services, row: dict) -> None:
+    """Write the row together with those of requests that end soon after it.
+
+    A D1 call costs far more than the rows in it, so rows are written in groups: the
+    request whose row opens a group waits WRITE_DELAY_SECONDS (in its waitUntil, off the
+    client's path), then writes every row that joined it in one D1 batch; requests that
+    join a group return at once. No request waits on another's work, so none resumes in
+    another request's context. A row alone (one request at a time) goes in one statement,
+    WRITE_DELAY_SECONDS after its request ended."""
+    state = services.state
+    group = state.usage_group
+    if group is not None and len(group) < MAX_ROWS_PER_WRITE:
+        group.append(row)
+        return
+    group = state.usage_group = [row]
+    await asyncio.sleep(WRITE_DELAY_SECONDS)
+    if state.usage_group is group:
+        state.usage_group = None
+    try:
+        await store.insert_usage(services.db, *group)
+    except Exception as exc:  # D1 down: the requests were served; count each row and say so
+        for _ in group:
+            state.usage_write_failures += 1
             print(f"relay: usage row not written ({type(exc).__name__}); "
-                  f"{services.state.usage_write_failures} lost in this isolate")
+                  f"{state.usage_write_failures} lost in this isolate")
 
 
 def ask_for_usage(body: bytes, parsed: dict) -> bytes:

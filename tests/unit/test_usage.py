@@ -134,6 +134,45 @@ def test_rows_reach_the_database_and_a_failing_database_is_counted():
     assert broken._services.state.usage_write_failures == 1
 
 
+class _CountingDatabase(SqliteDatabase):
+    def __init__(self, fail: bool = False) -> None:
+        super().__init__()
+        self.calls: list[int] = []  # rows per call
+        self.fail = fail
+
+    async def run(self, sql, params=()):
+        await self.run_batch(sql, [params])
+
+    async def run_batch(self, sql, params):
+        self.calls.append(len(params))
+        if self.fail:
+            raise ConnectionError("D1 unavailable")
+        await super().run_batch(sql, params)
+
+
+def _requests_ending_together(db, count):
+    async def end_them():
+        services = Services(transport=None, db=db, clock=lambda: 1_700_000_001.5)
+        exchange = Exchange(started=1_700_000_000.0, surface="anthropic", method="POST", path="/v1/messages")
+        await asyncio.gather(*(Meter(exchange, 200, "text/event-stream", services).finish(False)
+                               for _ in range(count)))
+        return services.state
+
+    return asyncio.run(end_them())
+
+
+def test_rows_of_requests_ending_together_are_written_in_groups():
+    db = _CountingDatabase()
+    _requests_ending_together(db, 1)
+    _requests_ending_together(db, 25)
+    assert db.calls == [1, 20, 5]
+    assert len(asyncio.run(db.all("SELECT * FROM usage"))) == 26
+
+    down = _CountingDatabase(fail=True)
+    state = _requests_ending_together(down, 5)
+    assert down.calls == [5] and state.usage_write_failures == 5 and state.usage_group is None
+
+
 def test_openai_streams_are_asked_for_usage_unless_the_client_said_no():
     body = b'{"model":"m","stream":true,"messages":[{"role":"user","content":"\xc3\xa9"}]}'
     asked = json.loads(ask_for_usage(body, json.loads(body)))

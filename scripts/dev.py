@@ -2,7 +2,8 @@
 
 With a `.dev.vars` (copy `.dev.vars.example`), relay talks to the real providers with
 your keys. Without one it starts in demo mode: the project's fake Anthropic and OpenAI
-upstreams run next to the Worker, and the relay key is `relay-demo-key`.
+upstreams run next to the Worker, the relay key is `relay-demo-key` and the admin token (for
+the key CLI and the usage page at /admin/) is `relay-demo-admin`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from tests.workerd import DATABASE, WRANGLER  # noqa: E402
 
 PORT = 8787
 DEMO_KEY = "relay-demo-key"
+DEMO_ADMIN_TOKEN = "relay-demo-admin"
 
 
 def main() -> int:
@@ -28,14 +30,15 @@ def main() -> int:
     fakes: list[FakeUpstream] = []
     if not (ROOT / ".dev.vars").exists():
         fakes = [FakeUpstream("anthropic").start(), FakeUpstream("openai").start()]
-        demo = {"RELAY_CLIENT_KEYS": DEMO_KEY, "ANTHROPIC_API_KEYS": "demo-upstream-key",
-                "OPENAI_API_KEYS": "demo-upstream-key", "UPSTREAM_ANTHROPIC_URL": fakes[0].url,
+        demo = {"RELAY_CLIENT_KEYS": DEMO_KEY, "RELAY_ADMIN_TOKEN": DEMO_ADMIN_TOKEN,
+                "ANTHROPIC_API_KEYS": "demo-upstream-key", "OPENAI_API_KEYS": "demo-upstream-key", "UPSTREAM_ANTHROPIC_URL": fakes[0].url,
                 "UPSTREAM_OPENAI_URL": fakes[1].url}
         extra = [arg for name, value in demo.items() for arg in ("--var", f"{name}:{value}")]
         print(f"""
 relay demo mode (no .dev.vars): fake upstreams at {fakes[0].url} and {fakes[1].url}
   export ANTHROPIC_BASE_URL=http://127.0.0.1:{PORT} ANTHROPIC_API_KEY={DEMO_KEY}
   export OPENAI_BASE_URL=http://127.0.0.1:{PORT}/openai/v1 OPENAI_API_KEY={DEMO_KEY}
+  usage page: http://127.0.0.1:{PORT}/admin/ (admin token {DEMO_ADMIN_TOKEN})
 """, flush=True)
     subprocess.run([str(WRANGLER), "d1", "migrations", "apply", DATABASE, "--local"],
                    cwd=ROOT, env={**env, "CI": "true"}, check=True, stdin=subprocess.DEVNULL)

@@ -9,7 +9,7 @@ from typing import Any, Mapping, Optional
 from . import admin, auth, cache, cors, layout, limits, model_list, usage
 from .config import ConfigError, Settings, settings_for
 from .errors import error_response
-from .http import Request, Response
+from .http import Headers, Request, Response
 from .routes import Route, is_safe_path, resolve, surface_of
 from .services import Services
 from .session import session_id
@@ -44,7 +44,8 @@ async def handle(request: Request, env: Mapping[str, Optional[str]], services: S
                                       path=request.path, client=usage.client_family(request.headers.get("user-agent")),
                                       session_id=session_id(request.headers, None))
             response = await _guarded(_api(request, route, settings, services, exchange), surface)
-            response.tap = usage.Meter(exchange, response.status, _content_type(response),
+            response.tap = usage.Meter(exchange, response.status,
+                                       Headers(response.headers).get("content-type") or "",
                                        services, settings.prices)
     return cors.decorate(response, origin, settings.cors_origins)
 
@@ -55,10 +56,6 @@ async def _guarded(answer, surface: str) -> Response:
     except Exception:
         print("relay: internal error\n" + traceback.format_exc())
         return error_response(surface, 500, "relay failed to handle this request")
-
-
-def _content_type(response: Response) -> str:
-    return next((value for name, value in response.headers if name.lower() == "content-type"), "")
 
 
 async def _api(request: Request, route: Route, settings: Settings, services: Services,

@@ -116,17 +116,19 @@ class _Reader:
         self.surface = surface
         self.stream = content_type.lower().startswith("text/event-stream")
         self.reading = Reading()
-        self._buffer = b""
+        self._parts: list[bytes] = []  # a JSON body's chunks, joined once at the end
+        self._size = 0
         self._frames = sse.Frames()
         self._too_big = False
 
     def feed(self, chunk: bytes) -> None:
         if not self.stream:
             if not self._too_big:
-                self._buffer += chunk
-                self._too_big = len(self._buffer) > MAX_JSON_BYTES
+                self._parts.append(chunk)
+                self._size += len(chunk)
+                self._too_big = self._size > MAX_JSON_BYTES
                 if self._too_big:
-                    self._buffer = b""
+                    self._parts = []
             return
         for event, data in self._frames.feed(chunk):
             self._frame(event, data)
@@ -172,7 +174,7 @@ class _Reader:
             for event, data in self._frames.close():
                 self._frame(event, data)
             return reading
-        payload = None if self._too_big else _json(self._buffer)
+        payload = None if self._too_big else _json(b"".join(self._parts))
         if isinstance(payload, dict):
             reading.model_from(payload.get("model"))
             if self.surface == "anthropic":

@@ -23,11 +23,14 @@ SERVER_START_S = 120.0
 class Endpoint:
     """Where a target listens: the base URL in the Anthropic SDK convention, the fields that
     authenticate a client there, and the key among them that belongs to the gateway (None
-    when the client sends the provider's key itself: direct, or a gateway that passes it on)."""
+    when the client sends the provider's key itself: direct, or a gateway that passes it on).
+    `listener_only`: the target's CPU and memory are those of the process listening at `url`
+    alone, not of its whole session (a Worker's workerd, without wrangler dev's tooling)."""
 
     url: str
     headers: dict[str, str] = field(default_factory=dict)
     client_key: Optional[str] = None
+    listener_only: bool = False
 
     @property
     def port(self) -> int:

@@ -2,8 +2,9 @@
 port, their CPU time and their resident memory.
 
 A target's processes are those of the session of the process that listens on its port: every
-target the bench starts gets a session of its own (`start_new_session`), so that takes in
-wrangler's proxy and workerd, or a gateway and any worker it forks, and nothing else.
+target the bench starts gets a session of its own (`start_new_session`), so that takes in a
+gateway and any worker it forks, and nothing else. For a Worker, whose port is the workerd
+that runs it, that process alone (see `Endpoint.listener_only`).
 """
 
 from __future__ import annotations
@@ -69,10 +70,13 @@ def session(pid: int) -> list[int]:
     return [other for other in _pids() if (_stat_fields(other) or [None] * 4)[3] == str(sid)]
 
 
-def serving(port: int) -> list[int]:
-    """The processes of the target listening on `port` (none found: an empty list)."""
+def serving(port: int, listener_only: bool = False) -> list[int]:
+    """The processes of the target listening on `port` (none found: an empty list): the
+    listener's whole session, or with `listener_only` the listening process alone."""
     pid = listener(port)
-    return session(pid) if pid is not None else []
+    if pid is None:
+        return []
+    return [pid] if listener_only else session(pid)
 
 
 def cpu_seconds(pids: list[int]) -> float:

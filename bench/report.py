@@ -27,22 +27,29 @@ READING = f"""\
   Worker the same runtime can run.
 - **× {DIRECT}** / **× {JS_FLOOR}** divide the target's p50 (latency rows) or requests/s (the
   concurrency row) by the reference's.
-- Everything runs on loopback on one machine: client, fake upstream, `wrangler dev`'s local
-  proxy and workerd share its CPUs (and other people's jobs, see the load average), so the
-  absolute numbers are a local development setup's, not Cloudflare's edge. Both Worker targets
-  include the `wrangler dev` proxy layer in front of workerd; the JS floor row is what that
-  setup costs by itself. The direct row is bounded by the Python fake upstream and the Python
-  client, so its requests/s is a ceiling of this harness, not of a provider.
+- Everything runs on loopback on one machine: client, fake upstream, the gateways and
+  `wrangler dev` share its CPUs (and other people's jobs, see the load average), so the
+  absolute numbers are a local development setup's, not Cloudflare's edge. The direct row is
+  bounded by the Python fake upstream and the Python client, so its requests/s is a ceiling of
+  this harness, not of a provider.
+- Both Worker targets run under the pinned `wrangler dev`, and clients reach them at the
+  workerd process that runs the Worker (the address wrangler's debug log names as
+  `userWorkerUrl`), not at wrangler's own port: that port is a reload proxy, a second workerd
+  that only local development has (it holds requests while a changed Worker reloads), which
+  added about 2 ms per request and 3 to 5 CPU ms in wrangler's Node process when measured
+  here. wrangler's Node process stays attached to the Worker's inspector (console output,
+  network events), so workerd still does that work for every request; a deployed Worker has
+  no inspector attached.
 - **CPU ms/req** is the CPU time (user + system, from `/proc/<pid>/stat`) the target's own
-  processes used during its batches, divided by its requests: wrangler's proxy and workerd for
-  the Worker targets, the gateway's processes for the peers; the fake upstream and the client
-  are not counted, so direct has none. **Resident memory** sums the RSS of the same processes
-  after the last round (pages they share count twice).
+  processes used during its batches, divided by its requests: the workerd that runs the Worker
+  for the Worker targets (not wrangler's Node tooling or its reload proxy, which a deployed
+  Worker does not have), every process of the gateway for the peers; the fake upstream and the
+  client are not counted, so direct has none. **Resident memory** sums the RSS of the same
+  processes after the last round (pages they share count twice).
 - The peers run as their own documentation sets them up for this job, in front of the same
   fake, with their logging/telemetry options off where they have one; LiteLLM and
   claude-code-router check a key of their own, Portkey's gateway has none (the client sends the
-  provider key). relay's rows include the `wrangler dev` proxy in front of workerd (see the JS
-  floor), which a deployed Worker does not have; the peers' rows have no such layer.
+  provider key).
 - Targets are measured interleaved, round by round in a rotating order, after a discarded
   warm-up round, so that a change in the machine's load falls on all of them alike.
 """
@@ -159,8 +166,8 @@ def _versus_peers(targets: Sequence[Target], results: "Results") -> list[str]:
     out = ["## relay against each peer", "",
            "Each cell is relay's value divided by the peer's (for requests/s a number above 1 means "
            "relay served more; for the rest, below 1 means relay was faster or cheaper), then who is "
-           f"ahead; within {EVEN:.0%} counts as even. relay's figures include `wrangler dev`'s local "
-           f"proxy and workerd, whose cost alone is the {JS_FLOOR} row of each table; the lists below "
+           f"ahead; within {EVEN:.0%} counts as even. relay's figures include workerd's own cost, "
+           f"which alone is the {JS_FLOOR} row of each table; the lists below "
            f"say where the {JS_FLOOR}, which runs none of relay's code, loses to the peer too.", "",
            "| measure | " + " | ".join(peers) + " |", "|---|" + "---:|" * len(peers)]
     relay = {name: _against(results, RELAY, name) for name in peers}

@@ -71,7 +71,7 @@ def measure(targets: Sequence[Target], scenarios: Sequence[Scenario], rounds: in
                                                           headers={**ANTHROPIC_HEADERS, **endpoint.headers}))
                    for name, endpoint in endpoints.items()}
         # The gateways' own processes; direct has none (its server is the fake upstream).
-        pids = {target.name: processes.serving(endpoints[target.name].port)
+        pids = {target.name: processes.serving(endpoints[target.name].port, endpoints[target.name].listener_only)
                 for target in running if endpoints[target.name].url != upstream.url}
         for round_number in range(rounds + 1):
             print(f"round {round_number}/{rounds}{' (warm-up)' if not round_number else ''}", file=sys.stderr,

@@ -47,14 +47,15 @@ def _relay(cache_policy: str) -> Callable[[str, contextlib.ExitStack], Endpoint]
         worker = stack.enter_context(LocalWorker({
             "RELAY_CLIENT_KEYS": RELAY_KEY, "ANTHROPIC_API_KEYS": UPSTREAM_KEY, "OPENAI_API_KEYS": UPSTREAM_KEY,
             "UPSTREAM_ANTHROPIC_URL": upstream, "RELAY_DEFAULT_RPM": RELAY_RPM,
-            "RELAY_CACHE_POLICY": cache_policy}))
-        return Endpoint(worker.url, {"x-api-key": RELAY_KEY}, client_key=RELAY_KEY)
+            "RELAY_CACHE_POLICY": cache_policy}, direct=True))
+        return Endpoint(worker.url, {"x-api-key": RELAY_KEY}, client_key=RELAY_KEY, listener_only=True)
     return start
 
 
 def _js_floor(upstream: str, stack: contextlib.ExitStack) -> Endpoint:
-    worker = stack.enter_context(LocalWorker({"UPSTREAM_URL": upstream}, config=PASSTHROUGH_CONFIG, migrate=False))
-    return Endpoint(worker.url, {"x-api-key": UPSTREAM_KEY})
+    worker = stack.enter_context(LocalWorker({"UPSTREAM_URL": upstream}, config=PASSTHROUGH_CONFIG, migrate=False,
+                                             direct=True))
+    return Endpoint(worker.url, {"x-api-key": UPSTREAM_KEY}, listener_only=True)
 
 
 DIRECT = "direct"
@@ -63,8 +64,9 @@ RELAY = "relay"
 TARGETS = (
     Target(DIRECT, "the client talks to the fake upstream itself: the reference", _direct),
     Target(JS_FLOOR, "a JavaScript Worker that only forwards (`bench/passthrough/`), on the same "
-                     "wrangler dev / workerd as relay: the platform's floor", _js_floor),
-    Target(RELAY, "relay on workerd (`tests/workerd.LocalWorker`) with a static relay key and its "
+                     "workerd as relay, reached the same way: the platform's floor", _js_floor),
+    Target(RELAY, "relay on workerd (`tests/workerd.LocalWorker`, `wrangler dev`, reached at the workerd that "
+                  "runs the Worker: see below) with a static relay key and its "
                   f"defaults: rate-limit check, audit row, cache policy `{DEFAULT_CACHE_POLICY}` "
                   "(prompt-cache markers added)", _relay(DEFAULT_CACHE_POLICY)),
     Target("relay, cache off", "the same relay with `RELAY_CACHE_POLICY=off` (no markers added), in the "

@@ -23,6 +23,8 @@ from typing import Mapping, Optional
 ROOT = Path(__file__).resolve().parent.parent
 WRANGLER = ROOT / "node_modules" / ".bin" / "wrangler"
 DATABASE = "relay"
+# In wrangler dev's debug log: the address its reload proxy forwards requests to.
+USER_WORKER_URL = re.compile(r'"userWorkerUrl":\{"protocol":"http:","hostname":"([0-9.]+)","port":"(\d+)"\}')
 # The log of every Worker this process stopped, for the suite's final scan for secrets.
 FINISHED_LOGS: list[str] = []
 
@@ -55,7 +57,8 @@ class LocalWorker:
     `url` is where clients point."""
 
     def __init__(self, vars: Mapping[str, str], *, config: Path = ROOT / "wrangler.toml",
-                 port: Optional[int] = None, state_dir: Optional[Path] = None, migrate: bool = True):
+                 port: Optional[int] = None, state_dir: Optional[Path] = None, migrate: bool = True,
+                 direct: bool = False):
         self._tmp = tempfile.TemporaryDirectory(prefix="relay-worker-")
         self.dir = Path(self._tmp.name)
         self.port = port or free_port()
@@ -66,10 +69,13 @@ class LocalWorker:
         self._process: Optional[subprocess.Popen] = None
         # False: a D1 without relay's tables, as if D1 were failing; or a Worker without D1.
         self._migrate = migrate
+        # True: `url` is the Worker's own workerd socket, behind wrangler dev's reload proxy.
+        self._direct = direct
+        self._direct_url: Optional[str] = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return self._direct_url or f"http://127.0.0.1:{self.port}"
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -100,11 +106,26 @@ class LocalWorker:
             self._process = subprocess.Popen(
                 self._wrangler("dev", "--ip", "127.0.0.1", "--port", str(self.port),
                                "--inspector-port", str(free_port()), "--persist-to", str(self.state_dir),
-                               "--show-interactive-dev-session=false"),
+                               "--show-interactive-dev-session=false",
+                               *(["--log-level", "debug"] if self._direct else [])),
                 cwd=self.dir, env=_wrangler_env(), stdout=log, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, start_new_session=True)
         self._wait_ready(timeout)
+        if self._direct:
+            self._direct_url = self._user_worker_url()
         return self
+
+    def _user_worker_url(self) -> str:
+        """Where wrangler dev's reload proxy (a second workerd, for local development only)
+        forwards to: the workerd that runs the Worker. Its debug log names the address."""
+        deadline = time.monotonic() + 30
+        while not (found := USER_WORKER_URL.findall(self.log())):
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"wrangler dev's debug log names no user Worker address:\n{self.log()}")
+            time.sleep(0.1)
+        host, port = found[-1]
+        return f"http://{host}:{port}"
 
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout

@@ -3,6 +3,11 @@
 Each `LocalWorker` gets its own folder holding a copy of the project's wrangler.toml
 (paths made absolute) and a `.dev.vars` with exactly the vars it is given, so a
 developer's own `.dev.vars` never leaks into tests, demos or benchmarks.
+
+Once `trace_workers()` has been called (the e2e tests do), every Worker started after it is
+traced for the suite's final scan for secrets: clients reach it through a `Wiretap` that
+records each connection. The bench and `make dev` leave Workers bare: a tap in front would
+be measured with them.
 """
 
 from __future__ import annotations
@@ -17,14 +22,34 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Optional
+
+from tests.wiretap import Recording, Wiretap
 
 ROOT = Path(__file__).resolve().parent.parent
 WRANGLER = ROOT / "node_modules" / ".bin" / "wrangler"
 DATABASE = "relay"
 # The log of every Worker this process stopped, for the suite's final scan for secrets.
 FINISHED_LOGS: list[str] = []
+
+
+@dataclass
+class Traces:
+    """What traced Workers left: every connection a client made to one (`Recording`)."""
+
+    connections: list[Recording] = field(default_factory=list)
+
+
+TRACES: Optional[Traces] = None
+
+
+def trace_workers() -> Traces:
+    """Trace every Worker started from now on in this process; what they leave."""
+    global TRACES
+    TRACES = TRACES or Traces()
+    return TRACES
 
 
 def free_port() -> int:
@@ -64,11 +89,17 @@ class LocalWorker:
         (self.dir / "wrangler.toml").write_text(_config_text(config))
         (self.dir / ".dev.vars").write_text("".join(f"{k}={v}\n" for k, v in vars.items()))
         self._process: Optional[subprocess.Popen] = None
+        self._tap: Optional[Wiretap] = None
         # False: a D1 without relay's tables, as if D1 were failing; or a Worker without D1.
         self._migrate = migrate
 
     @property
     def url(self) -> str:
+        """Where clients point: the wiretap when the Worker is traced, else wrangler dev's port."""
+        return self._tap.url if self._tap is not None else self._direct_url
+
+    @property
+    def _direct_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def log(self) -> str:
@@ -104,6 +135,8 @@ class LocalWorker:
                 cwd=self.dir, env=_wrangler_env(), stdout=log, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, start_new_session=True)
         self._wait_ready(timeout)
+        if TRACES is not None:
+            self._tap = Wiretap(self.port, TRACES.connections).start()
         return self
 
     def _wait_ready(self, timeout: float) -> None:
@@ -112,16 +145,19 @@ class LocalWorker:
             if self._process.poll() is not None:
                 raise RuntimeError(f"wrangler dev exited early:\n{self.log()}")
             try:
-                urllib.request.urlopen(self.url + "/", timeout=2)
+                urllib.request.urlopen(self._direct_url + "/", timeout=2)
                 return
             except urllib.error.HTTPError:
                 return  # relay answered (404 for /): it is up
             except OSError:
                 time.sleep(0.2)
         self.stop()
-        raise TimeoutError(f"relay did not answer on {self.url} within {timeout}s:\n{self.log()}")
+        raise TimeoutError(f"relay did not answer on {self._direct_url} within {timeout}s:\n{self.log()}")
 
     def stop(self) -> None:
+        if self._tap is not None:
+            self._tap.stop()
+            self._tap = None
         if self._process is not None:
             self._end_process()
             FINISHED_LOGS.append(self.log())

@@ -6,8 +6,9 @@ developer's own `.dev.vars` never leaks into tests, demos or benchmarks.
 
 Once `trace_workers()` has been called (the e2e tests do), every Worker started after it is
 traced for the suite's final scan for secrets: clients reach it through a `Wiretap` that
-records each connection. The bench and `make dev` leave Workers bare: a tap in front would
-be measured with them.
+records each connection, and when it stops, its folder is kept in memory (its log, local D1,
+KV and cache) except `.dev.vars`, which holds the Worker's secrets by design. The bench and
+`make dev` leave Workers bare: a tap in front would be measured with them.
 """
 
 from __future__ import annotations
@@ -26,20 +27,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Optional
 
+from tests.secret_scan import read_files
 from tests.wiretap import Recording, Wiretap
 
 ROOT = Path(__file__).resolve().parent.parent
 WRANGLER = ROOT / "node_modules" / ".bin" / "wrangler"
 DATABASE = "relay"
-# The log of every Worker this process stopped, for the suite's final scan for secrets.
-FINISHED_LOGS: list[str] = []
+SECRETS_FILE = ".dev.vars"
 
 
 @dataclass
 class Traces:
-    """What traced Workers left: every connection a client made to one (`Recording`)."""
+    """What traced Workers left: every connection a client made to one (`Recording`), and
+    the folder of each Worker that stopped (path relative to it -> contents)."""
 
     connections: list[Recording] = field(default_factory=list)
+    folders: list[dict[str, bytes]] = field(default_factory=list)
 
 
 TRACES: Optional[Traces] = None
@@ -87,7 +90,7 @@ class LocalWorker:
         self.state_dir = state_dir or self.dir / "state"
         self.log_path = self.dir / "wrangler.log"
         (self.dir / "wrangler.toml").write_text(_config_text(config))
-        (self.dir / ".dev.vars").write_text("".join(f"{k}={v}\n" for k, v in vars.items()))
+        (self.dir / SECRETS_FILE).write_text("".join(f"{k}={v}\n" for k, v in vars.items()))
         self._process: Optional[subprocess.Popen] = None
         self._tap: Optional[Wiretap] = None
         # False: a D1 without relay's tables, as if D1 were failing; or a Worker without D1.
@@ -160,8 +163,9 @@ class LocalWorker:
             self._tap = None
         if self._process is not None:
             self._end_process()
-            FINISHED_LOGS.append(self.log())
             self._process = None
+            if TRACES is not None:
+                TRACES.folders.append(dict(read_files(self.dir, skip=frozenset({SECRETS_FILE}))))
         self._tmp.cleanup()
 
     def _end_process(self) -> None:

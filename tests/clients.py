@@ -34,6 +34,12 @@ def run_claude(base_url: str, prompt: str = "say hi", *, api_key: Optional[str] 
     ANTHROPIC_API_KEY (`x-api-key`) or ANTHROPIC_AUTH_TOKEN (`Authorization: Bearer`).
     `headers` are added to every request (ANTHROPIC_CUSTOM_HEADERS), e.g. `x-test-tag`.
     Raises subprocess.TimeoutExpired if the CLI has not finished within `timeout`.
+
+    The suite's final scan for secrets (tests/e2e/conftest.py) does not read this HOME: it
+    holds Claude Code's own state and is deleted when the CLI exits; what relay sent the CLI
+    is scanned where it passed (the Worker's wiretap). Whatever the CLI keeps of its own key
+    there is the client's doing, not relay's. (Claude Code 2.1 keeps none of a key it is given
+    in the environment: a Claude Code HOME under `tmp_path`, which the scan does read, holds none.)
     """
     env = {name: value for name, value in os.environ.items()
            if not name.upper().startswith(_INHERITED_PREFIXES)}

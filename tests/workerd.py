@@ -3,6 +3,12 @@
 Each `LocalWorker` gets its own folder holding a copy of the project's wrangler.toml
 (paths made absolute) and a `.dev.vars` with exactly the vars it is given, so a
 developer's own `.dev.vars` never leaks into tests, demos or benchmarks.
+
+Once `trace_workers()` has been called (the e2e tests do), every Worker started after it is
+traced for the suite's final scan for secrets: clients reach it through a `Wiretap` that
+records each connection, and when it stops, its folder is kept in memory (its log, local D1,
+KV and cache) except `.dev.vars`, which holds the Worker's secrets by design. The bench and
+`make dev` leave Workers bare: a tap in front would be measured with them.
 """
 
 from __future__ import annotations
@@ -17,16 +23,39 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Optional
+from urllib.parse import urlsplit
+
+from tests.secret_scan import read_files
+from tests.wiretap import Recording, Wiretap
 
 ROOT = Path(__file__).resolve().parent.parent
 WRANGLER = ROOT / "node_modules" / ".bin" / "wrangler"
 DATABASE = "relay"
 # In wrangler dev's debug log: the address its reload proxy forwards requests to.
 USER_WORKER_URL = re.compile(r'"userWorkerUrl":\{"protocol":"http:","hostname":"([0-9.]+)","port":"(\d+)"\}')
-# The log of every Worker this process stopped, for the suite's final scan for secrets.
-FINISHED_LOGS: list[str] = []
+SECRETS_FILE = ".dev.vars"
+
+
+@dataclass
+class Traces:
+    """What traced Workers left: every connection a client made to one (`Recording`), and
+    the folder of each Worker that stopped (path relative to it -> contents)."""
+
+    connections: list[Recording] = field(default_factory=list)
+    folders: list[dict[str, bytes]] = field(default_factory=list)
+
+
+TRACES: Optional[Traces] = None
+
+
+def trace_workers() -> Traces:
+    """Trace every Worker started from now on in this process; what they leave."""
+    global TRACES
+    TRACES = TRACES or Traces()
+    return TRACES
 
 
 def free_port() -> int:
@@ -65,17 +94,26 @@ class LocalWorker:
         self.state_dir = state_dir or self.dir / "state"
         self.log_path = self.dir / "wrangler.log"
         (self.dir / "wrangler.toml").write_text(_config_text(config))
-        (self.dir / ".dev.vars").write_text("".join(f"{k}={v}\n" for k, v in vars.items()))
+        (self.dir / SECRETS_FILE).write_text("".join(f"{k}={v}\n" for k, v in vars.items()))
         self._process: Optional[subprocess.Popen] = None
+        self._tap: Optional[Wiretap] = None
         # False: a D1 without relay's tables, as if D1 were failing; or a Worker without D1.
         self._migrate = migrate
         # True: `url` is the Worker's own workerd socket, behind wrangler dev's reload proxy.
         self._direct = direct
-        self._direct_url: Optional[str] = None
+        self._worker_url: Optional[str] = None
 
     @property
     def url(self) -> str:
-        return self._direct_url or f"http://127.0.0.1:{self.port}"
+        """Where clients point: the wiretap when the Worker is traced, else the Worker's own
+        workerd (`direct`) or wrangler dev's port."""
+        if self._tap is not None:
+            return self._tap.url
+        return self._worker_url or self._wrangler_url
+
+    @property
+    def _wrangler_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -112,7 +150,9 @@ class LocalWorker:
                 stdin=subprocess.DEVNULL, start_new_session=True)
         self._wait_ready(timeout)
         if self._direct:
-            self._direct_url = self._user_worker_url()
+            self._worker_url = self._user_worker_url()
+        if TRACES is not None:
+            self._tap = Wiretap(urlsplit(self._worker_url or self._wrangler_url).port, TRACES.connections).start()
         return self
 
     def _user_worker_url(self) -> str:
@@ -133,20 +173,24 @@ class LocalWorker:
             if self._process.poll() is not None:
                 raise RuntimeError(f"wrangler dev exited early:\n{self.log()}")
             try:
-                urllib.request.urlopen(self.url + "/", timeout=2)
+                urllib.request.urlopen(self._wrangler_url + "/", timeout=2)
                 return
             except urllib.error.HTTPError:
                 return  # relay answered (404 for /): it is up
             except OSError:
                 time.sleep(0.2)
         self.stop()
-        raise TimeoutError(f"relay did not answer on {self.url} within {timeout}s:\n{self.log()}")
+        raise TimeoutError(f"relay did not answer on {self._wrangler_url} within {timeout}s:\n{self.log()}")
 
     def stop(self) -> None:
+        if self._tap is not None:
+            self._tap.stop()
+            self._tap = None
         if self._process is not None:
             self._end_process()
-            FINISHED_LOGS.append(self.log())
             self._process = None
+            if TRACES is not None:
+                TRACES.folders.append(dict(read_files(self.dir, skip=frozenset({SECRETS_FILE}))))
         self._tmp.cleanup()
 
     def _end_process(self) -> None:

@@ -6,6 +6,7 @@ One Worker serves the whole session; tests tell their requests apart with an
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 import uuid
@@ -13,8 +14,9 @@ import uuid
 import httpx
 import pytest
 
+from tests import secret_scan, wiretap
 from tests.fakes.upstream import FakeUpstream
-from tests.workerd import FINISHED_LOGS, LocalWorker
+from tests.workerd import LocalWorker, trace_workers
 
 CLIENT_KEY = "relay-test-client-key-0001"
 OTHER_CLIENT_KEY = "relay-test-client-key-0002"
@@ -27,8 +29,11 @@ MAX_BODY_BYTES = 1024 * 1024
 # Every secret the suite uses: none of them may appear where it should not.
 SECRETS = (CLIENT_KEY, OTHER_CLIENT_KEY, ANTHROPIC_UPSTREAM_KEY, OPENAI_UPSTREAM_KEY, ADMIN_TOKEN)
 # Relay keys the admin API issued during the session, and upstream keys that tests give
-# Workers of their own (tests add them): held to the same rule.
+# Workers of their own (tests add them): held to the same rule. So is every relay key a
+# Worker's answer issued (the scan finds them in the wiretaps' recordings).
 ISSUED: list[str] = []
+# Every Worker these tests start is traced: its answers and its folder are scanned at the end.
+TRACES = trace_workers()
 # Audit rows are written after the response (ctx.waitUntil): tests poll for them this long.
 ROW_WAIT_SECONDS = 30
 
@@ -40,13 +45,60 @@ def pytest_collection_modifyitems(items):
 
 
 @pytest.fixture(scope="session", autouse=True)
-def no_secret_in_any_workers_log():
-    """After the whole suite: no secret in the log of any Worker it ran."""
+def no_secret_where_it_does_not_belong(tmp_path_factory):
+    """After the whole suite: no secret (`every_secret()`) in
+
+    - anything a Worker sent a client: status line, header fields and body of every answer
+      (through the wiretap in front of each Worker: `tests/wiretap.py`), except the new key
+      in the answer to `POST /admin/keys` that issues it;
+    - the folder of any Worker: its log, local D1, KV and cache files, except `.dev.vars`,
+      where a Worker's secrets live by design (gone when the Worker stops);
+    - the text of any test report or warning (`tests/secret_scan.py`): what pytest shows
+      and writes, captured output included;
+    - any file left under this session's temporary base folder (`tmp_path`), such as the
+      Claude Code home and the chromium profile of tests that use one.
+
+    Not scanned: what clients send (a request carries its key: that is how it
+    authenticates); the throw-away HOME of `tests.clients.run_claude` (Claude Code's own
+    state, deleted when the CLI exits; what relay sent it is in the recordings); the report
+    of the test whose teardown runs this scan, which is made after it (it holds what the
+    session's fixtures print when they end, and this scan's message, which names no secret).
+    """
     yield
-    secrets = SECRETS + tuple(ISSUED)
-    leaked = sorted({n for n, secret in enumerate(secrets) for log in FINISHED_LOGS if secret in log})
-    assert FINISHED_LOGS, "no Worker ran"
-    assert not leaked, f"secrets number {leaked} of {len(secrets)} appear in a Worker's log"
+    connections = [wiretap.answers(recording) for recording in TRACES.connections]
+    answers = [answer for found, _ in connections for answer in found]
+    secrets = every_secret(connections)
+    assert answers and TRACES.folders, "nothing to scan: no Worker ran, or no client reached one"
+    assert secret_scan.REPORTS, "no test report was kept (tests/conftest.py)"
+    unread = sorted({(answer.unread_coding, answer.method, answer.path())
+                     for answer in answers if answer.unread_coding})
+    assert not unread, secret_scan.redact(f"answers the scan cannot read (content coding, method, path): {unread}",
+                                          secrets)
+    places = itertools.chain(
+        _answers(connections),
+        ((f"Worker {w}'s {path}", contents) for w, folder in enumerate(TRACES.folders)
+         for path, contents in folder.items()),
+        secret_scan.REPORTS,
+        ((f"temporary file {path}", contents)
+         for path, contents in secret_scan.read_files(tmp_path_factory.getbasetemp())))
+    found = secret_scan.leaks(secrets, places)
+    assert not found, (f"secrets appear where they must not (numbered in SECRETS, ISSUED, then the keys the admin "
+                       f"API issued; {len(secrets)} in all):\n{secret_scan.summary(found)}")
+
+
+def every_secret(connections: list[tuple[list[wiretap.Answer], bytes]]) -> list[str]:
+    """SECRETS, ISSUED and each relay key the answers on `connections` issued, each once."""
+    issued = [key for found, _ in connections for answer in found if (key := wiretap.issued_key(answer))]
+    return list(dict.fromkeys([*SECRETS, *ISSUED, *issued]))
+
+
+def _answers(connections: list[tuple[list[wiretap.Answer], bytes]]):
+    """(where, what the scan reads) of each answer, and of what followed a connection's last one."""
+    for c, (found, rest) in enumerate(connections):
+        for a, answer in enumerate(found):
+            where = f"connection {c} answer {a} ({answer.method} {answer.target} -> {answer.status})"
+            yield where, wiretap.scanned(answer)
+        yield f"connection {c} after its answers", rest
 
 
 @pytest.fixture(scope="session")
@@ -79,8 +131,9 @@ def relay(anthropic_upstream, openai_upstream):
         rows = json.dumps(_every_d1_row(worker))
     finally:
         worker.stop()
-    leaked = [n for n, secret in enumerate(SECRETS + tuple(ISSUED)) if secret in rows]
-    assert not leaked, f"secrets number {leaked} of {len(SECRETS) + len(ISSUED)} appear in D1"
+    secrets = every_secret([wiretap.answers(recording) for recording in TRACES.connections])
+    leaked = [n for n, secret in enumerate(secrets) if secret in rows]
+    assert not leaked, f"secrets number {leaked} of {len(secrets)} appear in D1"
 
 
 def _every_d1_row(worker: LocalWorker) -> dict[str, list[dict]]:

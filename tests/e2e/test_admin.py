@@ -91,7 +91,8 @@ def test_bad_requests(admin):
 
 
 @pytest.mark.parametrize("authorization", [None, "Bearer not-the-admin-token", f"Bearer {CLIENT_KEY}",
-                                           f"Bearer {ADMIN_TOKEN}-and-more"])
+                                           f"Bearer {ADMIN_TOKEN}-and-more"],
+                         ids=["none", "a-wrong-token", "a-relay-key", "the-admin-token-and-more"])  # ids name no key
 def test_only_the_admin_token_opens_the_admin_api(relay, authorization):
     headers = {"authorization": authorization} if authorization else {}
     for method, path in (("GET", "/admin/keys"), ("POST", "/admin/keys"), ("GET", "/admin/keys/rk_00000000")):

@@ -1,0 +1,293 @@
+"""A recording TCP pass-through: what clients and a Worker said to each other, byte for byte.
+
+`Wiretap(port)` listens on a loopback port of its own and forwards every connection to
+`port`. Each read is written on at once, in both directions (a streamed answer reaches the
+client event by event, as without the tap); when one side closes, the tap closes the other
+(a client that goes away is gone for the Worker too); connections stay open as long as both
+sides keep them (keep-alive), and any number may be open at once. Everything that flowed is
+kept per connection (`Recording`), so that the suite can read afterwards what the Worker
+sent its clients: `answers()` parses a recording with h11 into request/answer pairs.
+
+What a scan reads of an answer is `scanned()`: status line, header fields, trailers and
+the body without its transfer coding. One value is left out, and only of one kind of answer:
+the relay key that `POST /admin/keys` issues (201, the body's one top-level "key" field) is
+shown there once by design; `issued_key()` returns it, so the suite can add it to the
+secrets it looks for everywhere else, that answer's other fields included.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import zlib
+from dataclasses import dataclass, field
+from typing import Optional
+
+import h11
+
+READ_SIZE = 65536
+BACKLOG = 512  # the load test opens connections in bursts
+# The answer that shows a new relay key, once: method, path (query and trailing "/" aside), status.
+ISSUING_ANSWER = ("POST", "/admin/keys", 201)
+# A request the tap saw answered but could not read (malformed on purpose, e.g. by the
+# hostile-input tests): its answer is still parsed and scanned, and never exempt.
+UNREAD_REQUEST = ("GET", "/?unread-request")
+# zlib's window bits for the content codings the scan undoes: a gzip file, a zlib stream
+# (HTTP's "deflate"; +32 also takes a gzip file, as some servers send).
+_INFLATE_WINDOWS = {"gzip": 31, "x-gzip": 31, "deflate": 47}
+# h11 keeps at most this much of an incomplete head; a recording is parsed whole, so no limit.
+_NO_LIMIT = 1 << 40
+
+
+@dataclass
+class Recording:
+    """What flowed through one connection: `sent` by the client, `received` by it."""
+
+    sent: bytearray = field(default_factory=bytearray)
+    received: bytearray = field(default_factory=bytearray)
+
+
+class Wiretap:
+    """A running tap in front of 127.0.0.1:`port`; a context manager, or start()/stop().
+    Recordings go to `recordings` (a list of the caller's, shared by several taps, or one
+    of its own)."""
+
+    def __init__(self, port: int, recordings: Optional[list[Recording]] = None):
+        self.target = port
+        self.recordings: list[Recording] = [] if recordings is None else recordings
+        self.port: Optional[int] = None
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._thread: Optional[threading.Thread] = None
+        self._server: Optional[asyncio.AbstractServer] = None
+        self._connections: set[asyncio.Task] = set()
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> "Wiretap":
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name=f"wiretap-{self.target}", daemon=True)
+        self._thread.start()
+        self._server = self._run(asyncio.start_server(self._connection, "127.0.0.1", 0, backlog=BACKLOG))
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    def stop(self) -> None:
+        """Stop listening and close the connections still open (both sides)."""
+        if self._loop is None:
+            return
+        self._run(self._close())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()
+        self._loop = None
+
+    def __enter__(self) -> "Wiretap":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def _run(self, coroutine):
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+
+    async def _close(self) -> None:
+        self._server.close()
+        for writer in self._writers:  # at once, without waiting for anything left to send
+            writer.transport.abort()
+        for task in self._connections:
+            task.cancel()
+        await asyncio.gather(*self._connections, return_exceptions=True)
+
+    async def _connection(self, client_in: asyncio.StreamReader, client_out: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        recording = Recording()
+        self.recordings.append(recording)
+        writers = {client_out}
+        self._connections.add(task)
+        self._writers |= writers
+        try:
+            try:
+                worker_in, worker_out = await asyncio.open_connection("127.0.0.1", self.target)
+            except OSError:
+                client_out.transport.abort()  # as a refused connection: reset, not a polite close
+                return
+            writers.add(worker_out)
+            self._writers.add(worker_out)
+            await asyncio.gather(_pump(client_in, worker_out, recording.sent, client_out),
+                                 _pump(worker_in, client_out, recording.received, worker_out))
+        finally:
+            for writer in writers:
+                writer.close()
+            self._writers -= writers
+            self._connections.discard(task)
+
+
+async def _pump(source: asyncio.StreamReader, sink: asyncio.StreamWriter, record: bytearray,
+                source_out: asyncio.StreamWriter) -> None:
+    """Copy `source` to `sink` read by read until one side ends, then close both connections."""
+    try:
+        while data := await source.read(READ_SIZE):
+            record += data
+            sink.write(data)
+            await sink.drain()
+    except OSError:  # a side reset its connection
+        pass
+    finally:
+        sink.close()
+        source_out.close()
+
+
+# --- reading recordings ------------------------------------------------------------------
+
+@dataclass
+class Answer:
+    """One answer a Worker sent a client, and the request it answered."""
+
+    method: str
+    target: str
+    status: int
+    head: bytes  # status line, header fields and trailers, as received
+    body: bytes  # without the transfer coding (chunked) and the content codings gzip and deflate
+    unread_coding: Optional[str] = None  # content codings left on the body: the scan cannot read them
+
+    def path(self) -> str:
+        return self.target.split("?", 1)[0].rstrip("/") or "/"
+
+
+def answers(recording: Recording) -> tuple[list[Answer], bytes]:
+    """The answers in a recording, in order, each with its request; and what came after
+    the last answer h11 could read (normally nothing), for a scan to read as it is."""
+    requests = _requests(bytes(recording.sent))
+    client = h11.Connection(h11.CLIENT, max_incomplete_event_size=_NO_LIMIT)
+    client.receive_data(bytes(recording.received))
+    client.receive_data(b"")  # the connection has ended
+    found: list[Answer] = []
+    while True:
+        method, target = requests[len(found)] if len(found) < len(requests) else UNREAD_REQUEST
+        try:
+            client.send(h11.Request(method=method, target=target, headers=[("host", "wiretap")]))
+            client.send(h11.EndOfMessage())
+        except h11.LocalProtocolError:
+            break
+        answer, complete = _answer(client, method, target)
+        if answer is not None:
+            found.append(answer)
+        if not complete or client.their_state is not h11.DONE:
+            break
+        try:
+            client.start_next_cycle()
+        except h11.LocalProtocolError:  # `connection: close`
+            break
+    return found, client.trailing_data[0]
+
+
+def _requests(sent: bytes) -> list[tuple[str, str]]:
+    """(method, target) of each request h11 can read from what a client sent, in order."""
+    server = h11.Connection(h11.SERVER, max_incomplete_event_size=_NO_LIMIT)
+    server.receive_data(sent)
+    server.receive_data(b"")
+    found = []
+    while True:
+        try:
+            event = server.next_event()
+            if isinstance(event, h11.Request):
+                found.append((event.method.decode("latin-1"), event.target.decode("latin-1")))
+            elif isinstance(event, h11.EndOfMessage):  # answer it, to read the next request
+                server.send(h11.Response(status_code=204, headers=[]))
+                server.send(h11.EndOfMessage())
+                server.start_next_cycle()
+            elif not isinstance(event, h11.Data):
+                return found  # NEED_DATA, PAUSED, ConnectionClosed: nothing more to read
+        except h11.ProtocolError:
+            return found
+
+
+def _answer(client: h11.Connection, method: str, target: str) -> tuple[Optional[Answer], bool]:
+    """The next answer on `client` (None if none began) and whether it was complete."""
+    status, head, body, codings = None, b"", [], []
+    complete = False
+    while True:
+        try:
+            event = client.next_event()
+        except h11.RemoteProtocolError:  # e.g. the stream was cut off mid-body
+            break
+        if isinstance(event, (h11.InformationalResponse, h11.Response)):  # a 1xx, then the answer
+            status = event.status_code
+            head += b"HTTP/%s %d %s\r\n" % (event.http_version, event.status_code, event.reason)
+            head += _fields(event.headers)
+            codings = [coding.strip() for name, value in event.headers if name == b"content-encoding"
+                       for coding in value.decode("latin-1").lower().split(",")]
+        elif isinstance(event, h11.Data):
+            body.append(event.data)
+        elif isinstance(event, h11.EndOfMessage):
+            head += _fields(event.headers)  # trailers
+            complete = True
+            break
+        else:  # NEED_DATA, PAUSED or ConnectionClosed: nothing more to read
+            break
+    if status is None:
+        return None, complete
+    body, unread = _decode(b"".join(body), [coding for coding in codings if coding not in ("", "identity")])
+    return Answer(method, target, status, head, body, unread), complete
+
+
+def _fields(headers) -> bytes:
+    return b"".join(name + b": " + value + b"\r\n" for name, value in headers.raw_items())
+
+
+def _decode(body: bytes, codings: list[str]) -> tuple[bytes, Optional[str]]:
+    """`body` without its content codings (applied in the order given), as far as the scan
+    can undo them (gzip and deflate), and the codings left, if any. A body cut off mid-way
+    gives what it holds."""
+    while codings and codings[-1] in _INFLATE_WINDOWS:
+        try:
+            body = _inflate(body, _INFLATE_WINDOWS[codings[-1]])
+        except zlib.error:
+            break
+        codings = codings[:-1]
+    return body, ", ".join(codings) or None
+
+
+def _inflate(data: bytes, window_bits: int) -> bytes:
+    found = []
+    while data:  # a gzip body may hold several members, one after the other
+        stream = zlib.decompressobj(window_bits)
+        found.append(stream.decompress(data))
+        data = stream.unused_data
+    return b"".join(found)
+
+
+class _Pairs(list):
+    """A JSON object as the list of its (name, value) pairs, duplicates kept."""
+
+
+def _object(body: bytes) -> Optional[_Pairs]:
+    try:
+        parsed = json.loads(body, object_pairs_hook=_Pairs)
+    except ValueError:
+        return None
+    return parsed if isinstance(parsed, _Pairs) else None
+
+
+def issued_key(answer: Answer) -> Optional[str]:
+    """The relay key this answer issues: only an answer to `POST /admin/keys` with status
+    201 whose body is a JSON object with exactly one top-level "key" field, a string."""
+    if (answer.method, answer.path(), answer.status) != ISSUING_ANSWER:
+        return None
+    pairs = _object(answer.body)
+    keys = [value for name, value in pairs or () if name == "key"]
+    return keys[0] if len(keys) == 1 and isinstance(keys[0], str) else None
+
+
+def scanned(answer: Answer) -> bytes:
+    """What a scan for secrets reads of an answer: its head and body, except the key an
+    issuing answer shows (its body is then read as the JSON text of every other field, every
+    string unescaped, which finds whatever the raw body would)."""
+    if issued_key(answer) is None:
+        return answer.head + answer.body
+    others = [[name, value] for name, value in _object(answer.body) if name != "key"]
+    return answer.head + json.dumps(others, ensure_ascii=False).encode()

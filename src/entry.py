@@ -65,25 +65,30 @@ class FetchTransport:
         return _chunks(body.getReader())
 
 
-async def _chunks(reader, piece_bytes=0):
+async def _chunks(reader, piece_bytes=0, pause=None):
     """A JS stream reader's chunks as bytes, until the stream ends (or is cancelled).
 
-    With `piece_bytes` (the reader is a BYOB reader), the first chunk comes as soon as it
-    arrives, then pieces of at least that many bytes (or what is left at the end), which
-    workerd gathers natively (`readAtLeast`): Python then wakes once per piece, not once
-    per network chunk, which for an SSE stream of many small events is most of its cost.
+    With `piece_bytes` (the reader is a BYOB reader of a tee branch) and `pause` (awaited
+    between reads), the first chunk comes as soon as it arrives, then, after each pause,
+    what arrived meanwhile (up to `piece_bytes` at once): Python wakes a few times a
+    second, not once per network
+    chunk, which for an SSE stream of many small events would be most of its cost (about
+    half a CPU ms per chunk, measured). Not `readAtLeast`: a tee pulls its source for the
+    branch that wants most, so the client's branch would wait for the piece to fill.
 
     Closed early (the client of a translated stream went away), it cancels the upstream
     body, so the provider stops generating for nobody."""
     ended = False
-    least = 1
+    first = True
     try:
         while True:
-            if piece_bytes:
-                step = await reader.readAtLeast(least, Uint8Array.new(piece_bytes))
-                least = piece_bytes
-            else:
+            if not piece_bytes:
                 step = await reader.read()
+            else:
+                if not first:
+                    await pause()
+                first = False
+                step = await reader.read(Uint8Array.new(piece_bytes))
             value = getattr(step, "value", None)  # undefined (absent) once a default reader is done
             if value is not None and value.byteLength:
                 yield value.to_bytes()
@@ -259,10 +264,12 @@ def _from_python(chunks, tap, services):
     return pipe.readable
 
 
-# The tap reads its copy of a stream in pieces of at least this many bytes (see _chunks).
+# The tap reads its copy of a stream every so often, so many bytes at most at once (see _chunks).
+TAP_READ_PAUSE_SECONDS = 0.05
 TAP_PIECE_BYTES = 64 * 1024
-# How long a failed pipe waits for the tap's copy to fail too before it blames the client.
-UPSTREAM_ERROR_GRACE_SECONDS = 0.05
+# How long a failed pipe waits for the tap's copy to end too before it blames the client
+# (the tap may be in a pause, then reads what is left).
+UPSTREAM_ERROR_GRACE_SECONDS = TAP_READ_PAUSE_SECONDS + 0.1
 
 
 def _observed(stream, tap, services):
@@ -270,14 +277,21 @@ def _observed(stream, tap, services):
 
     The client's copy goes through a native pipe (an IdentityTransformStream: workerd pumps
     it without running JavaScript per chunk, unlike a TransformStream), whose promise fails
-    when the client cancels (disconnects) or the upstream breaks off. An upstream break errors the tap's
-    copy too, at once; a client that has gone does not, so then the tap's copy is
-    cancelled, which cancels the upstream request, and the tap learns the client left."""
+    when the client cancels (disconnects) or the upstream breaks off. An upstream break
+    errors the tap's copy too, at once; a client that has gone does not, so then the tap's
+    copy is cancelled, which cancels the upstream request, and the tap learns the client
+    left. The tap reads its copy every so often (see _chunks): what reached it since its
+    last read is lost if the stream then fails, which costs the row no usage (Anthropic
+    and OpenAI streams give it at their start and in their last events)."""
     to_client, to_tap = stream.tee()
     pipe = IdentityTransformStream.new()
     piping = to_client.pipeTo(pipe.writable)
     reader = to_tap.getReader(_js_object({"mode": "byob"}))
-    state = {"ended": False, "client_gone": False}
+    state = {"ended": False, "client_gone": False, "pipe_failed": False}
+
+    async def pause():
+        if not state["pipe_failed"]:
+            await asyncio.sleep(TAP_READ_PAUSE_SECONDS)
 
     async def watch():
         try:
@@ -285,6 +299,7 @@ def _observed(stream, tap, services):
             return
         except Exception:  # a JsException: the client went away, or the upstream broke off
             pass
+        state["pipe_failed"] = True  # the tap reads on without pauses, to meet a break
         await asyncio.sleep(UPSTREAM_ERROR_GRACE_SECONDS)
         if not state["ended"]:
             state["client_gone"] = True
@@ -292,7 +307,7 @@ def _observed(stream, tap, services):
 
     async def observe():
         try:
-            async for chunk in _chunks(reader, TAP_PIECE_BYTES):
+            async for chunk in _chunks(reader, TAP_PIECE_BYTES, pause):
                 tap.feed(chunk)
         except Exception as exc:  # the upstream broke off mid-body
             print(f"relay: upstream body ended with {type(exc).__name__}")

@@ -37,6 +37,29 @@ def test_first_event_arrives_while_the_upstream_withholds_the_rest(relay, anthro
     assert rest[-1] == "message_stop"
 
 
+def test_each_event_arrives_while_the_upstream_withholds_the_next(relay, anthropic_upstream, tag):
+    """Later in the stream too: relay's audit copy of the stream must not hold the
+    client's copy back (it reads in larger pieces; the client's must not wait for them)."""
+    client = anthropic.Anthropic(base_url=relay.url, api_key=CLIENT_KEY, max_retries=0,
+                                 timeout=FIRST_EVENT_TIMEOUT)
+    gate = f"each-{tag}"
+    with client.messages.stream(model="claude-sonnet-4-5", max_tokens=16,
+                                messages=[{"role": "user", "content": "hi"}],
+                                extra_headers={"x-fake-gate-each": gate, "x-fake-events": "3"}) as stream:
+        events = iter(stream)
+        deltas = []
+        for event in events:
+            if event.type == "content_block_delta":
+                deltas.append(event.delta.text)
+                if len(deltas) == 3:
+                    break
+                anthropic_upstream.release(f"{gate}-{len(deltas)}")
+        rest = [event.type for event in events]
+
+    assert "".join(deltas) == "Hello from the fake upstream."
+    assert rest[-1] == "message_stop"
+
+
 def test_openai_stream_is_unbuffered_too(relay, openai_upstream, tag):
     client = openai.OpenAI(base_url=relay.url + "/openai/v1", api_key=CLIENT_KEY, max_retries=0,
                            timeout=FIRST_EVENT_TIMEOUT)

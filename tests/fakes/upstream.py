@@ -16,6 +16,8 @@ A test picks a behaviour per request with header fields that relay forwards unto
 - `x-fake-scenario: stall-<seconds>` - say nothing for that long (at most 30 s), then answer;
 - `x-fake-gate: <id>` - stream the first event, then wait until the test calls
   `release(<id>)` (proof that nothing between them buffers);
+- `x-fake-gate-each: <id>` (Anthropic) - before text delta n (from 1), wait until the test
+  calls `release("<id>-<n>")` (proof that nothing buffers later in the stream either);
 - `x-fake-events: N`, `x-fake-pace-ms: M` - N text deltas, M ms apart;
 - `x-fake-cache-read: N`, `x-fake-cache-write: M` - Anthropic usage reports N prompt-cache
   reads and M cache writes, whatever the fake's own prompt cache billed.
@@ -246,9 +248,12 @@ class _Handler(BaseHTTPRequestHandler):
         self._chunk(_sse("ping", {"type": "ping"}))
         pieces = _chunks(REPLY_TEXT, int(seen.header("x-fake-events") or 1))
         pace = int(seen.header("x-fake-pace-ms") or 0) / 1000
+        each = seen.header("x-fake-gate-each")
         for index, piece in enumerate(pieces):
             if index and pace:
                 time.sleep(pace)
+            if index and each:
+                self.server.fake._gate(f"{each}-{index}").wait(GATE_TIMEOUT_S)
             self._chunk(_sse("content_block_delta", {"type": "content_block_delta", "index": 0,
                                                      "delta": {"type": "text_delta", "text": piece}}))
             if scenario == "midstream-error":

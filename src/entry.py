@@ -68,33 +68,29 @@ class FetchTransport:
 async def _chunks(reader, piece_bytes=0, pause=None):
     """A JS stream reader's chunks as bytes, until the stream ends (or is cancelled).
 
-    With `piece_bytes` (the reader is a BYOB reader of a tee branch) and `pause` (awaited
-    between reads), the first chunk comes as soon as it arrives, then, after each pause,
-    what arrived meanwhile (up to `piece_bytes` at once): Python wakes a few times a
-    second, not once per network
-    chunk, which for an SSE stream of many small events would be most of its cost (about
-    half a CPU ms per chunk, measured). Not `readAtLeast`: a tee pulls its source for the
-    branch that wants most, so the client's branch would wait for the piece to fill.
+    With `piece_bytes` (a BYOB reader of a tee branch) and `pause` (awaited between reads),
+    the first chunk comes as soon as it arrives, then, after each pause, all that arrived
+    meanwhile (up to `piece_bytes` at once; a full piece is followed by no pause). Python
+    then wakes a few times a second, not once per network chunk, which for an SSE stream
+    of many small events would be most of its cost (about half a CPU ms per chunk,
+    measured). Not `readAtLeast`: a tee pulls its source for the branch that wants most,
+    so the client's branch would wait for the piece to fill.
 
     Closed early (the client of a translated stream went away), it cancels the upstream
     body, so the provider stops generating for nobody."""
     ended = False
-    first = True
     try:
         while True:
-            if not piece_bytes:
-                step = await reader.read()
-            else:
-                if not first:
-                    await pause()
-                first = False
-                step = await reader.read(Uint8Array.new(piece_bytes))
+            step = await (reader.read(Uint8Array.new(piece_bytes)) if piece_bytes else reader.read())
             value = getattr(step, "value", None)  # undefined (absent) once a default reader is done
-            if value is not None and value.byteLength:
+            size = value.byteLength if value is not None else 0
+            if size:
                 yield value.to_bytes()
             if step.done:
                 ended = True
                 return
+            if pause is not None and size < piece_bytes:
+                await pause()
     finally:
         if not ended:
             try:
@@ -264,12 +260,11 @@ def _from_python(chunks, tap, services):
     return pipe.readable
 
 
-# The tap reads its copy of a stream every so often, so many bytes at most at once (see _chunks).
-TAP_READ_PAUSE_SECONDS = 0.05
+# The tap reads its copy of a stream this often, so many bytes at most at once (see _chunks).
+TAP_READ_PAUSE_SECONDS = 0.5
 TAP_PIECE_BYTES = 64 * 1024
-# How long a failed pipe waits for the tap's copy to end too before it blames the client
-# (the tap may be in a pause, then reads what is left).
-UPSTREAM_ERROR_GRACE_SECONDS = TAP_READ_PAUSE_SECONDS + 0.1
+# How long a failed pipe waits for the tap's copy to end too before it blames the client.
+UPSTREAM_ERROR_GRACE_SECONDS = 0.1
 
 
 def _observed(stream, tap, services):
@@ -287,11 +282,15 @@ def _observed(stream, tap, services):
     pipe = IdentityTransformStream.new()
     piping = to_client.pipeTo(pipe.writable)
     reader = to_tap.getReader(_js_object({"mode": "byob"}))
-    state = {"ended": False, "client_gone": False, "pipe_failed": False}
+    state = {"ended": False, "client_gone": False, "pipe_failed": False, "pause": None}
 
-    async def pause():
-        if not state["pipe_failed"]:
-            await asyncio.sleep(TAP_READ_PAUSE_SECONDS)
+    async def pause():  # asyncio.sleep, but one that a failed pipe can end early
+        if state["pipe_failed"]:
+            return
+        loop = asyncio.get_running_loop()
+        state["pause"] = loop.create_future()
+        loop.call_later(TAP_READ_PAUSE_SECONDS, _settle, state["pause"])
+        await state["pause"]
 
     async def watch():
         try:
@@ -299,7 +298,9 @@ def _observed(stream, tap, services):
             return
         except Exception:  # a JsException: the client went away, or the upstream broke off
             pass
-        state["pipe_failed"] = True  # the tap reads on without pauses, to meet a break
+        state["pipe_failed"] = True  # the tap reads on at once and without pauses, to meet a break
+        if state["pause"] is not None:
+            _settle(state["pause"])
         await asyncio.sleep(UPSTREAM_ERROR_GRACE_SECONDS)
         if not state["ended"]:
             state["client_gone"] = True
@@ -317,6 +318,11 @@ def _observed(stream, tap, services):
     services.defer(watch())
     services.defer(observe())
     return pipe.readable
+
+
+def _settle(future):
+    if not future.done():
+        future.set_result(None)
 
 
 async def _discard_unread_body(js_request):

@@ -208,7 +208,9 @@ async def _to_js_response(response, services):
     if isinstance(body, (bytes, bytearray)):
         if tap is not None:
             tap.feed(bytes(body))
-            services.defer(tap.finish(False))
+            work = tap.close(False)
+            if work is not None:
+                services.defer(work)
         body = to_js(body) if body else None
     elif hasattr(body, "__anext__"):
         body = _from_python(body, tap, services)

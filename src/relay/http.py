@@ -48,11 +48,14 @@ class Tap(Protocol):
     """Sees every byte of a response body as the client gets it, off the client's path.
 
     The adapter feeds it from a tee'd copy of an upstream stream (or from the bytes
-    relay made), then calls `finish` once the body has ended or the client has gone."""
+    relay made), then calls `finish` once the body has ended or the client has gone (or
+    `close`, which does what it can at once and returns the rest to await, if any)."""
 
     def feed(self, chunk: bytes) -> None: ...
 
     async def finish(self, client_gone: bool) -> None: ...
+
+    def close(self, client_gone: bool) -> Optional[Awaitable[None]]: ...
 
 
 @dataclass

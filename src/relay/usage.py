@@ -18,7 +18,7 @@ import asyncio
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Awaitable, Optional
 
 from . import limits, pricing, sse, store
 from .services import Services
@@ -239,17 +239,36 @@ class Meter:
 
     async def finish(self, client_gone: bool) -> None:
         """Free the stream slot, count the cost against the key's budget, write the row."""
-        services, ex = self._services, self.exchange
+        work = self.close(client_gone)
+        if work is not None:
+            await work
+
+    def close(self, client_gone: bool) -> Optional[Awaitable[None]]:
+        """`finish`, done at once as far as it can be: the row is made and joins the group
+        of rows being written; what is left to await (freeing a stream slot first, or
+        writing the group this row opens) is returned, else None. The adapter defers that
+        work only when there is some: each deferred task costs the isolate CPU."""
+        services = self._services
         if services.db is None:
-            return
-        if ex.stream_slot is not None:  # first, so the slot is free once the row is there
-            try:
-                await limits.close_stream(services.db, ex.stream_slot)
-            except Exception as exc:
-                print(f"relay: stream slot not released ({type(exc).__name__}); it lapses by itself")
+            return None
+        if self.exchange.stream_slot is not None:  # first, so the slot is free once the row is there
+            return self._free_slot_then_record(client_gone)
+        return self._record(client_gone)
+
+    async def _free_slot_then_record(self, client_gone: bool) -> None:
+        try:
+            await limits.close_stream(self._services.db, self.exchange.stream_slot)
+        except Exception as exc:
+            print(f"relay: stream slot not released ({type(exc).__name__}); it lapses by itself")
+        work = self._record(client_gone)
+        if work is not None:
+            await work
+
+    def _record(self, client_gone: bool) -> Optional[Awaitable[None]]:
+        services = self._services
         row = self.row(client_gone, services.clock())
-        limits.note_spend(services.state, ex.key_id, row["cost_usd"])
-        await _write(services, row)
+        limits.note_spend(services.state, self.exchange.key_id, row["cost_usd"])
+        return _join_group(services, row)
 
 
 # How long the first of a group of audit rows waits for others to join it, and how many
@@ -259,7 +278,7 @@ WRITE_DELAY_SECONDS = 0.05
 MAX_ROWS_PER_WRITE = 20
 
 
-async def _write(services: Services, row: dict) -> None:
+def _join_group(services: Services, row: dict) -> Optional[Awaitable[None]]:
     """Write the row together with those of requests that end soon after it.
 
     A D1 call costs far more than the rows in it, so rows are written in groups: the
@@ -267,13 +286,19 @@ async def _write(services: Services, row: dict) -> None:
     client's path), then writes every row that joined it in one D1 batch; requests that
     join a group return at once. No request waits on another's work, so none resumes in
     another request's context. A row alone (one request at a time) goes in one statement,
-    WRITE_DELAY_SECONDS after its request ended."""
+    WRITE_DELAY_SECONDS after its request ended. Returns the write of the group this row
+    opens, or None when it joined one."""
     state = services.state
     group = state.usage_group
     if group is not None and len(group) < MAX_ROWS_PER_WRITE:
         group.append(row)
-        return
-    group = state.usage_group = [row]
+        return None
+    state.usage_group = [row]
+    return _write_group(services, state.usage_group)
+
+
+async def _write_group(services: Services, group: list[dict]) -> None:
+    state = services.state
     await asyncio.sleep(WRITE_DELAY_SECONDS)
     if state.usage_group is group:
         state.usage_group = None

@@ -192,3 +192,17 @@ def test_openai_streams_are_asked_for_usage_unless_the_client_said_no():
 ])
 def test_client_family(agent, family):
     assert client_family(agent) == family
+
+
+def test_only_the_row_that_opens_a_group_leaves_work_to_await():
+    db = _CountingDatabase()
+
+    async def close_three():
+        services = Services(transport=None, db=db, clock=lambda: 1_700_000_001.5)
+        exchange = Exchange(started=1_700_000_000.0, surface="anthropic", method="POST", path="/v1/messages")
+        works = [Meter(exchange, 200, "application/json", services).close(False) for _ in range(3)]
+        assert works[1] is None and works[2] is None
+        await works[0]
+
+    asyncio.run(close_three())
+    assert db.calls == [3]

@@ -25,7 +25,7 @@ class Endpoint:
     authenticate a client there, and the key among them that belongs to the gateway (None
     when the client sends the provider's key itself: direct, or a gateway that passes it on).
     `listener_only`: the target's CPU and memory are those of the process listening at `url`
-    alone, not of its whole session (a Worker's workerd, without wrangler dev's tooling)."""
+    alone, not of its whole session (a Worker's workerd, without miniflare's Node process)."""
 
     url: str
     headers: dict[str, str] = field(default_factory=dict)

@@ -28,23 +28,22 @@ READING = f"""\
 - **× {DIRECT}** / **× {JS_FLOOR}** divide the target's p50 (latency rows) or requests/s (the
   concurrency row) by the reference's.
 - Everything runs on loopback on one machine: client, fake upstream, the gateways and
-  `wrangler dev` share its CPUs (and other people's jobs, see the load average), so the
+  the Workers share its CPUs (and other people's jobs, see the load average), so the
   absolute numbers are a local development setup's, not Cloudflare's edge. The direct row is
   bounded by the Python fake upstream and the Python client, so its requests/s is a ceiling of
   this harness, not of a provider.
-- Both Worker targets run under the pinned `wrangler dev`, and clients reach them at the
-  workerd process that runs the Worker (the address wrangler's debug log names as
-  `userWorkerUrl`), not at wrangler's own port: that port is a reload proxy, a second workerd
-  that only local development has (it holds requests while a changed Worker reloads), which
-  added about 2 ms per request and 3 to 5 CPU ms in wrangler's Node process when measured
-  here. wrangler's Node process stays attached to the Worker's inspector (console output,
-  network events), so workerd still does that work for every request; a deployed Worker has
-  no inspector attached.
+- Both Worker targets run on the pinned workerd through miniflare, the library `wrangler dev`
+  uses, with the same bindings (D1, KV, rate limits, from the same wrangler.toml), but without
+  `wrangler dev`'s development tooling (`bench/miniflare_worker.py`): its reload proxy (a
+  second workerd in front of the Worker) and its inspector, which streams every request's
+  network events to wrangler's Node process. Measured here, that tooling halved both Workers'
+  throughput at concurrency 16 and added 2 to 5 ms to their first byte; a deployed Worker
+  has neither. The tests still run relay under `wrangler dev`.
 - **CPU ms/req** is the CPU time (user + system, from `/proc/<pid>/stat`) the target's own
   processes used during its batches, divided by its requests: the workerd that runs the Worker
-  for the Worker targets (not wrangler's Node tooling or its reload proxy, which a deployed
-  Worker does not have), every process of the gateway for the peers; the fake upstream and the
-  client are not counted, so direct has none. **Resident memory** sums the RSS of the same
+  for the Worker targets (not miniflare's Node process, which starts it and then idles: 0.00
+  CPU ms per request when measured), every process of the gateway for the peers; the fake
+  upstream and the client are not counted, so direct has none. **Resident memory** sums the RSS of the same
   processes after the last round (pages they share count twice).
 - The peers run as their own documentation sets them up for this job, in front of the same
   fake, with their logging/telemetry options off where they have one; LiteLLM and

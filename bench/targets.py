@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 from relay.config import DEFAULT_CACHE_POLICY
-from tests.workerd import ROOT, LocalWorker
+from tests.workerd import ROOT
 
-from . import peer_gateways
+from . import miniflare_worker, peer_gateways
 from .endpoint import UPSTREAM_KEY, Endpoint
 
 PASSTHROUGH_CONFIG = ROOT / "bench" / "passthrough" / "wrangler.toml"
@@ -44,18 +44,17 @@ def _direct(upstream: str, stack: contextlib.ExitStack) -> Endpoint:
 
 def _relay(cache_policy: str) -> Callable[[str, contextlib.ExitStack], Endpoint]:
     def start(upstream: str, stack: contextlib.ExitStack) -> Endpoint:
-        worker = stack.enter_context(LocalWorker({
+        url = miniflare_worker.start(stack, {
             "RELAY_CLIENT_KEYS": RELAY_KEY, "ANTHROPIC_API_KEYS": UPSTREAM_KEY, "OPENAI_API_KEYS": UPSTREAM_KEY,
             "UPSTREAM_ANTHROPIC_URL": upstream, "RELAY_DEFAULT_RPM": RELAY_RPM,
-            "RELAY_CACHE_POLICY": cache_policy}, direct=True))
-        return Endpoint(worker.url, {"x-api-key": RELAY_KEY}, client_key=RELAY_KEY, listener_only=True)
+            "RELAY_CACHE_POLICY": cache_policy})
+        return Endpoint(url, {"x-api-key": RELAY_KEY}, client_key=RELAY_KEY, listener_only=True)
     return start
 
 
 def _js_floor(upstream: str, stack: contextlib.ExitStack) -> Endpoint:
-    worker = stack.enter_context(LocalWorker({"UPSTREAM_URL": upstream}, config=PASSTHROUGH_CONFIG, migrate=False,
-                                             direct=True))
-    return Endpoint(worker.url, {"x-api-key": UPSTREAM_KEY}, listener_only=True)
+    url = miniflare_worker.start(stack, {"UPSTREAM_URL": upstream}, config=PASSTHROUGH_CONFIG, migrate=False)
+    return Endpoint(url, {"x-api-key": UPSTREAM_KEY}, listener_only=True)
 
 
 DIRECT = "direct"
@@ -64,9 +63,9 @@ RELAY = "relay"
 TARGETS = (
     Target(DIRECT, "the client talks to the fake upstream itself: the reference", _direct),
     Target(JS_FLOOR, "a JavaScript Worker that only forwards (`bench/passthrough/`), on the same "
-                     "workerd as relay, reached the same way: the platform's floor", _js_floor),
-    Target(RELAY, "relay on workerd (`tests/workerd.LocalWorker`, `wrangler dev`, reached at the workerd that "
-                  "runs the Worker: see below) with a static relay key and its "
+                     "workerd as relay, served the same way: the platform's floor", _js_floor),
+    Target(RELAY, "relay on workerd, served by miniflare (`bench/miniflare_worker.py`: the runtime and "
+                  "bindings of `wrangler dev` without its development tooling, see below) with a static relay key and its "
                   f"defaults: rate-limit check, audit row, cache policy `{DEFAULT_CACHE_POLICY}` "
                   "(prompt-cache markers added)", _relay(DEFAULT_CACHE_POLICY)),
     Target("relay, cache off", "the same relay with `RELAY_CACHE_POLICY=off` (no markers added), in the "

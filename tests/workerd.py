@@ -26,7 +26,6 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Optional
-from urllib.parse import urlsplit
 
 from tests.secret_scan import read_files
 from tests.wiretap import Recording, Wiretap
@@ -34,8 +33,6 @@ from tests.wiretap import Recording, Wiretap
 ROOT = Path(__file__).resolve().parent.parent
 WRANGLER = ROOT / "node_modules" / ".bin" / "wrangler"
 DATABASE = "relay"
-# In wrangler dev's debug log: the address its reload proxy forwards requests to.
-USER_WORKER_URL = re.compile(r'"userWorkerUrl":\{"protocol":"http:","hostname":"([0-9.]+)","port":"(\d+)"\}')
 SECRETS_FILE = ".dev.vars"
 
 
@@ -86,8 +83,7 @@ class LocalWorker:
     `url` is where clients point."""
 
     def __init__(self, vars: Mapping[str, str], *, config: Path = ROOT / "wrangler.toml",
-                 port: Optional[int] = None, state_dir: Optional[Path] = None, migrate: bool = True,
-                 direct: bool = False):
+                 port: Optional[int] = None, state_dir: Optional[Path] = None, migrate: bool = True):
         self._tmp = tempfile.TemporaryDirectory(prefix="relay-worker-")
         self.dir = Path(self._tmp.name)
         self.port = port or free_port()
@@ -99,17 +95,11 @@ class LocalWorker:
         self._tap: Optional[Wiretap] = None
         # False: a D1 without relay's tables, as if D1 were failing; or a Worker without D1.
         self._migrate = migrate
-        # True: `url` is the Worker's own workerd socket, behind wrangler dev's reload proxy.
-        self._direct = direct
-        self._worker_url: Optional[str] = None
 
     @property
     def url(self) -> str:
-        """Where clients point: the wiretap when the Worker is traced, else the Worker's own
-        workerd (`direct`) or wrangler dev's port."""
-        if self._tap is not None:
-            return self._tap.url
-        return self._worker_url or self._wrangler_url
+        """Where clients point: the wiretap when the Worker is traced, else wrangler dev's port."""
+        return self._tap.url if self._tap is not None else self._wrangler_url
 
     @property
     def _wrangler_url(self) -> str:
@@ -144,28 +134,13 @@ class LocalWorker:
             self._process = subprocess.Popen(
                 self._wrangler("dev", "--ip", "127.0.0.1", "--port", str(self.port),
                                "--inspector-port", str(free_port()), "--persist-to", str(self.state_dir),
-                               "--show-interactive-dev-session=false",
-                               *(["--log-level", "debug"] if self._direct else [])),
+                               "--show-interactive-dev-session=false"),
                 cwd=self.dir, env=_wrangler_env(), stdout=log, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, start_new_session=True)
         self._wait_ready(timeout)
-        if self._direct:
-            self._worker_url = self._user_worker_url()
         if TRACES is not None:
-            self._tap = Wiretap(urlsplit(self._worker_url or self._wrangler_url).port, TRACES.connections).start()
+            self._tap = Wiretap(self.port, TRACES.connections).start()
         return self
-
-    def _user_worker_url(self) -> str:
-        """Where wrangler dev's reload proxy (a second workerd, for local development only)
-        forwards to: the workerd that runs the Worker. Its debug log names the address."""
-        deadline = time.monotonic() + 30
-        while not (found := USER_WORKER_URL.findall(self.log())):
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"wrangler dev's debug log names no user Worker address:\n{self.log()}")
-            time.sleep(0.1)
-        host, port = found[-1]
-        return f"http://{host}:{port}"
 
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout

@@ -1,0 +1,73 @@
+"""The bench's Workers: relay and the JS floor on workerd through miniflare alone.
+
+`wrangler dev` runs workerd through miniflare too, but adds development tooling that a
+deployed Worker does not have and that costs every request: a reload proxy (a second
+workerd in front of the Worker, about 2 ms a request here) and an inspector that streams
+each request's network events to wrangler's Node process (about 1.3 CPU ms a request there,
+competing for this machine's two cores). `bench/miniflare_serve.mjs` serves the Worker
+with the same workerd and the same bindings, read from the same wrangler.toml, without
+them. The tests keep using `wrangler dev` (tests/workerd.py), as a developer does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Mapping
+
+from tests.workerd import ROOT, LocalWorker, free_port
+
+from .endpoint import serve
+
+SERVE = ROOT / "bench" / "miniflare_serve.mjs"
+
+
+def options(config: Path, vars: Mapping[str, str], state_dir: Path, port: int) -> dict[str, Any]:
+    """Miniflare's options for the Worker `config` describes, as `wrangler dev` would give
+    them: its modules, compatibility settings, [vars] overridden by `vars` (as by .dev.vars),
+    D1 and KV persisted under `state_dir` (where `wrangler d1 migrations apply` put the
+    tables), and its rate-limit bindings."""
+    settings = tomllib.loads(config.read_text())
+    main = (config.parent / settings["main"]).resolve()
+    found: dict[str, Any] = {
+        "host": "127.0.0.1", "port": port,
+        "compatibilityDate": settings["compatibility_date"],
+        "compatibilityFlags": settings.get("compatibility_flags", []),
+        "bindings": {**settings.get("vars", {}), **vars},
+    }
+    if main.suffix == ".py":  # the entry module first, then every other module beside it
+        others = sorted(path for path in main.parent.rglob("*.py") if path != main)
+        found["modulesRoot"] = str(main.parent)
+        found["modules"] = [{"type": "PythonModule", "path": str(path)} for path in (main, *others)]
+    else:
+        found["modules"] = True
+        found["scriptPath"] = str(main)
+    if settings.get("d1_databases"):
+        found["d1Databases"] = {db["binding"]: db["database_id"] for db in settings["d1_databases"]}
+        found["d1Persist"] = str(state_dir / "v3" / "d1")
+    if settings.get("kv_namespaces"):
+        found["kvNamespaces"] = {kv["binding"]: kv["id"] for kv in settings["kv_namespaces"]}
+        found["kvPersist"] = str(state_dir / "v3" / "kv")
+    limits = [b for b in settings.get("unsafe", {}).get("bindings", []) if b.get("type") == "ratelimit"]
+    if limits:
+        found["ratelimits"] = {b["name"]: {"simple": b["simple"]} for b in limits}
+    return found
+
+
+def start(stack: contextlib.ExitStack, vars: Mapping[str, str], *, config: Path = ROOT / "wrangler.toml",
+          migrate: bool = True) -> str:
+    """Serve the Worker until `stack` closes; its URL. A LocalWorker that is never started
+    lends its folder and, with `migrate`, applies the D1 migrations there."""
+    worker = LocalWorker(vars, config=config, migrate=migrate)
+    stack.callback(worker.stop)
+    if migrate:
+        worker.migrate()
+    port = free_port()
+    path = worker.dir / "miniflare.json"
+    path.write_text(json.dumps(options(config, vars, worker.state_dir, port)))
+    serve(stack, ["node", str(SERVE), str(path)], port=port, cwd=ROOT, env=os.environ,
+          log=worker.dir / "miniflare.log")
+    return f"http://127.0.0.1:{port}"

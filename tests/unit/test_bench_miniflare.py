@@ -1,0 +1,31 @@
+"""bench/miniflare_worker.py gives miniflare what wrangler.toml says the Worker has."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench.miniflare_worker import options
+from bench.targets import PASSTHROUGH_CONFIG
+from tests.workerd import ROOT
+
+
+def test_relay_gets_its_modules_bindings_and_the_state_the_migrations_wrote(tmp_path):
+    found = options(ROOT / "wrangler.toml", {"RELAY_CACHE_POLICY": "off"}, tmp_path, 8123)
+    modules = [Path(module["path"]) for module in found["modules"]]
+    assert modules[0] == ROOT / "src" / "entry.py" and len(set(modules)) == len(modules)
+    assert ROOT / "src" / "relay" / "usage.py" in modules
+    assert {module["type"] for module in found["modules"]} == {"PythonModule"}
+    assert found["modulesRoot"] == str(ROOT / "src") and found["port"] == 8123
+    assert found["compatibilityFlags"] == ["python_workers"]
+    assert found["bindings"]["RELAY_CACHE_POLICY"] == "off"  # the given vars win, as .dev.vars does
+    assert found["bindings"]["UPSTREAM_OPENAI_URL"] == "https://api.openai.com/v1"  # [vars] kept
+    assert set(found["d1Databases"]) == {"DB"} and found["d1Persist"] == str(tmp_path / "v3" / "d1")
+    assert set(found["kvNamespaces"]) == {"RELAY_KV"}
+    assert found["ratelimits"]["RPM_LIMIT_5000"] == {"simple": {"limit": 5000, "period": 60}}
+
+
+def test_the_js_floor_is_one_es_module_with_no_bindings(tmp_path):
+    found = options(PASSTHROUGH_CONFIG, {"UPSTREAM_URL": "http://127.0.0.1:1"}, tmp_path, 8124)
+    assert found["modules"] is True and found["scriptPath"].endswith("worker.js")
+    assert found["bindings"] == {"UPSTREAM_URL": "http://127.0.0.1:1"}
+    assert not {"d1Databases", "kvNamespaces", "ratelimits"} & set(found)

@@ -1,5 +1,5 @@
-// bench/: serve one Worker with miniflare (the library `wrangler dev` runs workerd through),
-// without wrangler's development tooling (file watcher, reload proxy, inspector). Options come
+// Serve one Worker with miniflare (the library `wrangler dev` runs workerd through), without
+// wrangler's development tooling (reload proxy, inspector): see bench/miniflare_worker.py. Options come
 // as JSON (argv[2]); the script prints the Worker's URL, then serves until it is terminated.
 import { readFileSync } from "node:fs";
 import { Miniflare } from "miniflare";

@@ -3,24 +3,20 @@
 `wrangler dev` runs workerd through miniflare too, but adds development tooling that a
 deployed Worker does not have and that costs every request: a reload proxy (a second
 workerd in front of the Worker, about 2 ms a request here) and an inspector that streams
-each request's network events to wrangler's Node process (about 1.3 CPU ms a request there,
-competing for this machine's two cores). `bench/miniflare_serve.mjs` serves the Worker
-with the same workerd and the same bindings, read from the same wrangler.toml, without
-them. The tests keep using `wrangler dev` (tests/workerd.py), as a developer does.
+each request's network events to wrangler's Node process (about 1.3 CPU ms a request
+there, competing for this machine's two cores). `bench/miniflare_serve.mjs` serves the
+Worker with the same workerd and the same bindings, read from the same wrangler.toml,
+without them. The tests keep using `wrangler dev` (tests/workerd.py), as a developer does.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import tomllib
 from pathlib import Path
 from typing import Any, Mapping
 
-from tests.workerd import ROOT, LocalWorker, free_port
-
-from .endpoint import serve
+from tests.workerd import ROOT, LocalWorker
 
 SERVE = ROOT / "bench" / "miniflare_serve.mjs"
 
@@ -57,17 +53,11 @@ def options(config: Path, vars: Mapping[str, str], state_dir: Path, port: int) -
     return found
 
 
-def start(stack: contextlib.ExitStack, vars: Mapping[str, str], *, config: Path = ROOT / "wrangler.toml",
-          migrate: bool = True) -> str:
-    """Serve the Worker until `stack` closes; its URL. A LocalWorker that is never started
-    lends its folder and, with `migrate`, applies the D1 migrations there."""
-    worker = LocalWorker(vars, config=config, migrate=migrate)
-    stack.callback(worker.stop)
-    if migrate:
-        worker.migrate()
-    port = free_port()
-    path = worker.dir / "miniflare.json"
-    path.write_text(json.dumps(options(config, vars, worker.state_dir, port)))
-    serve(stack, ["node", str(SERVE), str(path)], port=port, cwd=ROOT, env=os.environ,
-          log=worker.dir / "miniflare.log")
-    return f"http://127.0.0.1:{port}"
+class MiniflareWorker(LocalWorker):
+    """A LocalWorker (its folder, local D1 through wrangler, log) served by miniflare alone
+    instead of `wrangler dev`."""
+
+    def _serve_command(self) -> list[str]:
+        path = self.dir / "miniflare.json"
+        path.write_text(json.dumps(options(self.dir / "wrangler.toml", self.vars, self.state_dir, self.port)))
+        return ["node", str(SERVE), str(path)]

@@ -16,7 +16,8 @@ from typing import Callable, Optional
 from relay.config import DEFAULT_CACHE_POLICY
 from tests.workerd import ROOT
 
-from . import miniflare_worker, peer_gateways
+from . import peer_gateways
+from .miniflare_worker import MiniflareWorker
 from .endpoint import UPSTREAM_KEY, Endpoint
 
 PASSTHROUGH_CONFIG = ROOT / "bench" / "passthrough" / "wrangler.toml"
@@ -44,17 +45,17 @@ def _direct(upstream: str, stack: contextlib.ExitStack) -> Endpoint:
 
 def _relay(cache_policy: str) -> Callable[[str, contextlib.ExitStack], Endpoint]:
     def start(upstream: str, stack: contextlib.ExitStack) -> Endpoint:
-        url = miniflare_worker.start(stack, {
+        worker = stack.enter_context(MiniflareWorker({
             "RELAY_CLIENT_KEYS": RELAY_KEY, "ANTHROPIC_API_KEYS": UPSTREAM_KEY, "OPENAI_API_KEYS": UPSTREAM_KEY,
             "UPSTREAM_ANTHROPIC_URL": upstream, "RELAY_DEFAULT_RPM": RELAY_RPM,
-            "RELAY_CACHE_POLICY": cache_policy})
-        return Endpoint(url, {"x-api-key": RELAY_KEY}, client_key=RELAY_KEY, listener_only=True)
+            "RELAY_CACHE_POLICY": cache_policy}))
+        return Endpoint(worker.url, {"x-api-key": RELAY_KEY}, client_key=RELAY_KEY, listener_only=True)
     return start
 
 
 def _js_floor(upstream: str, stack: contextlib.ExitStack) -> Endpoint:
-    url = miniflare_worker.start(stack, {"UPSTREAM_URL": upstream}, config=PASSTHROUGH_CONFIG, migrate=False)
-    return Endpoint(url, {"x-api-key": UPSTREAM_KEY}, listener_only=True)
+    worker = stack.enter_context(MiniflareWorker({"UPSTREAM_URL": upstream}, config=PASSTHROUGH_CONFIG, migrate=False))
+    return Endpoint(worker.url, {"x-api-key": UPSTREAM_KEY}, listener_only=True)
 
 
 DIRECT = "direct"

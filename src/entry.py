@@ -312,8 +312,9 @@ def _observed(stream, tap, services):
         try:
             async for chunk in _chunks(reader, TAP_PIECE_BYTES, pause):
                 tap.feed(chunk)
-        except Exception as exc:  # the upstream broke off mid-body
-            print(f"relay: upstream body ended with {type(exc).__name__}")
+        except Exception as exc:  # the upstream broke off mid-body, or the client left (watch)
+            if not state["client_gone"]:
+                print(f"relay: upstream body ended with {type(exc).__name__}")
         state["ended"] = True
         await tap.finish(state["client_gone"])
 

@@ -91,6 +91,7 @@ class LocalWorker:
         self.log_path = self.dir / "wrangler.log"
         (self.dir / "wrangler.toml").write_text(_config_text(config))
         (self.dir / SECRETS_FILE).write_text("".join(f"{k}={v}\n" for k, v in vars.items()))
+        self.vars = dict(vars)
         self._process: Optional[subprocess.Popen] = None
         self._tap: Optional[Wiretap] = None
         # False: a D1 without relay's tables, as if D1 were failing; or a Worker without D1.
@@ -98,11 +99,11 @@ class LocalWorker:
 
     @property
     def url(self) -> str:
-        """Where clients point: the wiretap when the Worker is traced, else wrangler dev's port."""
-        return self._tap.url if self._tap is not None else self._wrangler_url
+        """Where clients point: the wiretap when the Worker is traced, else the port it is served on."""
+        return self._tap.url if self._tap is not None else self._served_url
 
     @property
-    def _wrangler_url(self) -> str:
+    def _served_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def log(self) -> str:
@@ -127,15 +128,18 @@ class LocalWorker:
         return [{name: None if value == "null" else value for name, value in row.items()}
                 for result in json.loads(done.stdout) for row in result["results"]]
 
+    def _serve_command(self) -> list[str]:
+        """The command that serves the Worker on `self.port` (bench/miniflare_worker.py has another)."""
+        return self._wrangler("dev", "--ip", "127.0.0.1", "--port", str(self.port),
+                              "--inspector-port", str(free_port()), "--persist-to", str(self.state_dir),
+                              "--show-interactive-dev-session=false")
+
     def start(self, timeout: float = 120.0) -> "LocalWorker":
         if self._migrate:
             self.migrate()
         with open(self.log_path, "wb") as log:
             self._process = subprocess.Popen(
-                self._wrangler("dev", "--ip", "127.0.0.1", "--port", str(self.port),
-                               "--inspector-port", str(free_port()), "--persist-to", str(self.state_dir),
-                               "--show-interactive-dev-session=false"),
-                cwd=self.dir, env=_wrangler_env(), stdout=log, stderr=subprocess.STDOUT,
+                self._serve_command(), cwd=self.dir, env=_wrangler_env(), stdout=log, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, start_new_session=True)
         self._wait_ready(timeout)
         if TRACES is not None:
@@ -148,14 +152,14 @@ class LocalWorker:
             if self._process.poll() is not None:
                 raise RuntimeError(f"wrangler dev exited early:\n{self.log()}")
             try:
-                urllib.request.urlopen(self._wrangler_url + "/", timeout=2)
+                urllib.request.urlopen(self._served_url + "/", timeout=2)
                 return
             except urllib.error.HTTPError:
                 return  # relay answered (404 for /): it is up
             except OSError:
                 time.sleep(0.2)
         self.stop()
-        raise TimeoutError(f"relay did not answer on {self._wrangler_url} within {timeout}s:\n{self.log()}")
+        raise TimeoutError(f"relay did not answer on {self._served_url} within {timeout}s:\n{self.log()}")
 
     def stop(self) -> None:
         if self._tap is not None:

@@ -114,17 +114,18 @@ def test_concurrent_streams_leave_exactly_one_row_each(relay, tag):
     assert all(row["status"] == 200 and row["error_type"] is None for row in found)
 
 
-def test_a_client_that_disconnects_mid_stream_still_leaves_a_row(relay, tag):
-    headers = {"x-api-key": CLIENT_KEY, "x-claude-code-session-id": tag,
-               "x-fake-events": "20", "x-fake-pace-ms": "50"}
+def test_a_client_that_hangs_up_mid_stream_cancels_the_upstream_request_and_leaves_a_row(
+        relay, anthropic_upstream, tag):
+    headers = {"x-api-key": CLIENT_KEY, "x-claude-code-session-id": tag, "x-test-tag": tag,
+               "x-fake-events": "40", "x-fake-pace-ms": "100"}  # four seconds of stream
     body = {"model": "claude-sonnet-4-5", "max_tokens": 8, "stream": True,
             "messages": [{"role": "user", "content": "hi"}]}
     with httpx.stream("POST", relay.url + "/v1/messages", headers=headers, json=body) as response:
         for line in response.iter_lines():
             if "content_block_delta" in line:
-                break
+                break  # and hang up
     [row] = rows(relay, tag, 1)
-    assert row["status"] == 200 and row["stream"] == 1 and row["input_tokens"] > 0
-    # In production the runtime cancels the stream and the row says client_disconnected;
-    # the local wrangler proxy reads the rest of the body itself, so locally it completes.
-    assert row["error_type"] in (None, "client_disconnected")
+    [seen] = anthropic_upstream.requests(tag)
+    assert (row["status"], row["stream"], row["error_type"]) == (200, 1, "client_disconnected")
+    assert row["input_tokens"] > 0 and row["total_ms"] < 3000
+    assert seen.cut_off  # relay closed the upstream connection: the provider stops generating

@@ -61,6 +61,7 @@ class Seen:
     headers: list[tuple[str, str]]
     body: bytes
     usage: Optional[dict] = None  # the token usage the fake reported for it (Messages, Chat)
+    cut_off: bool = False  # its answer could not all be written: the caller (relay) hung up
 
     def header(self, name: str) -> Optional[str]:
         values = [v for k, v in self.headers if k.lower() == name.lower()]
@@ -202,7 +203,11 @@ class _Handler(BaseHTTPRequestHandler):
         }.get((flavour, seen.method, path))
         if handler is None:
             return self._error(404)
-        handler(seen, scenario)
+        try:
+            handler(seen, scenario)
+        except (BrokenPipeError, ConnectionResetError):
+            seen.cut_off = True
+            self.close_connection = True
 
     def _error(self, status: int, retry_after: str = "0") -> None:
         extra = (("retry-after", retry_after),) if status in (429, 529) else ()

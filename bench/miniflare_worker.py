@@ -34,9 +34,9 @@ def options(config: Path, vars: Mapping[str, str], state_dir: Path, port: int) -
         "compatibilityFlags": settings.get("compatibility_flags", []),
         "bindings": {**settings.get("vars", {}), **vars},
     }
+    found["modulesRoot"] = str(main.parent)  # module names are paths relative to it
     if main.suffix == ".py":  # the entry module first, then every other module beside it
         others = sorted(path for path in main.parent.rglob("*.py") if path != main)
-        found["modulesRoot"] = str(main.parent)
         found["modules"] = [{"type": "PythonModule", "path": str(path)} for path in (main, *others)]
     else:
         found["modules"] = True

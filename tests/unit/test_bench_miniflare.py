@@ -27,5 +27,7 @@ def test_relay_gets_its_modules_bindings_and_the_state_the_migrations_wrote(tmp_
 def test_the_js_floor_is_one_es_module_with_no_bindings(tmp_path):
     found = options(PASSTHROUGH_CONFIG, {"UPSTREAM_URL": "http://127.0.0.1:1"}, tmp_path, 8124)
     assert found["modules"] is True and found["scriptPath"].endswith("worker.js")
+    # Module names are paths relative to modulesRoot, which defaults to the working directory.
+    assert found["modulesRoot"] == str(PASSTHROUGH_CONFIG.parent.resolve())
     assert found["bindings"] == {"UPSTREAM_URL": "http://127.0.0.1:1"}
     assert not {"d1Databases", "kvNamespaces", "ratelimits"} & set(found)

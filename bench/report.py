@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Callable, Mapping, Optional, Sequence
 from . import header_fidelity
 from .scenarios import Scenario
 from .stats import Summary, ratio
-from .targets import DIRECT, JS_FLOOR, RELAY, Target
+from .targets import DIRECT, JS_FLOOR, PY_FLOOR, RELAY, Target
 
 if TYPE_CHECKING:
     from .run import Results
@@ -166,22 +166,27 @@ def _versus_peers(targets: Sequence[Target], results: "Results") -> list[str]:
            "Each cell is relay's value divided by the peer's (for requests/s a number above 1 means "
            "relay served more; for the rest, below 1 means relay was faster or cheaper), then who is "
            f"ahead; within {EVEN:.0%} counts as even. relay's figures include workerd's own cost, "
-           f"which alone is the {JS_FLOOR} row of each table; the lists below "
-           f"say where the {JS_FLOOR}, which runs none of relay's code, loses to the peer too.", "",
+           f"which alone is the {JS_FLOOR} row of each table, and Python's, which with it is the "
+           f"{PY_FLOOR} row; the lists below say where those floors, which run none of relay's code, "
+           f"lose to the peer too.", "",
            "| measure | " + " | ".join(peers) + " |", "|---|" + "---:|" * len(peers)]
     relay = {name: _against(results, RELAY, name) for name in peers}
-    floor = {name: _against(results, JS_FLOOR, name) for name in peers}
+    floors = {floor: {name: _against(results, floor, name) for name in peers}
+              for floor in (JS_FLOOR, PY_FLOOR) if floor in results.headers}
     for what in relay[peers[0]]:
         out.append(f"| {what} | " + " | ".join(relay[name][what][0] for name in peers) + " |")
     out.append("")
     for name in peers:
         lost = [what for what, (_, ahead) in relay[name].items() if ahead is False]
-        also = [what for what in lost if floor[name][what][1] is False]
         if not lost:
             out.append(f"- relay loses to {name} on none of these measures.")
             continue
-        out.append(f"- relay loses to {name} on: {', '.join(lost)}. The {JS_FLOOR} loses to it on "
-                   + (f"{len(also)} of these: {', '.join(also)}." if also else "none of these."))
+        notes = []
+        for floor, against in floors.items():
+            also = [what for what in lost if against[name][what][1] is False]
+            notes.append(f"The {floor} loses to it on "
+                         + (f"{len(also)} of these: {', '.join(also)}." if also else "none of these."))
+        out.append(f"- relay loses to {name} on: {', '.join(lost)}. " + " ".join(notes))
     return out + [""]
 
 

@@ -21,6 +21,7 @@ from .miniflare_worker import MiniflareWorker
 from .endpoint import UPSTREAM_KEY, Endpoint
 
 PASSTHROUGH_CONFIG = ROOT / "bench" / "passthrough" / "wrangler.toml"
+PY_PASSTHROUGH_CONFIG = ROOT / "bench" / "passthrough_py" / "wrangler.toml"
 RELAY_KEY = "bench-relay-key"  # throw-away, like the keys in endpoint.py
 # relay's largest rate-limit tier (wrangler.toml): the bench stays below it, so relay does
 # all its per-request work (the limit check included) without ever answering 429.
@@ -53,18 +54,24 @@ def _relay(cache_policy: str) -> Callable[[str, contextlib.ExitStack], Endpoint]
     return start
 
 
-def _js_floor(upstream: str, stack: contextlib.ExitStack) -> Endpoint:
-    worker = stack.enter_context(MiniflareWorker({"UPSTREAM_URL": upstream}, config=PASSTHROUGH_CONFIG, migrate=False))
-    return Endpoint(worker.url, {"x-api-key": UPSTREAM_KEY}, listener_only=True)
+def _floor(config) -> Callable[[str, contextlib.ExitStack], Endpoint]:
+    def start(upstream: str, stack: contextlib.ExitStack) -> Endpoint:
+        worker = stack.enter_context(MiniflareWorker({"UPSTREAM_URL": upstream}, config=config, migrate=False))
+        return Endpoint(worker.url, {"x-api-key": UPSTREAM_KEY}, listener_only=True)
+    return start
 
 
 DIRECT = "direct"
 JS_FLOOR = "JS floor"
+PY_FLOOR = "Python floor"
 RELAY = "relay"
 TARGETS = (
     Target(DIRECT, "the client talks to the fake upstream itself: the reference", _direct),
     Target(JS_FLOOR, "a JavaScript Worker that only forwards (`bench/passthrough/`), on the same "
-                     "workerd as relay, served the same way: the platform's floor", _js_floor),
+                     "workerd as relay, served the same way: the platform's floor", _floor(PASSTHROUGH_CONFIG)),
+    Target(PY_FLOOR, "the same pass-through written in Python (`bench/passthrough_py/`), served the same way: "
+                     "what running Python (Pyodide) in workerd costs before any of relay's code",
+           _floor(PY_PASSTHROUGH_CONFIG)),
     Target(RELAY, "relay on workerd, served by miniflare (`bench/miniflare_worker.py`: the runtime and "
                   "bindings of `wrangler dev` without its development tooling, see below) with a static relay key and its "
                   f"defaults: rate-limit check, audit row, cache policy `{DEFAULT_CACHE_POLICY}` "

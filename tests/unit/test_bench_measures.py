@@ -67,3 +67,4 @@ def test_the_report_names_every_measure_relay_loses_to_a_peer():
     text = report.render([("date (UTC)", "now")], targets.TARGETS, scenarios.SCENARIOS, results, rounds=1)
     assert "| relay, cache off |" in text and "| x-claude-code-session-id | yes |" in text
     assert "- relay loses to LiteLLM on: requests/s at concurrency 16. The JS floor loses to it on 1 of these" in text
+    assert "The Python floor loses to it on 1 of these: requests/s at concurrency 16." in text

@@ -1,0 +1,19 @@
+"""The "Python floor" of bench/: the least a Python Worker can do in relay's place. It
+forwards method, headers (minus host) and body to UPSTREAM_URL and returns the upstream
+response as it arrives, stream included, like the JS floor (bench/passthrough/): whatever
+it costs above that is what running Python (Pyodide) in workerd costs, before any of
+relay's code."""
+
+from js import URL, Headers, Object, Response, fetch
+from pyodide.ffi import to_js
+
+
+async def on_fetch(request, env, ctx):
+    url = URL.new(request.url)
+    headers = Headers.new(request.headers)
+    headers.delete("host")
+    init = {"method": request.method, "headers": headers}
+    if request.method not in ("GET", "HEAD"):
+        init["body"] = request.body
+    answer = await fetch(env.UPSTREAM_URL + url.pathname + url.search, to_js(init, dict_converter=Object.fromEntries))
+    return Response.new(answer.body, status=answer.status, headers=answer.headers)

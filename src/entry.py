@@ -122,9 +122,6 @@ class D1Database:
     async def run(self, sql, params=()):
         await self._statement(sql, params).run()
 
-    async def run_batch(self, sql, params):
-        await self._binding.batch(to_js([self._statement(sql, one) for one in params]))
-
 
 class WorkersKV:
     """The core's KeyValue, over a KV namespace binding."""

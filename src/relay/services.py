@@ -21,9 +21,6 @@ class Database(Protocol):
     async def run(self, sql: str, params: Sequence[Any] = ()) -> None:
         """Execute a statement."""
 
-    async def run_batch(self, sql: str, params: Sequence[Sequence[Any]]) -> None:
-        """Execute a statement once per parameter list, in one call and one transaction."""
-
 
 class KeyValue(Protocol):
     """A store shared by every isolate and location, eventually consistent (Workers KV)."""

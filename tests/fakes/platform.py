@@ -27,10 +27,6 @@ class SqliteDatabase:
         self.connection.execute(sql, tuple(params))
         self.connection.commit()
 
-    async def run_batch(self, sql: str, params: Sequence[Sequence[Any]]) -> None:
-        with self.connection:
-            self.connection.executemany(sql, [tuple(one) for one in params])
-
 
 class MemoryKV:
     def __init__(self) -> None:

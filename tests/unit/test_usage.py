@@ -141,13 +141,10 @@ class _CountingDatabase(SqliteDatabase):
         self.fail = fail
 
     async def run(self, sql, params=()):
-        await self.run_batch(sql, [params])
-
-    async def run_batch(self, sql, params):
-        self.calls.append(len(params))
+        self.calls.append(len(json.loads(params[0])))  # insert_usage: the rows as one JSON array
         if self.fail:
             raise ConnectionError("D1 unavailable")
-        await super().run_batch(sql, params)
+        await super().run(sql, params)
 
 
 def _requests_ending_together(db, count):

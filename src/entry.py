@@ -17,8 +17,10 @@ from pyodide.ffi import to_js
 
 from relay.app import handle
 from relay.config import env_names
+from relay.errors import error_response
 from relay.http import Headers, Request, Response, UpstreamTimeout, UpstreamUnreachable
 from relay.limits import RPM_PREFIX
+from relay.routes import surface_of
 from relay.services import IsolateState, Services
 
 
@@ -196,12 +198,20 @@ def _to_request(js_request):
     )
 
 
-async def _to_js_response(response, services):
+async def _to_js_response(response, services, path):
     """The core's Response as the runtime's, its body streamed and, if it has a tap,
     observed off the client's path (a JSON answer is read whole first: see _whole_json)."""
     body, tap = response.body, response.tap
     if tap is not None and body is not None and _is_js(body) and _whole_json(response.headers):
-        body = (await JsResponse.new(body).arrayBuffer()).to_bytes()
+        try:
+            body = (await JsResponse.new(body).arrayBuffer()).to_bytes()
+        except Exception as exc:  # a JsException: the upstream broke off mid-answer
+            print(f"relay: upstream body ended with {type(exc).__name__}")
+            cors = [(n, v) for n, v in response.headers if n.startswith("access-control-") or n == "vary"]
+            response = error_response(surface_of(path), 502, "the upstream API broke off its answer",
+                                      tuple(cors))
+            tap.status = response.status  # the row tells what the client got
+            body = response.body
     if isinstance(body, (bytes, bytearray)):
         if tap is not None:
             tap.feed(bytes(body))
@@ -337,9 +347,10 @@ async def _discard_unread_body(js_request):
 
 async def serve(js_request, env, ctx):
     settings, services = _services(env, ctx)
-    response = await handle(_to_request(js_request), settings, services)
+    request = _to_request(js_request)
+    response = await handle(request, settings, services)
     await _discard_unread_body(js_request)
-    return await _to_js_response(response, services)
+    return await _to_js_response(response, services, request.path)
 
 
 # The pinned local runtime calls a top-level on_fetch; current runtimes (compatibility

@@ -51,6 +51,8 @@ class Tap(Protocol):
     relay made), then calls `finish` once the body has ended or the client has gone (or
     `close`, which does what it can at once and returns the rest to await, if any)."""
 
+    status: int  # the status the client got (the adapter's to set if it answers otherwise)
+
     def feed(self, chunk: bytes) -> None: ...
 
     async def finish(self, client_gone: bool) -> None: ...

@@ -84,6 +84,19 @@ def test_an_upstream_that_drops_the_stream_leaves_a_row_saying_so(relay, tag):
     assert row["input_tokens"] > 0
 
 
+def test_an_upstream_that_drops_a_json_answer_midway_gets_502_and_a_row(relay, tag):
+    """relay reads a JSON answer whole before passing it on: one that breaks off is
+    relay's 502 in the client's format, not a truncated body or the runtime's 500."""
+    client = anthropic.Anthropic(base_url=relay.url, api_key=CLIENT_KEY, max_retries=0)
+    with pytest.raises(anthropic.APIStatusError) as caught:
+        client.messages.create(model="claude-sonnet-4-5", max_tokens=8, messages=[{"role": "user", "content": "hi"}],
+                               extra_headers={"x-fake-scenario": "close-midstream", "x-claude-code-session-id": tag})
+    assert caught.value.status_code == 502
+    assert caught.value.body["error"]["type"] == "api_error"
+    [row] = rows(relay, tag, 1)
+    assert (row["status"], row["error_type"]) == (502, "api_error")
+
+
 def _wait_for(worker: LocalWorker, text: str, count: int, seconds: float = 20) -> str:
     deadline = time.monotonic() + seconds
     while worker.log().count(text) < count and time.monotonic() < deadline:

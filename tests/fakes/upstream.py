@@ -12,7 +12,8 @@ A test picks a behaviour per request with header fields that relay forwards unto
 - `x-fake-scenario: status-429` (any status) - an error in the provider's format, with
   `retry-after: 0` on 429/529 (so relay does not cool the key down for other tests);
 - `x-fake-scenario: midstream-error` - a stream that starts, then sends an `error` event;
-- `x-fake-scenario: close-midstream` - a stream whose connection is dropped mid-way;
+- `x-fake-scenario: close-midstream` - a stream (or an Anthropic JSON answer) whose
+  connection is dropped mid-way;
 - `x-fake-scenario: stall-<seconds>` - say nothing for that long (at most 30 s), then answer;
 - `x-fake-gate: <id>` - stream the first event, then wait until the test calls
   `release(<id>)` (proof that nothing between them buffers);
@@ -165,6 +166,15 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
 
+    def _send_half_then_drop(self, payload) -> None:
+        body = json.dumps(payload).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body[:len(body) // 2])
+        self._drop()
+
     def _drop(self) -> None:
         self.wfile.flush()
         self.close_connection = True
@@ -241,6 +251,8 @@ class _Handler(BaseHTTPRequestHandler):
                 "stop_reason": "end_turn", "stop_sequence": None,
                 "usage": {**usage, "output_tokens": output_tokens},
             }
+            if scenario == "close-midstream":
+                return self._send_half_then_drop(message)
             return self._send_json(200, message)
         self._start_stream()
         start = {"type": "message_start", "message": {

@@ -115,15 +115,17 @@ async def _read_body(request: Request, route: Route, limit: int
     """The body, for JSON routes its parsed form and layout (where its parts lie in the
     text); or the error that stops it: too large (413) or not the JSON object the route
     needs (400)."""
-    too_large = error_response(route.surface, 413, f"request body exceeds relay's limit of {limit} bytes")
+    def too_large() -> Response:
+        return error_response(route.surface, 413, f"request body exceeds relay's limit of {limit} bytes")
+
     declared = request.headers.get("content-length")
     if declared is not None and declared.strip().isdigit() and int(declared) > limit:
-        return None, None, None, too_large
+        return None, None, None, too_large()
     if request.method in ("GET", "HEAD"):
         return None, None, None, None
     body = await request.read_body()
     if len(body) > limit:
-        return None, None, None, too_large
+        return None, None, None, too_large()
     if not route.json_body:
         return body, None, None, None
     try:

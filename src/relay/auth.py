@@ -9,6 +9,7 @@ D1 round trip and a revocation takes effect within that time.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import hmac
 from dataclasses import dataclass
 from typing import Optional, Union
@@ -60,9 +61,15 @@ def presented_key(headers: Headers, surface: str = "anthropic") -> Optional[str]
 def _static_caller(hashed: str, static_keys: tuple[str, ...]) -> Optional[Caller]:
     """A Caller when the key is one of RELAY_CLIENT_KEYS; every entry is compared, in constant time."""
     found = False
-    for candidate in static_keys:
-        found |= hmac.compare_digest(hashed, store.key_hash(candidate))
+    for candidate in _hashes(static_keys):
+        found |= hmac.compare_digest(hashed, candidate)
     return Caller(key_id=f"static-{hashed[:8]}") if found else None
+
+
+@functools.lru_cache(maxsize=4)
+def _hashes(static_keys: tuple[str, ...]) -> tuple[str, ...]:
+    """The static keys' hashes, made once per isolate (the settings are), not per request."""
+    return tuple(store.key_hash(key) for key in static_keys)
 
 
 async def _record(hashed: str, settings: Settings, services: Services, now: float) -> Optional[dict]:

@@ -14,6 +14,7 @@ serves both.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import json
 from dataclasses import dataclass
 from typing import Mapping, Optional
@@ -89,6 +90,7 @@ def parse_overrides(text: Optional[str]) -> tuple[tuple[str, Price], ...]:
     return tuple(entries)
 
 
+@functools.lru_cache(maxsize=256)  # per isolate: few models, and every audit row asks
 def price_of(model: Optional[str], overrides: tuple[tuple[str, Price], ...] = ()) -> Optional[Price]:
     if not model:
         return None

@@ -225,8 +225,9 @@ class Meter:
         cost, savings = (pricing.cost(pricing.price_of(model, self._prices), counts) if priced
                          else (None, None))
         first = self._first_byte if self._first_byte is not None else now
+        created_at = store.iso(ex.started)
         return {
-            "created_at": store.iso(ex.started), "day": store.iso(ex.started)[:10],
+            "created_at": created_at, "day": created_at[:10],
             "key_id": ex.key_id, "billing_tag": ex.billing_tag, "session_id": ex.session_id,
             "client": ex.client, "surface": ex.surface, "provider": ex.provider,
             "upstream_key_id": ex.upstream_key_id, "method": ex.method, "path": ex.path,

@@ -32,13 +32,14 @@ READING = f"""\
   absolute numbers are a local development setup's, not Cloudflare's edge. The direct row is
   bounded by the Python fake upstream and the Python client, so its requests/s is a ceiling of
   this harness, not of a provider.
-- Both Worker targets run on the pinned workerd through miniflare, the library `wrangler dev`
-  uses, with the same bindings (D1, KV, rate limits, from the same wrangler.toml), but without
-  `wrangler dev`'s development tooling (`bench/miniflare_worker.py`): its reload proxy (a
-  second workerd in front of the Worker) and its inspector, which streams every request's
-  network events to wrangler's Node process. Measured here, that tooling halved both Workers'
-  throughput at concurrency 16 and added 2 to 5 ms to their first byte; a deployed Worker
-  has neither. The tests still run relay under `wrangler dev`.
+- The Worker targets (the two floors and relay) run on the pinned workerd through miniflare,
+  the library `wrangler dev` uses, with the same bindings (D1, KV, rate limits, from the same
+  wrangler.toml), but without `wrangler dev`'s development tooling
+  (`bench/miniflare_worker.py`): its reload proxy (a second workerd in front of the Worker)
+  and its inspector, which streams every request's network events to wrangler's Node
+  process. Measured here, that tooling halved the JS floor's and relay's throughput at
+  concurrency 16 and added 2 to 5 ms to their first byte; a deployed Worker has neither.
+  The tests still run relay under `wrangler dev`.
 - **CPU ms/req** is the CPU time (user + system, from `/proc/<pid>/stat`) the target's own
   processes used during its batches, divided by its requests: the workerd that runs the Worker
   for the Worker targets (not miniflare's Node process, which starts it and then idles: 0.00

@@ -9,7 +9,7 @@ import asyncio
 import dataclasses
 import json
 
-from js import (JSON, URL, AbortController, Array, Date, IdentityTransformStream, Object, TransformStream,
+from js import (JSON, URL, AbortController, Array, Date, IdentityTransformStream, Object,
                 Uint8Array, clearTimeout, fetch, setTimeout)
 from js import Headers as JsHeaders
 from js import Response as JsResponse
@@ -246,8 +246,13 @@ def _is_js(body):
 
 
 def _from_python(chunks, tap, services):
-    """A stream that relay's own async iterator fills as the client reads it."""
-    pipe = TransformStream.new()
+    """A stream that relay's own async iterator fills as the client reads it.
+
+    An IdentityTransformStream, like the client's pipe in _observed: when the client hangs
+    up, the runtime cancels it and the next write fails, so the pump stops (and cancels the
+    upstream). Behind a JS TransformStream the writes just waited: tested, the client's
+    hang-up left no audit row after 30 s and the upstream kept streaming."""
+    pipe = IdentityTransformStream.new()
     writer = pipe.writable.getWriter()
 
     async def pump():

@@ -201,6 +201,21 @@ def test_a_broken_openai_stream_reaches_claude_clients_as_an_anthropic_error_eve
     assert (row["status"], row["error_type"], row["provider"]) == (200, "api_error", "oai")
 
 
+def test_a_client_that_hangs_up_on_a_translated_stream_cancels_the_upstream_request(routed, oai, tag):
+    headers = {"x-api-key": CLIENT_KEY, "anthropic-version": "2023-06-01", "x-claude-code-session-id": tag,
+               "x-test-tag": tag, "x-fake-events": "40", "x-fake-pace-ms": "100"}  # four seconds of stream
+    body = {"model": HAIKU, "max_tokens": 16, "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+    with httpx.stream("POST", routed.url + "/v1/messages", headers=headers, json=body, timeout=30) as response:
+        for line in response.iter_lines():
+            if "content_block_delta" in line:
+                break  # and hang up
+    [row] = rows(routed, tag, 1)
+    [seen] = oai.requests(tag)
+    assert (row["status"], row["error_type"], row["provider"]) == (200, "client_disconnected", "oai")
+    assert row["total_ms"] < 3000
+    assert seen.cut_off  # relay closed the upstream connection: the provider stops generating
+
+
 def test_model_lists_show_what_the_routes_expose(client, oai_client):
     assert [m.id for m in client.models.list()] == [HAIKU, "claude-sonnet-4-5"]
     assert [(m.id, m.owned_by) for m in oai_client.models.list()] == [(HAIKU, "oai"), ("claude-sonnet-4-5", "ant")]

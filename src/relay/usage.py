@@ -273,8 +273,8 @@ class Meter:
 
 
 # How long the first of a group of audit rows waits for others to join it, and how many
-# rows one write takes at most (D1 counts each statement of a batch as one query, and an
-# invocation may make only so many: 50 on the Free plan).
+# rows one write takes at most (one statement, whose JSON parameter grows with its rows:
+# D1 limits the size of a statement and of a value).
 WRITE_DELAY_SECONDS = 0.05
 MAX_ROWS_PER_WRITE = 20
 
@@ -284,7 +284,7 @@ def _join_group(services: Services, row: dict) -> Optional[Awaitable[None]]:
 
     A D1 call costs far more than the rows in it, so rows are written in groups: the
     request whose row opens a group waits WRITE_DELAY_SECONDS (in its waitUntil, off the
-    client's path), then writes every row that joined it in one D1 batch; requests that
+    client's path), then writes every row that joined it in one D1 statement; requests that
     join a group return at once. No request waits on another's work, so none resumes in
     another request's context. A row alone (one request at a time) goes in one statement,
     WRITE_DELAY_SECONDS after its request ended. Returns the write of the group this row

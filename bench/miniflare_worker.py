@@ -1,4 +1,4 @@
-"""The bench's Workers: relay and the JS floor on workerd through miniflare alone.
+"""The bench's Workers: relay and the two floors on workerd through miniflare alone.
 
 `wrangler dev` runs workerd through miniflare too, but adds development tooling that a
 deployed Worker does not have and that costs every request: a reload proxy (a second

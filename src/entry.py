@@ -24,7 +24,6 @@ from relay.routes import surface_of
 from relay.services import IsolateState, Services
 
 
-
 def _js_headers(pairs):
     return JsHeaders.new(to_js([[name, value] for name, value in pairs]))
 

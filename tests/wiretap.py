@@ -2,11 +2,15 @@
 
 `Wiretap(port)` listens on a loopback port of its own and forwards every connection to
 `port`. Each read is written on at once, in both directions (a streamed answer reaches the
-client event by event, as without the tap); when one side closes, the tap closes the other
-(a client that goes away is gone for the Worker too); connections stay open as long as both
-sides keep them (keep-alive), and any number may be open at once. Everything that flowed is
-kept per connection (`Recording`), so that the suite can read afterwards what the Worker
-sent its clients: `answers()` parses a recording with h11 into request/answer pairs.
+client event by event, as without the tap). Each direction ends as it would without the tap:
+a side's close reaches the other as a close of that direction (half-close), a reset as a
+reset; a client that goes away is gone for the Worker too (its next write to the client
+fails, and the tap resets the Worker's connection); a Worker that stops reading a request
+(it refused the rest, e.g. 431 for a huge head) still gets its answer to the client.
+Connections stay open as long as both sides keep them (keep-alive), and any number may be
+open at once. Everything that flowed is kept per connection (`Recording`), so that the suite
+can read afterwards what the Worker sent its clients: `answers()` parses a recording with
+h11 into request/answer pairs.
 
 What a scan reads of an answer is `scanned()`: status line, header fields, trailers and
 the body without its transfer coding. One value is left out, and only of one kind of answer:
@@ -19,6 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
+import struct
 import threading
 import zlib
 from dataclasses import dataclass, field
@@ -59,31 +65,34 @@ class Wiretap:
         self.port: Optional[int] = None
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._thread: Optional[threading.Thread] = None
-        self._server: Optional[asyncio.AbstractServer] = None
-        self._connections: set[asyncio.Task] = set()
-        self._writers: set[asyncio.StreamWriter] = set()
+        self._listener: Optional[socket.socket] = None
+        self._tasks: set[asyncio.Task] = set()
+        self._sockets: set[socket.socket] = set()
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> "Wiretap":
+        self._listener = socket.create_server(("127.0.0.1", 0), backlog=BACKLOG)
+        self._listener.setblocking(False)
+        self.port = self._listener.getsockname()[1]
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name=f"wiretap-{self.target}", daemon=True)
         self._thread.start()
-        self._server = self._run(asyncio.start_server(self._connection, "127.0.0.1", 0, backlog=BACKLOG))
-        self.port = self._server.sockets[0].getsockname()[1]
+        self._loop.call_soon_threadsafe(self._spawn, self._accept())
         return self
 
     def stop(self) -> None:
         """Stop listening and close the connections still open (both sides)."""
         if self._loop is None:
             return
-        self._run(self._close())
+        asyncio.run_coroutine_threadsafe(self._close(), self._loop).result()
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join()
         self._loop.close()
         self._loop = None
+        self._listener.close()
 
     def __enter__(self) -> "Wiretap":
         return self.start()
@@ -91,54 +100,99 @@ class Wiretap:
     def __exit__(self, *exc) -> None:
         self.stop()
 
-    def _run(self, coroutine):
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+    def _spawn(self, coroutine) -> asyncio.Task:
+        task = self._loop.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
 
     async def _close(self) -> None:
-        self._server.close()
-        for writer in self._writers:  # at once, without waiting for anything left to send
-            writer.transport.abort()
-        for task in self._connections:
+        for task in list(self._tasks):
             task.cancel()
-        await asyncio.gather(*self._connections, return_exceptions=True)
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for sock in self._sockets:  # at once, without waiting for anything left to send
+            sock.close()
+        self._sockets.clear()
 
-    async def _connection(self, client_in: asyncio.StreamReader, client_out: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
+    async def _accept(self) -> None:
+        while True:
+            client, _ = await self._loop.sock_accept(self._listener)
+            self._spawn(self._connection(client))
+
+    async def _connection(self, client: socket.socket) -> None:
         recording = Recording()
         self.recordings.append(recording)
-        writers = {client_out}
-        self._connections.add(task)
-        self._writers |= writers
+        client.setblocking(False)
+        worker = socket.socket()
+        worker.setblocking(False)
+        pair = _Pair(client, worker, self._sockets)
         try:
+            await self._loop.sock_connect(worker, ("127.0.0.1", self.target))
+        except OSError:
+            pair.end(reset=True)  # as a refused connection: reset, not a polite close
+            return
+        pair.tasks = [self._spawn(pair.pump(client, worker, recording.sent)),
+                      self._spawn(pair.pump(worker, client, recording.received))]
+        await asyncio.gather(*pair.tasks, return_exceptions=True)
+        pair.end(pair.reset)
+
+
+class _Pair:
+    """A client's connection and the tap's connection to the Worker for it, with a pump
+    each way. Sockets, not asyncio's streams: a stream closes the whole connection when a
+    write fails, and what the other side had already sent (a Worker's 431 for a head it
+    would not read to the end) is lost; a socket can still be read."""
+
+    def __init__(self, client: socket.socket, worker: socket.socket, sockets: set[socket.socket]):
+        self.client, self.worker = client, worker
+        self.tasks: list[asyncio.Task] = []
+        self.reset = False
+        self._sockets = sockets
+        sockets.update((client, worker))
+
+    async def pump(self, source: socket.socket, sink: socket.socket, record: bytearray) -> None:
+        """Copy `source` to `sink` read by read, recording it. At the source's end, half-close
+        the sink; if the source resets, reset both. If the client goes, reset the Worker's
+        connection (a client that hangs up is gone for the Worker); if the Worker stops
+        reading, go on reading the client, so that it is not reset before its answer."""
+        loop = asyncio.get_running_loop()
+        writing = True
+        try:
+            while data := await loop.sock_recv(source, READ_SIZE):
+                record += data
+                if writing:
+                    try:
+                        await loop.sock_sendall(sink, data)
+                    except OSError:
+                        if sink is self.client:
+                            return self._reset_both()
+                        writing = False
+        except OSError:  # the source reset its connection
+            return self._reset_both()
+        if writing:
             try:
-                worker_in, worker_out = await asyncio.open_connection("127.0.0.1", self.target)
+                sink.shutdown(socket.SHUT_WR)
             except OSError:
-                client_out.transport.abort()  # as a refused connection: reset, not a polite close
-                return
-            writers.add(worker_out)
-            self._writers.add(worker_out)
-            await asyncio.gather(_pump(client_in, worker_out, recording.sent, client_out),
-                                 _pump(worker_in, client_out, recording.received, worker_out))
-        finally:
-            for writer in writers:
-                writer.close()
-            self._writers -= writers
-            self._connections.discard(task)
+                pass
+
+    def _reset_both(self) -> None:
+        """Stop the other pump; `end()` resets both once neither reads a socket any more."""
+        self.reset = True
+        for task in self.tasks:
+            if task is not asyncio.current_task():
+                task.cancel()
+
+    def end(self, reset: bool) -> None:
+        for sock in (self.client, self.worker):
+            if sock in self._sockets:
+                self._sockets.discard(sock)
+                _reset(sock) if reset else sock.close()
 
 
-async def _pump(source: asyncio.StreamReader, sink: asyncio.StreamWriter, record: bytearray,
-                source_out: asyncio.StreamWriter) -> None:
-    """Copy `source` to `sink` read by read until one side ends, then close both connections."""
-    try:
-        while data := await source.read(READ_SIZE):
-            record += data
-            sink.write(data)
-            await sink.drain()
-    except OSError:  # a side reset its connection
-        pass
-    finally:
-        sink.close()
-        source_out.close()
+def _reset(sock: socket.socket) -> None:
+    """Close with a reset (RST), not an orderly end of stream."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
 
 
 # --- reading recordings ------------------------------------------------------------------

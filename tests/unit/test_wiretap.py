@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import json
 import socket
+import threading
 import uuid
 import zlib
 
@@ -170,3 +171,27 @@ def test_a_refused_connection_is_reset():
     with Wiretap(port) as tap:
         with pytest.raises(httpx.HTTPError):
             httpx.get(tap.url, timeout=5)
+
+
+def test_an_answer_sent_before_a_reset_reaches_the_client(plain_server):
+    """A server that refuses the rest of a request (workerd's 431 for a huge head) answers
+    and closes with the rest unread, which resets the connection while the client is still
+    sending: the client still reads the answer, through the tap as without it."""
+    with Wiretap(plain_server.getsockname()[1]) as tap:
+        for _ in range(20):
+            with socket.create_connection(("127.0.0.1", tap.port), timeout=5) as client:
+                sending = threading.Thread(target=_send_until_refused, args=(client,))
+                sending.start()
+                server, _ = plain_server.accept()
+                with server:
+                    server.recv(1024)
+                    server.sendall(b"HTTP/1.1 431 Too Large\r\nconnection: close\r\n\r\n")
+                sending.join()
+                assert client.recv(4096).startswith(b"HTTP/1.1 431")
+
+
+def _send_until_refused(sock: socket.socket) -> None:
+    try:
+        sock.sendall(b"x" * (16 << 20))
+    except OSError:
+        pass

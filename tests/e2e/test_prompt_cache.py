@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import tempfile
 
 import anthropic
 import httpx
 
+from tests.clients import run_claude
 from tests.fakes.upstream import REPLY_TEXT
-from tests.workerd import ROOT
 
 from .conftest import ADMIN_TOKEN, CLIENT_KEY, create_key, session_rows
-
-CLAUDE = ROOT / "node_modules" / ".bin" / "claude"
 
 
 def system_prompt(tag: str) -> str:
@@ -91,11 +87,7 @@ def test_a_policy_change_through_the_admin_api_applies_to_the_next_request(relay
 
 
 def _claude_code(relay, prompt: str) -> subprocess.CompletedProcess:
-    with tempfile.TemporaryDirectory(prefix="relay-claude-home-") as home:
-        env = {"PATH": os.environ["PATH"], "HOME": home, "ANTHROPIC_BASE_URL": relay.url,
-               "ANTHROPIC_API_KEY": CLIENT_KEY, "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1"}
-        return subprocess.run([str(CLAUDE), "-p", prompt, "--output-format", "json"], env=env, cwd=home, capture_output=True, text=True,
-                              timeout=180, stdin=subprocess.DEVNULL)
+    return run_claude(relay.url, prompt, api_key=CLIENT_KEY, args=("--output-format", "json"), timeout=180)
 
 
 def test_claude_code_gets_at_most_the_fourth_marker_and_no_400(relay, anthropic_upstream):

@@ -9,17 +9,15 @@ provider, never by value.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import tempfile
 
 import anthropic
 import httpx
 import openai
 import pytest
 
+from tests.clients import run_claude
 from tests.fakes.upstream import REPLY_TEXT
-from tests.workerd import ROOT, LocalWorker
+from tests.workerd import LocalWorker
 
 from .conftest import CLIENT_KEY
 from .test_usage import rows
@@ -132,12 +130,9 @@ def test_anthropic_sdk_completes_a_tool_exchange_on_an_openai_format_model(clien
         assert row["stream"] == int(stream)
 
 
-def test_claude_code_gets_its_answer_from_the_openai_format_provider(routed, oai, tmp_path):
+def test_claude_code_gets_its_answer_from_the_openai_format_provider(routed, oai):
     before = oai.count
-    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "ANTHROPIC_BASE_URL": routed.url,
-           "ANTHROPIC_API_KEY": CLIENT_KEY, "ANTHROPIC_MODEL": HAIKU, "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1"}
-    done = subprocess.run([str(ROOT / "node_modules" / ".bin" / "claude"), "-p", "say hi"], env=env, cwd=tmp_path,
-                          capture_output=True, text=True, timeout=CLI_TIMEOUT, stdin=subprocess.DEVNULL)
+    done = run_claude(routed.url, api_key=CLIENT_KEY, args=("--model", HAIKU), timeout=CLI_TIMEOUT)
     assert done.returncode == 0, done.stderr[-2000:]
     assert REPLY_TEXT in done.stdout
     asked = oai.requests()[before:]

@@ -9,8 +9,8 @@ import asyncio
 import dataclasses
 import json
 
-from js import (JSON, URL, AbortController, Array, Date, IdentityTransformStream, Object,
-                Uint8Array, clearTimeout, fetch, setTimeout)
+from js import (JSON, URL, AbortController, Array, Date, IdentityTransformStream, Object, clearTimeout,
+                fetch, setTimeout)
 from js import Headers as JsHeaders
 from js import Response as JsResponse
 from pyodide.ffi import to_js
@@ -56,42 +56,41 @@ class FetchTransport:
         finally:
             if timer is not None:
                 clearTimeout(timer)
-        return Response(answer.status, _pairs(answer.headers), answer.body)
+        body = None if answer.body is None else UpstreamBody(answer.body, abort)
+        return Response(answer.status, _pairs(answer.headers), body)
 
     async def discard(self, body):
         if body is not None:
-            await body.cancel()
+            await body.stream.cancel()
 
     def chunks(self, body):
-        return _chunks(body.getReader())
+        return _chunks(body.stream.getReader())
 
 
-async def _chunks(reader, piece_bytes=0, pause=None):
+class UpstreamBody:
+    """An upstream answer's body stream, and the controller of its fetch: aborting it
+    after the answer has begun errors the body and cancels the provider's request (a
+    stream whose copy is read whole by the runtime cannot be cancelled otherwise)."""
+
+    __slots__ = ("stream", "abort")
+
+    def __init__(self, stream, abort):
+        self.stream, self.abort = stream, abort
+
+
+async def _chunks(reader):
     """A JS stream reader's chunks as bytes, until the stream ends (or is cancelled).
-
-    With `piece_bytes` (a BYOB reader of a tee branch) and `pause` (awaited between reads),
-    the first chunk comes as soon as it arrives, then, after each pause, all that arrived
-    meanwhile (up to `piece_bytes` at once; a full piece is followed by no pause). Python
-    then wakes a few times a second, not once per network chunk, which for an SSE stream
-    of many small events would be most of its cost (about half a CPU ms per chunk,
-    measured). Not `readAtLeast`: a tee pulls its source for the branch that wants most,
-    so the client's branch would wait for the piece to fill.
 
     Closed early (the client of a translated stream went away), it cancels the upstream
     body, so the provider stops generating for nobody."""
     ended = False
     try:
         while True:
-            step = await (reader.read(Uint8Array.new(piece_bytes)) if piece_bytes else reader.read())
-            value = getattr(step, "value", None)  # undefined (absent) once a default reader is done
-            size = value.byteLength if value is not None else 0
-            if size:
-                yield value.to_bytes()
+            step = await reader.read()
             if step.done:
                 ended = True
                 return
-            if pause is not None and size < piece_bytes:
-                await pause()
+            yield step.value.to_bytes()
     finally:
         if not ended:
             try:
@@ -201,9 +200,9 @@ async def _to_js_response(response, services, path):
     """The core's Response as the runtime's, its body streamed and, if it has a tap,
     observed off the client's path (a JSON answer is read whole first: see _whole_json)."""
     body, tap = response.body, response.tap
-    if tap is not None and body is not None and _is_js(body) and _whole_json(response.headers):
+    if tap is not None and isinstance(body, UpstreamBody) and _whole_json(response.headers):
         try:
-            body = (await JsResponse.new(body).arrayBuffer()).to_bytes()
+            body = (await JsResponse.new(body.stream).arrayBuffer()).to_bytes()
         except Exception as exc:  # a JsException: the upstream broke off mid-answer
             print(f"relay: upstream body ended with {type(exc).__name__}")
             cors = [(n, v) for n, v in response.headers if n.startswith("access-control-") or n == "vary"]
@@ -220,8 +219,8 @@ async def _to_js_response(response, services, path):
         body = to_js(body) if body else None
     elif hasattr(body, "__anext__"):
         body = _from_python(body, tap, services)
-    elif body is not None and tap is not None:
-        body = _observed(body, tap, services)
+    elif isinstance(body, UpstreamBody):
+        body = body.stream if tap is None else _observed(body, tap, services)
     return JsResponse.new(body, status=response.status, headers=_js_headers(response.headers))
 
 
@@ -238,10 +237,6 @@ def _whole_json(headers):
     kind = (fields.get("content-type") or "").lower()
     size = (fields.get("content-length") or "").strip()
     return "json" in kind and "event-stream" not in kind and (not size.isdigit() or int(size) <= WHOLE_JSON_BYTES)
-
-
-def _is_js(body):
-    return not isinstance(body, (bytes, bytearray)) and not hasattr(body, "__anext__")
 
 
 def _from_python(chunks, tap, services):
@@ -273,70 +268,70 @@ def _from_python(chunks, tap, services):
     return pipe.readable
 
 
-# The tap reads its copy of a stream this often, so many bytes at most at once (see _chunks).
-TAP_READ_PAUSE_SECONDS = 0.5
-TAP_PIECE_BYTES = 64 * 1024
-# How long a failed pipe waits for the tap's copy to end too before it blames the client.
+# How long a failed pipe waits for the tap's copy to fail too before it blames the client.
 UPSTREAM_ERROR_GRACE_SECONDS = 0.1
 
 
-def _observed(stream, tap, services):
-    """The upstream stream for the client, untouched, and a tee'd copy for the tap.
+def _observed(upstream, tap, services):
+    """The upstream stream for the client, untouched, and copies of it for the tap.
 
     The client's copy goes through a native pipe (an IdentityTransformStream: workerd pumps
     it without running JavaScript per chunk, unlike a TransformStream), whose promise fails
-    when the client cancels (disconnects) or the upstream breaks off. An upstream break
-    errors the tap's copy too, at once; a client that has gone does not, so then the tap's
-    copy is cancelled, which cancels the upstream request, and the tap learns the client
-    left. The tap reads its copy every so often (see _chunks): what reached it since its
-    last read is lost if the stream then fails, which costs the row no usage (Anthropic
-    and OpenAI streams give it at their start and in their last events)."""
-    to_client, to_tap = stream.tee()
+    when the client cancels (disconnects) or the upstream breaks off. The tap's copy is
+    tee'd again: the runtime reads one copy whole, and Python reads the start of the other
+    (a stream read from cannot then be read whole by the runtime). The whole copy is read
+    through a native pipe too: read whole straight from a tee, it held the client's copy
+    back (tested: the first of a paced stream's events reached the client 100 ms late).
+    See _observe."""
+    to_client, to_tap = upstream.stream.tee()
     pipe = IdentityTransformStream.new()
     piping = to_client.pipeTo(pipe.writable)
-    reader = to_tap.getReader(_js_object({"mode": "byob"}))
-    state = {"ended": False, "client_gone": False, "pipe_failed": False, "pause": None}
-
-    async def pause():  # asyncio.sleep, but one that a failed pipe can end early
-        if state["pipe_failed"]:
-            return
-        loop = asyncio.get_running_loop()
-        state["pause"] = loop.create_future()
-        loop.call_later(TAP_READ_PAUSE_SECONDS, _settle, state["pause"])
-        await state["pause"]
-
-    async def watch():
-        try:
-            await piping
-            return
-        except Exception:  # a JsException: the client went away, or the upstream broke off
-            pass
-        state["pipe_failed"] = True  # the tap reads on at once and without pauses, to meet a break
-        if state["pause"] is not None:
-            _settle(state["pause"])
-        await asyncio.sleep(UPSTREAM_ERROR_GRACE_SECONDS)
-        if not state["ended"]:
-            state["client_gone"] = True
-            await reader.cancel()
-
-    async def observe():
-        try:
-            async for chunk in _chunks(reader, TAP_PIECE_BYTES, pause):
-                tap.feed(chunk)
-        except Exception as exc:  # the upstream broke off mid-body, or the client left (watch)
-            if not state["client_gone"]:
-                print(f"relay: upstream body ended with {type(exc).__name__}")
-        state["ended"] = True
-        await tap.finish(state["client_gone"])
-
-    services.defer(watch())
-    services.defer(observe())
+    first, rest = to_tap.tee()
+    whole = JsResponse.new(rest.pipeThrough(IdentityTransformStream.new())).arrayBuffer()
+    services.defer(_observe(first.getReader(), whole, piping, upstream.abort, tap))
     return pipe.readable
 
 
-def _settle(future):
-    if not future.done():
-        future.set_result(None)
+async def _observe(first, whole, piping, abort, tap):
+    """Feed the tap its copy of a stream, waking Python about three times whatever the
+    stream's length: its first event (when the answer began, for the row, and an Anthropic
+    stream's message_start, with the input's usage), the end of the client's pipe, and the
+    whole copy, which the runtime reads meanwhile. Python woken per network chunk (about
+    half a CPU ms each, measured), or every so often, cost most of a stream's CPU. The
+    whole copy is held until the stream ends: the events of one answer, a few MB at most.
+
+    If the client's pipe fails while the copy goes on, the client has gone: the upstream
+    call is aborted (the provider stops generating for nobody) and the row says so. If the
+    upstream breaks off, the whole copy is lost with it; usage sits in a stream's first
+    and last events, so the row keeps what the first event told."""
+    client_gone = False
+    try:
+        seen = b""
+        while not _has_an_event(seen):
+            step = await first.read()
+            if step.done:
+                break
+            chunk = step.value.to_bytes()
+            tap.feed(chunk)
+            seen += chunk
+        first.cancel()  # the whole copy goes on
+        try:
+            await piping
+        except Exception:  # a JsException: the client went away, or the upstream broke off
+            whole = asyncio.ensure_future(whole)
+            if not (await asyncio.wait({whole}, timeout=UPSTREAM_ERROR_GRACE_SECONDS))[0]:
+                client_gone = True
+                abort.abort()
+        tap.feed((await whole).to_bytes()[len(seen):])
+    except Exception as exc:  # the upstream broke off mid-body, or was aborted for a client gone
+        if not client_gone:
+            print(f"relay: upstream body ended with {type(exc).__name__}")
+    await tap.finish(client_gone)
+
+
+def _has_an_event(data):
+    """Whether a server-sent event stream's start holds a whole event (a blank line ends one)."""
+    return b"\n\n" in data or b"\r\n\r\n" in data
 
 
 async def _discard_unread_body(js_request):

@@ -9,7 +9,7 @@ import pytest
 
 from relay import pricing
 from relay.services import Services
-from relay.usage import Exchange, Meter, ask_for_usage, client_family
+from relay.usage import MAX_ROWS_PER_WRITE, Exchange, Meter, ask_for_usage, client_family
 from tests.fakes.platform import SqliteDatabase
 
 ANTHROPIC_STREAM = (
@@ -161,9 +161,9 @@ def _requests_ending_together(db, count):
 def test_rows_of_requests_ending_together_are_written_in_groups():
     db = _CountingDatabase()
     _requests_ending_together(db, 1)
-    _requests_ending_together(db, 25)
-    assert db.calls == [1, 20, 5]
-    assert len(asyncio.run(db.all("SELECT * FROM usage"))) == 26
+    _requests_ending_together(db, MAX_ROWS_PER_WRITE + 5)
+    assert db.calls == [1, MAX_ROWS_PER_WRITE, 5]
+    assert len(asyncio.run(db.all("SELECT * FROM usage"))) == MAX_ROWS_PER_WRITE + 6
 
     down = _CountingDatabase(fail=True)
     state = _requests_ending_together(down, 5)

@@ -273,56 +273,55 @@ UPSTREAM_ERROR_GRACE_SECONDS = 0.1
 
 
 def _observed(upstream, tap, services):
-    """The upstream stream for the client, untouched, and copies of it for the tap.
+    """The upstream stream for the client, untouched, and a tee'd copy for the tap.
 
     The client's copy goes through a native pipe (an IdentityTransformStream: workerd pumps
     it without running JavaScript per chunk, unlike a TransformStream), whose promise fails
-    when the client cancels (disconnects) or the upstream breaks off. The tap's copy is
-    tee'd again: the runtime reads one copy whole, and Python reads the start of the other
-    (a stream read from cannot then be read whole by the runtime). The whole copy is read
-    through a native pipe too: read whole straight from a tee, it held the client's copy
-    back (tested: the first of a paced stream's events reached the client 100 ms late).
-    See _observe."""
+    when the client cancels (disconnects) or the upstream breaks off. See _observe for the
+    tap's copy."""
     to_client, to_tap = upstream.stream.tee()
     pipe = IdentityTransformStream.new()
     piping = to_client.pipeTo(pipe.writable)
-    first, rest = to_tap.tee()
-    whole = JsResponse.new(rest.pipeThrough(IdentityTransformStream.new())).arrayBuffer()
-    services.defer(_observe(first.getReader(), whole, piping, upstream.abort, tap))
+    services.defer(_observe(to_tap, piping, upstream.abort, tap))
     return pipe.readable
 
 
-async def _observe(first, whole, piping, abort, tap):
+async def _observe(copy, piping, abort, tap):
     """Feed the tap its copy of a stream, waking Python about three times whatever the
     stream's length: its first event (when the answer began, for the row, and an Anthropic
     stream's message_start, with the input's usage), the end of the client's pipe, and the
-    whole copy, which the runtime reads meanwhile. Python woken per network chunk (about
-    half a CPU ms each, measured), or every so often, cost most of a stream's CPU. The
-    whole copy is held until the stream ends: the events of one answer, a few MB at most.
+    rest of the copy, which the runtime reads whole meanwhile through a native pipe (read
+    whole straight from a tee, it held the client's copy back: tested, the first of a paced
+    stream's events reached the client 100 ms late). Python woken per network chunk (about
+    half a CPU ms each, measured), or every so often, cost most of a stream's CPU. The rest
+    is held until the stream ends: the events of one answer, a few MB at most.
 
     If the client's pipe fails while the copy goes on, the client has gone: the upstream
-    call is aborted (the provider stops generating for nobody) and the row says so. If the
-    upstream breaks off, the whole copy is lost with it; usage sits in a stream's first
-    and last events, so the row keeps what the first event told."""
+    call is aborted (the provider stops generating for nobody; a copy being read whole
+    cannot be cancelled) and the row says so. If the upstream breaks off, the rest is lost
+    with it; usage sits in a stream's first and last events, so the row keeps what the
+    first event told."""
     client_gone = False
     try:
+        reader = copy.getReader()
         seen = b""
         while not _has_an_event(seen):
-            step = await first.read()
+            step = await reader.read()
             if step.done:
                 break
             chunk = step.value.to_bytes()
             tap.feed(chunk)
             seen += chunk
-        first.cancel()  # the whole copy goes on
+        reader.releaseLock()
+        rest = JsResponse.new(copy.pipeThrough(IdentityTransformStream.new())).arrayBuffer()
         try:
             await piping
         except Exception:  # a JsException: the client went away, or the upstream broke off
-            whole = asyncio.ensure_future(whole)
-            if not (await asyncio.wait({whole}, timeout=UPSTREAM_ERROR_GRACE_SECONDS))[0]:
+            rest = asyncio.ensure_future(rest)
+            if not (await asyncio.wait({rest}, timeout=UPSTREAM_ERROR_GRACE_SECONDS))[0]:
                 client_gone = True
                 abort.abort()
-        tap.feed((await whole).to_bytes()[len(seen):])
+        tap.feed((await rest).to_bytes())
     except Exception as exc:  # the upstream broke off mid-body, or was aborted for a client gone
         if not client_gone:
             print(f"relay: upstream body ended with {type(exc).__name__}")

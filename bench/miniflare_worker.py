@@ -19,6 +19,7 @@ from typing import Any, Mapping
 from tests.workerd import ROOT, LocalWorker
 
 SERVE = ROOT / "bench" / "miniflare_serve.mjs"
+OPTIONS_FILE = "miniflare.json"
 
 
 def options(config: Path, vars: Mapping[str, str], state_dir: Path, port: int) -> dict[str, Any]:
@@ -57,7 +58,10 @@ class MiniflareWorker(LocalWorker):
     """A LocalWorker (its folder, local D1 through wrangler, log) served by miniflare alone
     instead of `wrangler dev`."""
 
+    # Its options hold the Worker's bindings, secrets included, as .dev.vars does.
+    secret_files = LocalWorker.secret_files | {OPTIONS_FILE}
+
     def _serve_command(self) -> list[str]:
-        path = self.dir / "miniflare.json"
+        path = self.dir / OPTIONS_FILE
         path.write_text(json.dumps(options(self.dir / "wrangler.toml", self.vars, self.state_dir, self.port)))
         return ["node", str(SERVE), str(path)]

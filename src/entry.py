@@ -220,7 +220,7 @@ async def _to_js_response(response, services, path):
     elif hasattr(body, "__anext__"):
         body = _from_python(body, tap, services)
     elif isinstance(body, UpstreamBody):
-        body = body.stream if tap is None else _observed(body, tap, services)
+        body = body.stream if tap is None else _observed(body, tap, services, _content_type(response.headers))
     return JsResponse.new(body, status=response.status, headers=_js_headers(response.headers))
 
 
@@ -237,6 +237,10 @@ def _whole_json(headers):
     kind = (fields.get("content-type") or "").lower()
     size = (fields.get("content-length") or "").strip()
     return "json" in kind and "event-stream" not in kind and (not size.isdigit() or int(size) <= WHOLE_JSON_BYTES)
+
+
+def _content_type(headers):
+    return (Headers(headers).get("content-type") or "").lower()
 
 
 def _from_python(chunks, tap, services):
@@ -272,40 +276,66 @@ def _from_python(chunks, tap, services):
 UPSTREAM_ERROR_GRACE_SECONDS = 0.1
 
 
-def _observed(upstream, tap, services):
-    """The upstream stream for the client, untouched, and a tee'd copy for the tap.
+def _observed(upstream, tap, services, content_type):
+    """The upstream stream for the client, untouched, observed for the tap.
 
     The client's copy goes through a native pipe (an IdentityTransformStream: workerd pumps
     it without running JavaScript per chunk, unlike a TransformStream), whose promise fails
-    when the client cancels (disconnects) or the upstream breaks off. See _observe for the
-    tap's copy."""
-    to_client, to_tap = upstream.stream.tee()
+    when the client cancels (disconnects) or the upstream breaks off. An answer's events
+    (server-sent events) are tee'd for the tap: see _observe.
+
+    Any other body (a file passed through, perhaps of hundreds of MB; a JSON answer too
+    large to be read whole) tells the row nothing but its status, when its head arrived
+    and how it ended, so it is not tee'd: a tee keeps for its slower copy what the faster
+    has read, and any copy but one the runtime reads whole, which holds all of it, is
+    slower than the client's (measured, a 256 MB file: the Worker grew by 240 MB either
+    way; untee'd, not at all). Without a copy, relay cannot tell which side of a failed
+    pipe failed (workerd's pipe passes a failure on to the other side whatever its
+    options), so the row says `connection_lost`; either way the pipe has cancelled the
+    upstream body."""
     pipe = IdentityTransformStream.new()
+    if not content_type.startswith("text/event-stream"):
+        tap.feed(b"")  # its first byte, as far as the row can tell: the head has arrived
+        services.defer(_watch(upstream.stream.pipeTo(pipe.writable), tap))
+        return pipe.readable
+    to_client, to_tap = upstream.stream.tee()
     piping = to_client.pipeTo(pipe.writable)
     services.defer(_observe(to_tap, piping, upstream.abort, tap))
     return pipe.readable
 
 
+async def _watch(piping, tap):
+    try:
+        await piping
+    except Exception:  # a JsException: the client went away, or the upstream broke off
+        tap.broke_off()
+    await tap.finish(False)
+
+
+# What the tap reads of an event stream's copy, at most, before the runtime reads the rest whole.
+FIRST_EVENT_BYTES = 64 * 1024
+
+
 async def _observe(copy, piping, abort, tap):
-    """Feed the tap its copy of a stream, waking Python about three times whatever the
-    stream's length: its first event (when the answer began, for the row, and an Anthropic
-    stream's message_start, with the input's usage), the end of the client's pipe, and the
-    rest of the copy, which the runtime reads whole meanwhile through a native pipe (read
-    whole straight from a tee, it held the client's copy back: tested, the first of a paced
-    stream's events reached the client 100 ms late). Python woken per network chunk (about
-    half a CPU ms each, measured), or every so often, cost most of a stream's CPU. The rest
-    is held until the stream ends: the events of one answer, a few MB at most.
+    """Feed the tap its copy of an answer's events, waking Python about three times
+    whatever the stream's length: its first event (when the answer began, for the row, and
+    an Anthropic stream's message_start, with the input's usage), the end of the client's
+    pipe, and the rest of the copy, which the runtime reads whole meanwhile through a
+    native pipe (read whole straight from a tee, it held the client's copy back: tested,
+    the first of a paced stream's events reached the client 100 ms late). Python woken per
+    network chunk (about half a CPU ms each, measured), or every so often, cost most of a
+    stream's CPU. The rest is held until the stream ends: one answer's events, a few MB.
 
     If the client's pipe fails while the copy goes on, the client has gone: the upstream
     call is aborted (the provider stops generating for nobody; a copy being read whole
-    cannot be cancelled) and the row says so. If the upstream breaks off, the rest is lost
-    with it; usage sits in a stream's first and last events, so the row keeps what the
-    first event told."""
+    cannot be cancelled) and the row says so. If the upstream breaks off, the copy fails
+    too, and what it had not given the tap is lost; usage sits in a stream's first and
+    last events, so the row keeps what the first event told."""
     client_gone = False
     try:
         reader = copy.getReader()
         seen = b""
-        while not _has_an_event(seen):
+        while not _has_an_event(seen) and len(seen) < FIRST_EVENT_BYTES:
             step = await reader.read()
             if step.done:
                 break

@@ -82,6 +82,9 @@ class LocalWorker:
     """relay (or another Worker, given its `config`) under `wrangler dev`; a context manager.
     `url` is where clients point."""
 
+    # Files of its folder that hold the Worker's secrets by design (the final scan skips them).
+    secret_files = frozenset({SECRETS_FILE})
+
     def __init__(self, vars: Mapping[str, str], *, config: Path = ROOT / "wrangler.toml",
                  port: Optional[int] = None, state_dir: Optional[Path] = None, migrate: bool = True):
         self._tmp = tempfile.TemporaryDirectory(prefix="relay-worker-")
@@ -105,6 +108,11 @@ class LocalWorker:
     @property
     def _served_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        """The process that serves the Worker, leader of a session of its own (workerd's too)."""
+        return self._process.pid
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -169,7 +177,7 @@ class LocalWorker:
             self._end_process()
             self._process = None
             if TRACES is not None:
-                TRACES.folders.append(dict(read_files(self.dir, skip=frozenset({SECRETS_FILE}))))
+                TRACES.folders.append(dict(read_files(self.dir, skip=self.secret_files)))
         self._tmp.cleanup()
 
     def _end_process(self) -> None:

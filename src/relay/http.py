@@ -45,15 +45,21 @@ class Request:
 
 
 class Tap(Protocol):
-    """Sees every byte of a response body as the client gets it, off the client's path.
+    """Sees a response body as the client gets it, off the client's path: every byte of
+    relay's own bodies, of JSON answers and of event streams (from a tee'd copy); of any
+    other upstream body (a file passed through), that it began and how it ended.
 
-    The adapter feeds it from a tee'd copy of an upstream stream (or from the bytes
-    relay made), then calls `finish` once the body has ended or the client has gone (or
-    `close`, which does what it can at once and returns the rest to await, if any)."""
+    The adapter feeds it, then calls `finish` once the body has ended or the client has
+    gone (or `close`, which does what it can at once and returns the rest to await, if
+    any)."""
 
     status: int  # the status the client got (the adapter's to set if it answers otherwise)
 
     def feed(self, chunk: bytes) -> None: ...
+
+    def broke_off(self) -> None:
+        """A body the tap does not read ended early: the client or the upstream went away,
+        which the adapter cannot tell apart there."""
 
     async def finish(self, client_gone: bool) -> None: ...
 

@@ -205,11 +205,15 @@ class Meter:
         self._services = services
         self._prices = prices
         self._first_byte: Optional[float] = None
+        self._broken = False
 
     def feed(self, chunk: bytes) -> None:
         if self._first_byte is None:
             self._first_byte = self._services.clock()
         self._reader.feed(chunk)
+
+    def broke_off(self) -> None:
+        self._broken = True
 
     def row(self, client_gone: bool, now: float) -> dict:
         ex = self.exchange
@@ -217,6 +221,8 @@ class Meter:
         error_type = reading.error_type
         if error_type is None and client_gone:
             error_type = "client_disconnected"
+        elif error_type is None and self._broken:
+            error_type = "connection_lost"
         elif error_type is None and not reading.complete:
             error_type = "upstream_disconnected"
         model = reading.model or ex.model_requested

@@ -51,8 +51,9 @@ def no_secret_where_it_does_not_belong(tmp_path_factory):
     - anything a Worker sent a client: status line, header fields and body of every answer
       (through the wiretap in front of each Worker: `tests/wiretap.py`), except the new key
       in the answer to `POST /admin/keys` that issues it;
-    - the folder of any Worker: its log, local D1, KV and cache files, except `.dev.vars`,
-      where a Worker's secrets live by design (gone when the Worker stops);
+    - the folder of any Worker: its log, local D1, KV and cache files, except `.dev.vars`
+      (or a miniflare-served Worker's options), where a Worker's secrets live by design
+      (gone when the Worker stops: `LocalWorker.secret_files`);
     - the text of any test report or warning (`tests/secret_scan.py`): what pytest shows
       and writes, captured output included;
     - any file left under this session's temporary base folder (`tmp_path`), such as the

@@ -12,8 +12,8 @@ A test picks a behaviour per request with header fields that relay forwards unto
 - `x-fake-scenario: status-429` (any status) - an error in the provider's format, with
   `retry-after: 0` on 429/529 (so relay does not cool the key down for other tests);
 - `x-fake-scenario: midstream-error` - a stream that starts, then sends an `error` event;
-- `x-fake-scenario: close-midstream` - a stream (or an Anthropic JSON answer) whose
-  connection is dropped mid-way;
+- `x-fake-scenario: close-midstream` - a stream (or an Anthropic JSON answer, or a file)
+  whose connection is dropped mid-way;
 - `x-fake-scenario: stall-<seconds>` - say nothing for that long (at most 30 s), then answer;
 - `x-fake-gate: <id>` - stream the first event, then wait until the test calls
   `release(<id>)` (proof that nothing between them buffers);
@@ -22,6 +22,8 @@ A test picks a behaviour per request with header fields that relay forwards unto
 - `x-fake-events: N`, `x-fake-pace-ms: M` - N text deltas, M ms apart;
 - `x-fake-cache-read: N`, `x-fake-cache-write: M` - Anthropic usage reports N prompt-cache
   reads and M cache writes, whatever the fake's own prompt cache billed.
+- `x-fake-bytes: N` (Anthropic, `GET /v1/files/<id>/content`) - a file of N bytes (bytes
+  0 to 255 over and over), streamed in 64 KB chunks as `application/octet-stream`.
 
 - `x-fake-<flavour>-scenario: ...` - as `x-fake-scenario`, but only the fake of that flavour
   ("anthropic" or "openai") acts on it (a route's two providers can then behave apart).
@@ -41,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -51,6 +54,15 @@ from .prompt_cache import CacheRuleError, PromptCache, upstream_org
 
 REPLY_TEXT = "Hello from the fake upstream."
 GATE_TIMEOUT_S = 30.0
+FILE_CHUNK_BYTES = 64 * 1024
+_FILE_PATTERN = bytes(range(256)) * (FILE_CHUNK_BYTES // 256 + 1)
+
+
+def file_bytes(start: int, size: int) -> bytes:
+    """Bytes `start` to `start + size` of a file served by `GET /v1/files/<id>/content` (see
+    x-fake-bytes): 0 to 255 over and over, so a test can check any part it receives."""
+    offset = start % 256
+    return (_FILE_PATTERN[offset:] * (size // len(_FILE_PATTERN) + 2))[:size]
 
 
 @dataclass
@@ -211,6 +223,8 @@ class _Handler(BaseHTTPRequestHandler):
             ("openai", "POST", "/v1/embeddings"): self._openai_embeddings,
             ("openai", "POST", "/v1/responses"): self._openai_responses,
         }.get((flavour, seen.method, path))
+        if (flavour, seen.method) == ("anthropic", "GET") and re.fullmatch(r"/v1/files/[^/]+/content", path):
+            handler = self._anthropic_file_content
         if handler is None:
             return self._error(404)
         try:
@@ -284,6 +298,19 @@ class _Handler(BaseHTTPRequestHandler):
                                            "delta": {"stop_reason": "end_turn", "stop_sequence": None},
                                            "usage": {"output_tokens": output_tokens}}))
         self._chunk(_sse("message_stop", {"type": "message_stop"}))
+        self._end_stream()
+
+    def _anthropic_file_content(self, seen: Seen, scenario: str) -> None:
+        size = int(seen.header("x-fake-bytes") or 1024)
+        self.send_response(200)
+        self.send_header("content-type", "application/octet-stream")
+        self._provider_fields()
+        self.send_header("transfer-encoding", "chunked")
+        self.end_headers()
+        for start in range(0, size, FILE_CHUNK_BYTES):
+            if scenario == "close-midstream" and start >= size // 2:
+                return self._drop()
+            self._chunk(file_bytes(start, min(FILE_CHUNK_BYTES, size - start)))
         self._end_stream()
 
     def _anthropic_count(self, seen: Seen, scenario: str) -> None:

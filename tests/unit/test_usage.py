@@ -203,3 +203,12 @@ def test_only_the_row_that_opens_a_group_leaves_work_to_await():
 
     asyncio.run(close_three())
     assert db.calls == [3]
+
+
+def test_a_body_that_broke_off_unread_says_connection_lost():
+    """The adapter cannot tell which side left a body it passes on unread (a file)."""
+    meter = _meter("anthropic", content_type="application/octet-stream")
+    meter.feed(b"")
+    meter.broke_off()
+    assert meter.row(False, 1_700_000_002.0)["error_type"] == "connection_lost"
+    assert _meter("anthropic", content_type="application/octet-stream").row(False, 1_700_000_002.0)["error_type"] is None

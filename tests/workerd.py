@@ -7,8 +7,9 @@ developer's own `.dev.vars` never leaks into tests, demos or benchmarks.
 Once `trace_workers()` has been called (the e2e tests do), every Worker started after it is
 traced for the suite's final scan for secrets: clients reach it through a `Wiretap` that
 records each connection, and when it stops, its folder is kept in memory (its log, local D1,
-KV and cache) except `.dev.vars`, which holds the Worker's secrets by design. The bench and
-`make dev` leave Workers bare: a tap in front would be measured with them.
+KV and cache) except the files that hold the Worker's secrets by design (`secret_files`:
+`.dev.vars`, and a miniflare-served Worker's options). The bench and `make dev` leave
+Workers bare: a tap in front would be measured with them.
 """
 
 from __future__ import annotations

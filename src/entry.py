@@ -8,12 +8,14 @@ chunk with no Python code on the byte path.
 import asyncio
 import dataclasses
 import json
+import traceback
 
 from js import (JSON, URL, AbortController, Array, Date, IdentityTransformStream, Object, clearTimeout,
                 fetch, setTimeout)
 from js import Headers as JsHeaders
 from js import Response as JsResponse
-from pyodide.ffi import to_js
+from pyodide.ffi import JsNull, to_js
+from workers import WorkerEntrypoint, import_from_javascript
 
 from relay.app import handle
 from relay.config import env_names
@@ -22,6 +24,12 @@ from relay.http import Headers, Request, Response, UpstreamTimeout, UpstreamUnre
 from relay.limits import RPM_PREFIX
 from relay.routes import surface_of
 from relay.services import IsolateState, Services
+
+
+def _missing(value):
+    """Whether a JS value is absent. A missing JS value reaches Python as None (undefined) or
+    as JsNull (null: e.g. the body of a GET, of a 204), which `is None` does not see."""
+    return value is None or isinstance(value, JsNull)
 
 
 def _js_headers(pairs):
@@ -56,7 +64,7 @@ class FetchTransport:
         finally:
             if timer is not None:
                 clearTimeout(timer)
-        body = None if answer.body is None else UpstreamBody(answer.body, abort)
+        body = None if _missing(answer.body) else UpstreamBody(answer.body, abort)
         return Response(answer.status, _pairs(answer.headers), body)
 
     async def discard(self, body):
@@ -117,7 +125,9 @@ class D1Database:
         return statement.bind.apply(statement, JSON.parse(json.dumps(list(params))))
 
     async def all(self, sql, params=()):
-        return (await self._statement(sql, params).all()).results.to_py()
+        # One conversion of all the rows, through JSON: SQL NULL becomes None (to_py() leaves
+        # a JsNull in each such field), and no crossing per row or field.
+        return json.loads(JSON.stringify((await self._statement(sql, params).all()).results))
 
     async def run(self, sql, params=()):
         await self._statement(sql, params).run()
@@ -130,7 +140,8 @@ class WorkersKV:
         self._binding = binding
 
     async def get(self, key):
-        return await self._binding.get(key)
+        value = await self._binding.get(key)
+        return None if _missing(value) else value
 
     async def put(self, key, value, ttl_seconds):
         # KV refuses expirations shorter than 60 s.
@@ -152,14 +163,19 @@ class _Isolate:
     settings' values and the bindings, read from env on the first request, and the core's
     IsolateState. A Worker's vars, secrets and bindings change only with a new deployment,
     which starts new isolates, so reading them again on every request (a JS crossing per
-    name) would be wasted work."""
+    name) would be wasted work.
+
+    env is the runtime's own (the `cloudflare:workers` module's), not the SDK's wrapper in
+    `WorkerEntrypoint.env`, which converts every binding call's arguments and results to and
+    from Python: the adapter makes its own, fewer conversions (D1 rows once per query)."""
 
     settings = None
     services = None
 
     @classmethod
-    def load(cls, env):
+    def load(cls):
         if cls.services is None:
+            env = import_from_javascript("cloudflare:workers").env
             cls.settings = {name: getattr(env, name, None)
                             for name in env_names(getattr(env, "RELAY_ROUTES", None))}
             bindings = set(Object.keys(env).to_py())
@@ -176,8 +192,8 @@ class _Isolate:
         return cls.settings, cls.services
 
 
-def _services(env, ctx):
-    settings, services = _Isolate.load(env)
+def _services(ctx):
+    settings, services = _Isolate.load()
     return settings, dataclasses.replace(services, defer=lambda work: ctx.waitUntil(to_js(work)))
 
 
@@ -363,30 +379,31 @@ def _has_an_event(data):
 async def _discard_unread_body(js_request):
     """Answering before the client has sent its whole body (401, 404, 413 by
     content-length) makes HTTP/1.1 peers see a reset instead of relay's answer."""
-    if js_request.body is None or js_request.bodyUsed:
+    if _missing(js_request.body) or js_request.bodyUsed:
         return
     reader = js_request.body.getReader()
     while not (await reader.read()).done:
         pass
 
 
-async def serve(js_request, env, ctx):
-    settings, services = _services(env, ctx)
-    request = _to_request(js_request)
-    response = await handle(request, settings, services)
-    await _discard_unread_body(js_request)
-    return await _to_js_response(response, services, request.path)
+async def serve(js_request, ctx):
+    """Answer one request. Nothing raised here reaches the runtime, which would answer a 500
+    with a Python traceback in its body: relay answers its own 500 in the client's format."""
+    try:
+        settings, services = _services(ctx)
+        request = _to_request(js_request)
+        response = await handle(request, settings, services)
+        await _discard_unread_body(js_request)
+        return await _to_js_response(response, services, request.path)
+    except Exception:
+        print("relay: internal error in the Workers adapter\n" + traceback.format_exc())
+        failed = error_response(surface_of(URL.new(js_request.url).pathname), 500, "relay failed to handle this request")
+        return JsResponse.new(to_js(failed.body), status=failed.status, headers=_js_headers(failed.headers))
 
 
-# The pinned local runtime calls a top-level on_fetch; current runtimes (compatibility
-# dates from 2025-08) call Default.fetch from the `workers` module. Both reach serve().
-on_fetch = serve
+class Default(WorkerEntrypoint):
+    """The Worker's entry point: the runtime calls `fetch` with its Request (the SDK's
+    wrapper; relay reads the runtime's own)."""
 
-try:
-    from workers import WorkerEntrypoint
-except ImportError:
-    pass
-else:
-    class Default(WorkerEntrypoint):
-        async def fetch(self, request):
-            return await serve(getattr(request, "js_object", request), self.env, self.ctx)
+    async def fetch(self, request):
+        return await serve(request.js_object, self.ctx)

@@ -64,6 +64,9 @@ class FetchTransport:
         finally:
             if timer is not None:
                 clearTimeout(timer)
+        if not 200 <= answer.status <= 599:  # the runtime's Response cannot pass such a status on
+            abort.abort()
+            raise UpstreamUnreachable(f"status {answer.status}")
         body = None if _missing(answer.body) else UpstreamBody(answer.body, abort)
         return Response(answer.status, _pairs(answer.headers), body)
 
@@ -228,6 +231,8 @@ async def _to_js_response(response, services, path):
                                       tuple(cors))
             tap.status = response.status  # the row tells what the client got
             body = response.body
+    if body is None:  # an upstream answer without a body (a 204's): its row is written all the same
+        body = b""
     if isinstance(body, (bytes, bytearray)):
         if tap is not None:
             tap.feed(bytes(body))

@@ -130,15 +130,18 @@ class LocalWorker:
                        cwd=self.dir, env=_wrangler_env(), check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
 
-    def query(self, sql: str) -> list[dict]:
-        """Rows from the Worker's local D1, read with `wrangler d1 execute`. Its JSON shows
-        SQL NULL as the string "null"; here it is None again (relay never stores "null")."""
-        done = subprocess.run(self._wrangler("d1", "execute", DATABASE, "--local", "--json",
+    def d1_output(self, sql: str) -> str:
+        """What `wrangler d1 execute --json` prints for `sql` on the Worker's local D1."""
+        return subprocess.run(self._wrangler("d1", "execute", DATABASE, "--local", "--json",
                                              "--persist-to", str(self.state_dir), "--command", sql),
                               cwd=self.dir, env=_wrangler_env(), check=True, capture_output=True,
-                              text=True, stdin=subprocess.DEVNULL)
+                              text=True, stdin=subprocess.DEVNULL).stdout
+
+    def query(self, sql: str) -> list[dict]:
+        """Rows from the Worker's local D1. wrangler's JSON shows SQL NULL as the string
+        "null"; here it is None again (relay never stores "null")."""
         return [{name: None if value == "null" else value for name, value in row.items()}
-                for result in json.loads(done.stdout) for row in result["results"]]
+                for result in json.loads(self.d1_output(sql)) for row in result["results"]]
 
     def _serve_command(self) -> list[str]:
         """The command that serves the Worker on `self.port` (bench/miniflare_worker.py has another)."""

@@ -8,14 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import subprocess
 
 import httpx
 import pytest
 
 from tests.clients import relay_cli
-from tests.workerd import DATABASE, WRANGLER
 
 from .conftest import ADMIN_TOKEN, CLIENT_KEY
 
@@ -35,13 +32,7 @@ def admin(relay):
 
 def d1_rows(relay) -> str:
     """Everything in the Worker's local relay_keys table, as wrangler prints it."""
-    done = subprocess.run(
-        [str(WRANGLER), "d1", "execute", DATABASE, "--local", "--persist-to", str(relay.state_dir),
-         "--config", str(relay.dir / "wrangler.toml"), "--command", "SELECT * FROM relay_keys", "--json"],
-        cwd=relay.dir, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
-        env={**os.environ, "WRANGLER_SEND_METRICS": "false", "CI": "true", "NO_COLOR": "1"})
-    assert done.returncode == 0, done.stderr[-2000:]
-    return done.stdout
+    return relay.d1_output("SELECT * FROM relay_keys")
 
 
 def test_create_list_show_revoke(relay, admin):

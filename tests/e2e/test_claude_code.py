@@ -23,7 +23,9 @@ from .conftest import ADMIN_TOKEN, ANTHROPIC_UPSTREAM_KEY, CLIENT_KEY, ISSUED, S
 # Fields that differ between the direct and the relayed request by design: the address,
 # the key, the body's length and the test's own tag; `connection` is hop-by-hop, and the
 # runtime sets `accept-encoding` on outgoing requests (README, "Headers").
-_PER_HOP = {"host", "x-api-key", "authorization", "content-length", "x-test-tag", "connection", "accept-encoding"}
+# Fields of one hop, and `cf-worker`, which the platform adds to every subrequest a Worker makes.
+_PER_HOP = {"host", "x-api-key", "authorization", "content-length", "x-test-tag", "connection", "accept-encoding",
+            "cf-worker"}
 _WORKDIR = re.compile(r"relay-claude-home-[A-Za-z0-9_-]+")  # the CLI writes "_" as "-" in paths it derives
 
 

@@ -39,6 +39,8 @@ def options(config: Path, vars: Mapping[str, str], state_dir: Path, port: int) -
         "compatibilityFlags": runtime.compatibility_flags(text),
         "bindings": {**settings.get("vars", {}), **vars},
     }
+    # Where wrangler 4 keeps local D1, KV and cache (one folder per kind below it).
+    found["resourcePersistencePath"] = str(state_dir / "v3")
     found["modulesRoot"] = str(main.parent)  # module names are paths relative to it
     if main.suffix == ".py":  # the entry module first, then every other module beside it
         others = sorted(path for path in main.parent.rglob("*.py") if path != main)
@@ -49,13 +51,11 @@ def options(config: Path, vars: Mapping[str, str], state_dir: Path, port: int) -
         found["scriptPath"] = str(main)
     if settings.get("d1_databases"):
         found["d1Databases"] = {db["binding"]: db["database_id"] for db in settings["d1_databases"]}
-        found["d1Persist"] = str(state_dir / "v3" / "d1")
     if settings.get("kv_namespaces"):
         found["kvNamespaces"] = {kv["binding"]: kv["id"] for kv in settings["kv_namespaces"]}
-        found["kvPersist"] = str(state_dir / "v3" / "kv")
     limits = [b for b in settings.get("unsafe", {}).get("bindings", []) if b.get("type") == "ratelimit"]
     if limits:
-        found["ratelimits"] = {b["name"]: {"simple": b["simple"]} for b in limits}
+        found["ratelimits"] = {b["name"]: {"namespace_id": b["namespace_id"], "simple": b["simple"]} for b in limits}
     return found
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from bench.miniflare_worker import options
 from bench.targets import PASSTHROUGH_CONFIG
-from tests.workerd import ROOT
+from devtools.runtime import LOCAL_FLAGS, ROOT
 
 
 def test_relay_gets_its_modules_bindings_and_the_state_the_migrations_wrote(tmp_path):
@@ -14,14 +14,18 @@ def test_relay_gets_its_modules_bindings_and_the_state_the_migrations_wrote(tmp_
     modules = [Path(module["path"]) for module in found["modules"]]
     assert modules[0] == ROOT / "src" / "entry.py" and len(set(modules)) == len(modules)
     assert ROOT / "src" / "relay" / "usage.py" in modules
-    assert {module["type"] for module in found["modules"]} == {"PythonModule"}
+    own = [module for module in found["modules"] if "python_modules" not in module["path"]]
+    assert {module["type"] for module in own} == {"PythonModule"}
+    # The vendored SDK, named as wrangler uploads it: Data modules under python_modules/.
+    vendored = {module["path"]: module["type"] for module in found["modules"] if module not in own}
+    assert vendored[str(ROOT / "src" / "python_modules" / "workers" / "__init__.py")] == "Data"
     assert found["modulesRoot"] == str(ROOT / "src") and found["port"] == 8123
-    assert found["compatibilityFlags"] == ["python_workers"]
+    assert found["compatibilityFlags"] == ["python_workers", *LOCAL_FLAGS]
     assert found["bindings"]["RELAY_CACHE_POLICY"] == "off"  # the given vars win, as .dev.vars does
     assert found["bindings"]["UPSTREAM_OPENAI_URL"] == "https://api.openai.com/v1"  # [vars] kept
-    assert set(found["d1Databases"]) == {"DB"} and found["d1Persist"] == str(tmp_path / "v3" / "d1")
+    assert set(found["d1Databases"]) == {"DB"} and found["resourcePersistencePath"] == str(tmp_path / "v3")
     assert set(found["kvNamespaces"]) == {"RELAY_KV"}
-    assert found["ratelimits"]["RPM_LIMIT_5000"] == {"simple": {"limit": 5000, "period": 60}}
+    assert found["ratelimits"]["RPM_LIMIT_5000"] == {"namespace_id": "1010", "simple": {"limit": 5000, "period": 60}}
 
 
 def test_the_js_floor_is_one_es_module_with_no_bindings(tmp_path):

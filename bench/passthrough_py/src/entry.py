@@ -6,14 +6,18 @@ relay's code."""
 
 from js import URL, Headers, Object, Response, fetch
 from pyodide.ffi import to_js
+from workers import WorkerEntrypoint
 
 
-async def on_fetch(request, env, ctx):
-    url = URL.new(request.url)
-    headers = Headers.new(request.headers)
-    headers.delete("host")
-    init = {"method": request.method, "headers": headers}
-    if request.method not in ("GET", "HEAD"):
-        init["body"] = request.body
-    answer = await fetch(env.UPSTREAM_URL + url.pathname + url.search, to_js(init, dict_converter=Object.fromEntries))
-    return Response.new(answer.body, status=answer.status, headers=answer.headers)
+class Default(WorkerEntrypoint):
+    async def fetch(self, request):
+        request = request.js_object
+        url = URL.new(request.url)
+        headers = Headers.new(request.headers)
+        headers.delete("host")
+        init = {"method": request.method, "headers": headers}
+        if request.method not in ("GET", "HEAD"):
+            init["body"] = request.body
+        answer = await fetch(self.env.UPSTREAM_URL + url.pathname + url.search,
+                             to_js(init, dict_converter=Object.fromEntries))
+        return Response.new(answer.body, status=answer.status, headers=answer.headers)

@@ -10,7 +10,7 @@ from . import admin, auth, cache, cors, layout, limits, model_list, usage
 from .config import ConfigError, Settings, settings_for
 from .errors import error_response
 from .http import Headers, Request, Response
-from .routes import Route, is_safe_path, resolve, surface_of
+from .routes import STREAM_USAGE_OPTION, Route, is_safe_path, resolve, surface_of
 from .services import Services
 from .session import session_id
 from .upstream import forward
@@ -103,7 +103,7 @@ async def _api(request: Request, route: Route, settings: Settings, services: Ser
     if route.upstream_path == MESSAGES_PATH and shape is not None:
         injection = cache.add_markers(body, parsed, shape, caller.cache_policy or settings.cache_policy)
         body, exchange.cache_markers_added = injection.body, injection.markers_added
-    if exchange.stream and surface == "openai":
+    if exchange.stream and surface == "openai" and route.upstream_path in STREAM_USAGE_OPTION:
         body = usage.ask_for_usage(body, parsed)
     targets = settings.routes.targets(surface, model, exchange.session_id)
     return await forward(request, route, body, targets, services, exchange, now,

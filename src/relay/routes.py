@@ -18,6 +18,11 @@ _JSON_ENDPOINTS = {
     "openai": frozenset({"/chat/completions", "/completions", "/embeddings", "/responses"}),
 }
 
+# OpenAI endpoints whose streams report usage only when asked (`stream_options.include_usage`):
+# Chat Completions and the legacy Completions define the option. A Responses stream always
+# ends with its usage (`response.completed`), and its `stream_options` has no such field.
+STREAM_USAGE_OPTION = frozenset({"/chat/completions", "/completions"})
+
 
 @dataclass(frozen=True)
 class Route:

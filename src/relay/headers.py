@@ -22,16 +22,16 @@ HOP_BY_HOP = frozenset({
 _CLIENT_ONLY = frozenset({"host", "authorization", "x-api-key"})
 
 # What a client may not send on relay's pooled key: its cookies (relay's site's, not the
-# provider's); the addresses it claims for itself or its proxies (relay vouches for none,
-# and a provider has no business with its clients' addresses: it sees relay); and the
-# OpenAI organisation or project to bill, which would let the client choose among the
-# accounts relay's key belongs to (a provider's configured `headers` may set them).
+# provider's); the addresses it claims for itself or its proxies (these and x-forwarded-*:
+# relay vouches for none, and a provider has no business with its clients' addresses: it
+# sees relay); and the OpenAI organisation or project to bill, which would let the client
+# choose among the accounts relay's key belongs to (a provider's configured `headers` may
+# set them).
 _NOT_ON_THE_POOL = frozenset({
     "cookie", "forwarded", "x-real-ip", "true-client-ip", "x-client-ip", "x-cluster-client-ip",
     "client-ip", "fastly-client-ip", "x-originating-ip",
     "openai-organization", "openai-project",
 })
-_NOT_ON_THE_POOL_PREFIXES = ("x-forwarded-",)
 
 # What an upstream answers about relay's own connection and account, not the client's:
 # cookies it (or its CDN) sets, its challenge for relay's credential and any credential it
@@ -60,7 +60,7 @@ def upstream_request_headers(client: Headers, credential: Iterable[tuple[str, st
     dropped = _connection_tokens(client) | _CLIENT_ONLY | _FRAMING | _NOT_ON_THE_POOL
     # cf-* fields are the platform's own view of the client (IP, country, ray id).
     kept = [(name, value) for name, value in client.items()
-            if _passes(name, dropped, ("proxy-", "cf-", *_NOT_ON_THE_POOL_PREFIXES))]
+            if _passes(name, dropped, ("proxy-", "cf-", "x-forwarded-"))]
     return kept + list(credential)
 
 

@@ -11,6 +11,9 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 
+from tests.clients import run_claude
+from tests.fakes.upstream import REPLY_TEXT
+
 from .conftest import CLIENT_KEY, create_key
 from .conftest import session_rows as rows
 
@@ -106,6 +109,13 @@ def test_a_limited_key_reads_the_model_list_and_counts_tokens(relay, anthropic_u
     assert httpx.post(relay.url + "/v1/messages", json=HAIKU, headers=headers).status_code == 200
     assert [s.path for s in anthropic_upstream.requests(tag)] == ["/v1/models", "/v1/messages/count_tokens",
                                                                   "/v1/messages"]
+
+
+def test_claude_code_works_with_a_key_that_has_both_limits(relay, anthropic_upstream, tag):
+    key = create_key(relay, allowed_models=["claude-haiku-*"], monthly_budget_usd=100)
+    run = run_claude(relay.url, api_key=key["key"], headers={"x-test-tag": tag}, args=["--model", "claude-haiku-4-5"])
+    assert run.returncode == 0 and REPLY_TEXT in run.stdout
+    assert [(s.method, s.path) for s in anthropic_upstream.requests(tag)] == [("POST", "/v1/messages?beta=true")]
 
 
 def test_an_allow_list_key_must_name_its_model(relay, openai_upstream, limited_keys, tag):

@@ -18,7 +18,7 @@ import re
 import time
 from typing import Any, Awaitable, Callable, Optional
 
-from . import reports, store, usage_page
+from . import limits, reports, store, usage_page
 from .cache import POLICIES
 from .config import Settings
 from .errors import error_response
@@ -76,6 +76,16 @@ def _positive_int(value: Any, field: str, problems: list[str]) -> Any:
     return value
 
 
+def _rpm(value: Any, field: str, problems: list[str]) -> Any:
+    """A limit below the lowest rate-limit tier fits none: the key could never be used."""
+    known = len(problems)
+    _positive_int(value, field, problems)
+    if len(problems) == known and value < limits.MIN_RPM:
+        problems.append(f"{field} must be at least {limits.MIN_RPM} (requests per minute): "
+                        f"the lowest rate-limit tier is {limits.MIN_RPM}")
+    return value
+
+
 def _budget(value: Any, field: str, problems: list[str]) -> Any:
     if (isinstance(value, bool) or not isinstance(value, (int, float))
             or not math.isfinite(value) or value < 0):
@@ -116,7 +126,7 @@ _FIELDS: dict[str, Callable[[Any, str, list[str]], Any]] = {
     "name": _text,
     "billing_tag": _text,
     "allowed_models": _models,
-    "rpm_limit": _positive_int,
+    "rpm_limit": _rpm,
     "max_concurrent_streams": _positive_int,
     "monthly_budget_usd": _budget,
     "cache_policy": _cache_policy,

@@ -6,11 +6,11 @@ import time
 import traceback
 from typing import Any, Mapping, Optional
 
-from . import admin, auth, cache, cors, layout, limits, model_list, usage
+from . import admin, auth, cache, cors, layout, limits, model_list, policy, usage
 from .config import ConfigError, Settings, settings_for
 from .errors import error_response
 from .http import Headers, Request, Response
-from .routes import Route, is_safe_path, resolve, surface_of
+from .routes import STREAM_USAGE_OPTION, Route, is_safe_path, resolve, surface_of, variant_of
 from .services import Services
 from .session import session_id
 from .upstream import forward
@@ -33,6 +33,9 @@ async def handle(request: Request, env: Mapping[str, Optional[str]], services: S
         return cors.preflight(request.headers, settings.cors_origins, surface)
     if not is_safe_path(request.path):
         response = error_response(surface, 400, "the request path contains dot segments or encoded separators")
+    elif (canonical := variant_of(request.path)) is not None:
+        response = error_response(surface_of(canonical), 400, f"relay serves {canonical} only at that exact path, "
+                                  f"not at {request.path}")
     elif request.path.startswith("/admin/"):
         response = await _guarded(admin.handle(request, settings, services), surface)
     else:
@@ -81,6 +84,9 @@ async def _api(request: Request, route: Route, settings: Settings, services: Ser
             return error_response(surface, 402, f"relay key {caller.key_id} has spent its monthly budget of "
                                   f"${caller.monthly_budget_usd:.2f} (${spent:.2f} this month)")
 
+    refusal = policy.endpoint_refusal(caller, route, request.method, request.path)
+    if refusal is not None:
+        return error_response(surface, 403, refusal)
     if settings.routes.configured and model_list.answers(surface, request.method, route.upstream_path):
         return model_list.response(surface, settings.routes)
     body, parsed, shape, problem = await _read_body(request, route, settings.max_body_bytes)
@@ -91,8 +97,9 @@ async def _api(request: Request, route: Route, settings: Settings, services: Ser
     exchange.model_requested = model
     exchange.stream = isinstance(parsed, dict) and parsed.get("stream") is True
     exchange.session_id = session_id(request.headers, parsed)
-    if not caller.may_use(model):
-        return error_response(surface, 403, f"relay key {caller.key_id} may not use model {model}")
+    problem = policy.body_refusal(caller, route, parsed, shape)
+    if problem is not None:
+        return error_response(surface, *problem)
     if exchange.stream and caller.max_concurrent_streams and services.db is not None:
         exchange.stream_slot = await limits.open_stream(services.db, caller.key_id,
                                                         caller.max_concurrent_streams, now)
@@ -103,7 +110,7 @@ async def _api(request: Request, route: Route, settings: Settings, services: Ser
     if route.upstream_path == MESSAGES_PATH and shape is not None:
         injection = cache.add_markers(body, parsed, shape, caller.cache_policy or settings.cache_policy)
         body, exchange.cache_markers_added = injection.body, injection.markers_added
-    if exchange.stream and surface == "openai":
+    if exchange.stream and surface == "openai" and route.upstream_path in STREAM_USAGE_OPTION:
         body = usage.ask_for_usage(body, parsed)
     targets = settings.routes.targets(surface, model, exchange.session_id)
     return await forward(request, route, body, targets, services, exchange, now,

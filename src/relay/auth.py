@@ -37,9 +37,10 @@ class Caller:
     cache_policy: Optional[str] = None  # None: the relay-wide RELAY_CACHE_POLICY
 
     def may_use(self, model: Optional[str]) -> bool:
-        if not self.allowed_models or model is None:
+        """With an allow-list, only a named model that matches it (None: the request names none)."""
+        if not self.allowed_models:
             return True
-        return any(fnmatch.fnmatchcase(model, pattern) for pattern in self.allowed_models)
+        return model is not None and any(fnmatch.fnmatchcase(model, pattern) for pattern in self.allowed_models)
 
 
 @dataclass(frozen=True)

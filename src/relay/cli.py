@@ -132,7 +132,7 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("--tag", help="billing tag")
     create.add_argument("--models", nargs="+", action="extend", metavar="GLOB",
                         help="models the key may use, as globs (e.g. 'claude-haiku-*'); default all")
-    create.add_argument("--rpm", type=int, help="requests per minute")
+    create.add_argument("--rpm", type=int, help="requests per minute (at least 10, the lowest rate-limit tier)")
     create.add_argument("--streams", type=int, help="most concurrent streams")
     create.add_argument("--budget", type=float, metavar="USD", help="monthly budget in US dollars")
     create.add_argument("--expires", metavar="ISO", help="expiry, ISO 8601 (e.g. 2026-12-31T23:59:59Z)")

@@ -6,7 +6,7 @@ import functools
 from dataclasses import dataclass
 from typing import Mapping, Optional
 
-from . import pricing, routing
+from . import limits, pricing, routing
 from .cache import POLICIES
 
 DEFAULT_ANTHROPIC_URL = "https://api.anthropic.com"
@@ -106,7 +106,7 @@ class Settings:
             max_body_bytes=_whole_number(env, "RELAY_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
             admin_token=(env.get("RELAY_ADMIN_TOKEN") or "").strip() or None,
             key_cache_seconds=_whole_number(env, "RELAY_KEY_CACHE_SECONDS", DEFAULT_KEY_CACHE_SECONDS, 0),
-            default_rpm=_whole_number(env, "RELAY_DEFAULT_RPM", DEFAULT_RPM),
+            default_rpm=_whole_number(env, "RELAY_DEFAULT_RPM", DEFAULT_RPM, limits.MIN_RPM),
             prices=_prices(env.get("RELAY_PRICES")),
             upstream_timeout=_whole_number(env, "RELAY_UPSTREAM_TIMEOUT_SECONDS",
                                            DEFAULT_UPSTREAM_TIMEOUT_SECONDS),

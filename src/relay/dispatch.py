@@ -9,10 +9,10 @@ is read in Python, chunk by chunk, through an incremental translator.
 Header fields: everything the client sent passes, as for any request (headers.py), with
 these exceptions when formats differ. To an OpenAI-format provider, `anthropic-version`
 and `anthropic-dangerous-direct-browser-access` are not sent (they mean nothing there and
-strict providers refuse unknown fields). To an Anthropic-format provider, OpenAI's
-`openai-organization` / `openai-project` are not sent and `anthropic-version` is added if
-missing. `anthropic-beta` values a provider does not accept are dropped (see
-routing.Provider.betas). The provider's configured headers are set last.
+strict providers refuse unknown fields). To an Anthropic-format provider, `anthropic-version`
+is added if missing. `anthropic-beta` values a provider does not accept are dropped (see
+routing.Provider.betas). The provider's configured headers are set last (they may set
+`openai-organization` / `openai-project`, which no client may choose).
 """
 
 from __future__ import annotations
@@ -31,10 +31,7 @@ from .translate import anthropic_to_openai, openai_to_anthropic, streams
 ANTHROPIC_VERSION = "2023-06-01"
 # The one endpoint pair relay translates: Messages <-> Chat Completions.
 PATHS = {"anthropic": "/v1/messages", "openai": "/chat/completions"}
-_NOT_FOR = {
-    "openai": frozenset({"anthropic-version", "anthropic-dangerous-direct-browser-access"}),
-    "anthropic": frozenset({"openai-organization", "openai-project"}),
-}
+_NOT_FOR_OPENAI = frozenset({"anthropic-version", "anthropic-dangerous-direct-browser-access"})
 _BODY_FIELDS = frozenset({"content-type", "content-encoding"})
 
 
@@ -63,8 +60,8 @@ def _accepted_betas(value: str, target: Target) -> str:
 def _header_fields(client: Headers, surface: str, target: Target) -> list[tuple[str, str]]:
     provider = target.provider
     fields = upstream_request_headers(client, ())
-    if provider.format != surface:
-        fields = [(n, v) for n, v in fields if n not in _NOT_FOR[provider.format]]
+    if provider.format == "openai" != surface:
+        fields = [(n, v) for n, v in fields if n not in _NOT_FOR_OPENAI]
     if provider.betas is not None or provider.format != surface:
         fields = [(n, _accepted_betas(v, target)) if n == "anthropic-beta" else (n, v) for n, v in fields]
         fields = [(n, v) for n, v in fields if v or n != "anthropic-beta"]

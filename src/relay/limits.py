@@ -30,6 +30,10 @@ STREAM_MAX_SECONDS = 3600
 
 RPM_PREFIX = "RPM_LIMIT_"
 PERIOD_SECONDS = 60
+# The lowest tier wrangler.toml declares (RPM_LIMIT_10). A limit below it fits no tier, so
+# every request would be refused: the admin API refuses such a limit instead. A lower tier
+# would need its own binding in wrangler.toml.
+MIN_RPM = 10
 
 
 def tier_for(rpm: int, tiers: Mapping[int, RateLimiter]) -> Optional[int]:

@@ -7,14 +7,14 @@ from __future__ import annotations
 import json
 
 from .http import Response
+from .routes import MODEL_LIST
 from .routing import Table
 
-PATHS = {"anthropic": "/v1/models", "openai": "/models"}
 _CREATED = "1970-01-01T00:00:00Z"  # the APIs require a date; relay has none to give
 
 
 def answers(surface: str, method: str, upstream_path: str) -> bool:
-    return method == "GET" and upstream_path == PATHS[surface]
+    return method == "GET" and upstream_path == MODEL_LIST[surface]
 
 
 def response(surface: str, table: Table) -> Response:

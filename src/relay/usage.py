@@ -322,7 +322,7 @@ async def _write_group(services: Services, group: list[dict]) -> None:
 
 
 def ask_for_usage(body: bytes, parsed: dict) -> bytes:
-    """An OpenAI stream reports usage only when asked (`stream_options.include_usage`), so
+    """A Chat Completions stream reports usage only when asked (`stream_options.include_usage`), so
     relay asks when the client did not say either way: its last chunk (empty `choices`,
     then `usage`) is the documented form every OpenAI SDK parses. A client that set
     `include_usage: false` is left as it is, and its row has no token counts."""

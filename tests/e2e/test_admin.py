@@ -105,6 +105,24 @@ def test_a_virtual_key_does_not_open_the_admin_api_and_the_admin_token_is_no_rel
     assert anthropic_upstream.requests(tag) == []
 
 
+def test_an_rpm_limit_below_the_lowest_rate_limit_tier_is_refused(relay, admin, anthropic_upstream, tag):
+    """Below the lowest tier (10 a minute) no limiter fits, and the key could never be used."""
+    for rpm in (1, 9):
+        refused = admin.post("/admin/keys", json={"name": "too slow", "rpm_limit": rpm})
+        assert refused.status_code == 400  # (not its text: a key, if one was made)
+        assert "rpm_limit must be at least 10" in refused.json()["error"]["message"]
+    by_cli = relay_cli("keys", "create", "--name", "too slow", "--rpm", "5", "--url", relay.url,
+                       "--admin-token", ADMIN_TOKEN)
+    assert by_cli.returncode != 0 and "rpm_limit must be at least 10" in by_cli.stderr
+    assert "too slow" not in admin.get("/admin/keys").text
+
+    lowest = admin.post("/admin/keys", json={"name": "slowest", "rpm_limit": 10}).json()
+    answer = httpx.post(relay.url + "/v1/messages", headers={"x-api-key": lowest["key"], "x-test-tag": tag,
+                                                             "anthropic-version": "2023-06-01"},
+                        json={"model": "claude-haiku-4-5", "max_tokens": 1, "messages": []})
+    assert answer.status_code == 200 and len(anthropic_upstream.requests(tag)) == 1
+
+
 def test_the_cli_creates_lists_and_revokes_and_d1_holds_only_the_hash(relay):
     created = relay_cli("keys", "create", "--name", "cli e2e", "--tag", "team-cli", "--models",
                   "claude-haiku-*", "gpt-4o-mini", "--rpm", "60", "--expires", "2099-06-30T12:00:00Z",

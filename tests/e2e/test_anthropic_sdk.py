@@ -39,11 +39,20 @@ def test_message_reaches_the_upstream_with_its_key_and_comes_back(client, anthro
     assert body["messages"][0]["content"] == "Grüße, 世界 ✓"
 
 
+# Fields a client may send that must not reach an upstream on relay's pooled key: its
+# cookies, the addresses it claims, and OpenAI's choice of the organisation or project billed.
+NOT_PASSED = {"cookie": "session=client-cookie", "forwarded": "for=198.51.100.7;proto=https",
+              "x-forwarded-for": "198.51.100.7", "x-forwarded-host": "evil.example",
+              "x-forwarded-proto": "http", "x-real-ip": "198.51.100.7", "true-client-ip": "198.51.100.7",
+              "openai-organization": "org-chosen-by-client", "openai-project": "proj_chosen_by_client"}
+
+
 def test_sdk_headers_arrive_untouched(client, anthropic_upstream, tag):
     raw = client.messages.with_raw_response.create(
         model="claude-sonnet-4-5", max_tokens=8, messages=[{"role": "user", "content": "hi"}],
         extra_headers={"anthropic-beta": "prompt-caching-2024-07-31,interleaved-thinking-2025-05-14",
-                       "x-claude-code-session-id": "0b6f7c1e-session", "x-custom-thing": "spaced  value"})
+                       "x-claude-code-session-id": "0b6f7c1e-session", "x-custom-thing": "spaced  value",
+                       **NOT_PASSED})
 
     seen = _only(anthropic_upstream, tag)
     sent = dict(raw.http_request.headers)
@@ -55,6 +64,7 @@ def test_sdk_headers_arrive_untouched(client, anthropic_upstream, tag):
     names = [name.lower() for name, _ in seen.headers]
     # The only cf- field is the one the platform adds to every subrequest, as in production.
     assert [n for n in names if n.startswith("cf-")] == ["cf-worker"]
+    assert not [n for n in names if n in NOT_PASSED]
     assert all(secret not in value for _, value in seen.headers for secret in SECRETS
                if secret != ANTHROPIC_UPSTREAM_KEY)
 
@@ -65,6 +75,8 @@ def test_upstream_response_headers_come_back(client):
 
     assert raw.headers["request-id"].startswith("req_fake_")
     assert raw.headers["anthropic-ratelimit-requests-remaining"] == "3999"
+    # The upstream's cookies and the account behind relay's key are not the client's.
+    assert "set-cookie" not in raw.headers and "anthropic-organization-id" not in raw.headers
 
 
 def test_stream_delivers_every_event(client, anthropic_upstream, tag):

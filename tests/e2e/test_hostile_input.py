@@ -115,6 +115,7 @@ def test_the_client_cannot_choose_the_upstream_or_its_credential(relay, anthropi
     assert seen.header("x-api-key") == ANTHROPIC_UPSTREAM_KEY
     assert seen.header("authorization") is None
     assert seen.header("host") == urlsplit(anthropic_upstream.url).netloc
+    assert [seen.header(name) for name in ("x-forwarded-host", "forwarded", "x-real-ip")] == [None] * 3
 
     answer = httpx.post(relay.url + "/openai/v1/chat/completions", json={"model": "m", "messages": []},
                         headers={**OPENAI, **steering, "x-api-key": "sk-oa-client-supplied"})

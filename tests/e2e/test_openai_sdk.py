@@ -29,6 +29,22 @@ def test_chat_completion_uses_the_upstream_key(client, openai_upstream, tag):
     assert seen.header("x-stainless-lang") == "python"
 
 
+def test_the_client_cannot_choose_the_organisation_and_does_not_learn_relays(client, openai_upstream, tag):
+    """relay's key may belong to several organisations: the client must not pick the one
+    billed, nor see which one that is; nor get the cookies of the provider's CDN."""
+    raw = client.chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}],
+        extra_headers={"openai-organization": "org-chosen-by-client", "openai-project": "proj_chosen",
+                       "cookie": "session=client-cookie", "x-forwarded-for": "198.51.100.7"})
+
+    (seen,) = openai_upstream.requests(tag)
+    sent = {name.lower() for name, _ in seen.headers}
+    assert not sent & {"openai-organization", "openai-project", "cookie", "x-forwarded-for"}
+    assert seen.header("x-stainless-lang") == "python"
+    assert raw.headers["x-ratelimit-remaining-requests"] == "9999"
+    assert not {"set-cookie", "openai-organization", "openai-project"} & set(raw.headers.keys())
+
+
 def test_streamed_chat_completion_with_usage(client, openai_upstream, tag):
     stream = client.chat.completions.create(
         model="gpt-4o-mini", stream=True, stream_options={"include_usage": True},

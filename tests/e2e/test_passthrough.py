@@ -53,6 +53,18 @@ def test_a_large_file_passes_whole_and_the_worker_does_not_hold_it(anthropic_ups
             assert (row["path"], row["status"], row["error_type"]) == (FILE, 200, None)
 
 
+def test_a_passed_through_answer_keeps_the_providers_fields_but_not_relays_own(relay, anthropic_upstream, tag):
+    """Header fields cross an endpoint relay does not read as they cross the ones it reads."""
+    answer = httpx.get(relay.url + FILE, headers=_headers(tag, 1024, cookie="session=client-cookie",
+                                                          **{"x-forwarded-for": "198.51.100.7"}))
+    assert answer.content == file_bytes(0, 1024)
+    assert answer.headers["request-id"].startswith("req_fake_")
+    assert not {"set-cookie", "anthropic-organization-id"} & set(answer.headers.keys())
+    [seen] = anthropic_upstream.requests(tag)
+    assert (seen.header("cookie"), seen.header("x-forwarded-for")) == (None, None)
+    assert seen.header("x-claude-code-session-id") == tag
+
+
 def test_a_file_the_upstream_breaks_off_leaves_a_row_saying_so(relay, tag):
     size = 4 * 1024 * 1024
     with httpx.stream("GET", relay.url + FILE, headers=_headers(tag, size, **{"x-fake-scenario": "close-midstream"}),

@@ -63,6 +63,18 @@ def test_openai_stream_rows_hold_usage_the_client_did_not_ask_for(relay, openai_
     assert row["surface"] == "openai" and row["client"] == "OpenAI/Python" and row["cost_usd"] > 0
 
 
+@pytest.mark.parametrize("path, body, asked", [
+    ("/responses", {"input": "hi"}, False),   # Responses streams end with usage unasked (response.completed)
+    ("/completions", {"prompt": "hi"}, True),  # legacy Completions define include_usage, as Chat does
+])
+def test_relay_asks_for_a_streams_usage_only_where_the_endpoint_defines_the_option(
+        relay, openai_upstream, tag, path, body, asked):
+    httpx.post(relay.url + "/openai/v1" + path, json={"model": "gpt-4o-mini", "stream": True, **body},
+               headers={"authorization": f"Bearer {CLIENT_KEY}", "x-test-tag": tag})
+    [seen] = openai_upstream.requests(tag)
+    assert seen.json().get("stream_options") == ({"include_usage": True} if asked else None)
+
+
 def test_midstream_error_and_upstream_errors_leave_rows(relay, tag):
     client = _anthropic(relay, tag)
     with pytest.raises(anthropic.APIStatusError):

@@ -10,6 +10,8 @@ import sqlite3
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from relay.http import Response
+
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
 
 
@@ -49,3 +51,19 @@ class CountingLimiter:
     async def allow(self, key: str) -> bool:
         self.counts[key] = self.counts.get(key, 0) + 1
         return self.counts[key] <= self.limit
+
+
+class RecordingTransport:
+    """An upstream that answers every request 200 with an empty JSON object, and records
+    each (method, url, header fields, body) it was sent."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str, list[tuple[str, str]], Optional[bytes]]] = []
+
+    async def send(self, method: str, url: str, headers: list[tuple[str, str]], body: Optional[bytes],
+                   timeout: Optional[float] = None) -> Response:
+        self.sent.append((method, url, headers, body))
+        return Response(200, [("content-type", "application/json")], b"{}")
+
+    async def discard(self, body: Any) -> None:
+        pass

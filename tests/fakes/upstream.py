@@ -143,13 +143,19 @@ class _Handler(BaseHTTPRequestHandler):
         return seen
 
     def _provider_fields(self) -> None:
-        """The fields a real provider adds that clients rely on (ids, rate-limit state)."""
+        """The fields a real provider adds that clients rely on (ids, rate-limit state), and
+        those it adds about the caller's account and connection (its organisation, the
+        cookie of the CDN in front of it), which are relay's, not its clients'."""
         self.send_header("request-id", f"req_fake_{self.server.fake.count}")
+        self.send_header("set-cookie", "__cf_bm=fake-cdn-cookie; path=/; HttpOnly; Secure; SameSite=None")
         if self.server.fake.flavour == "anthropic":
             self.send_header("anthropic-ratelimit-requests-limit", "4000")
             self.send_header("anthropic-ratelimit-requests-remaining", "3999")
+            self.send_header("anthropic-organization-id", "00000000-fake-0org-0000-000000000000")
         else:
             self.send_header("x-ratelimit-remaining-requests", "9999")
+            self.send_header("openai-organization", "org-fake-upstream")
+            self.send_header("openai-project", "proj_fake_upstream")
 
     def _send_json(self, status: int, payload, extra: tuple = ()) -> None:
         body = json.dumps(payload).encode()

@@ -287,6 +287,8 @@ def test_every_answer_is_json_and_not_cached():
     ({"name": "a", "rpm_limit": 1.5}, "rpm_limit must be a positive whole number"),
     ({"name": "a", "rpm_limit": "60"}, "rpm_limit must be a positive whole number"),
     ({"name": "a", "rpm_limit": True}, "rpm_limit must be a positive whole number"),
+    ({"name": "a", "rpm_limit": 1}, "rpm_limit must be at least 10 (requests per minute)"),
+    ({"name": "a", "rpm_limit": 9}, "rpm_limit must be at least 10 (requests per minute)"),
     ({"name": "a", "max_concurrent_streams": 0}, "max_concurrent_streams must be a positive whole number"),
     ({"name": "a", "monthly_budget_usd": -0.01}, "monthly_budget_usd must be a non-negative number"),
     ({"name": "a", "monthly_budget_usd": "10"}, "monthly_budget_usd must be a non-negative number"),
@@ -317,6 +319,10 @@ def test_nulls_mean_not_set():
     created = create(services(), billing_tag=None, allowed_models=None, rpm_limit=None,
                      max_concurrent_streams=None, monthly_budget_usd=None, expires_at=None)
     assert created["allowed_models"] == [] and created["rpm_limit"] is None and created["expires_at"] is None
+
+
+def test_the_lowest_rate_limit_tier_is_the_lowest_rpm_limit():
+    assert create(services(), rpm_limit=10)["rpm_limit"] == 10
 
 
 def test_a_zero_budget_is_allowed():

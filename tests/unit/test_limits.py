@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
+from pathlib import Path
+
+import pytest
 
 from relay import limits, store
+from relay.config import ConfigError, Settings
 from relay.limits import retry_after, tier_for
 from relay.services import IsolateState
 from tests.fakes.platform import CountingLimiter, SqliteDatabase
+
+WRANGLER_TOML = Path(__file__).parents[2] / "wrangler.toml"
 
 
 def test_the_largest_tier_not_above_the_limit():
@@ -36,6 +43,17 @@ def test_each_key_counts_on_its_own():
 
 def test_a_limit_below_every_tier_refuses():
     assert asyncio.run(retry_after("rk_1", 5, {10: CountingLimiter(10)})) == 60
+
+
+def test_the_lowest_rpm_limit_is_the_lowest_tier_wrangler_toml_declares():
+    declared = re.findall(r'^name = "RPM_LIMIT_(\d+)"', WRANGLER_TOML.read_text(), re.MULTILINE)
+    assert declared and min(map(int, declared)) == limits.MIN_RPM
+
+
+def test_a_default_rpm_below_the_lowest_tier_is_a_configuration_error():
+    with pytest.raises(ConfigError, match="RELAY_DEFAULT_RPM must be at least 10"):
+        Settings.from_env({"RELAY_DEFAULT_RPM": "9"})
+    assert Settings.from_env({"RELAY_DEFAULT_RPM": "10"}).default_rpm == 10
 
 
 def test_stream_slots_are_taken_up_to_the_limit_and_freed():

@@ -92,7 +92,7 @@ def test_settings_are_parsed_once_per_set_of_values_and_errors_every_time():
     env = {**ENV, "RELAY_ROUTES": json.dumps({"providers": PROVIDERS, "routes": ROUTES})}
     first = settings_for(env)
     assert first == Settings.from_env(env) and settings_for(dict(env)) is first
-    assert settings_for({**env, "RELAY_DEFAULT_RPM": "7"}).default_rpm == 7
+    assert settings_for({**env, "RELAY_DEFAULT_RPM": "70"}).default_rpm == 70
     for _ in range(2):
         with pytest.raises(ConfigError, match="RELAY_ROUTES"):
             settings_for({**env, "RELAY_ROUTES": "{oops"})

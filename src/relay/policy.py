@@ -1,0 +1,97 @@
+"""What a relay key with an allowed-model list or a monthly budget may ask for.
+
+Relay holds such a key to its limits with what it reads: the model a request names and the
+usage its answer reports. An endpoint relay does not read would take any model at any cost
+on relay's pooled upstream key, so these keys may use only the `known` routes (routes.py:
+the JSON endpoints relay reads, and the model catalogue, which costs nothing); the rest
+get 403, the upstream never called. That includes free reads of the upstream account's
+stored objects (files, batches, stored responses): they are the whole pool's, not the
+key's, and such a key cannot create any through relay.
+
+On a known route the body must let relay read what it checks:
+
+- the model, named, if the key has an allow-list (a stored prompt or an earlier response
+  would choose one relay cannot see);
+- the usage, if the key has a budget: no `background` response (it runs after the answer,
+  unmetered), no stream told not to report usage (`include_usage: false`);
+- one value per field, as UTF-8 JSON, `stream` a boolean: the upstream must read what
+  relay read (a parser taking the first of two `model` fields, or `"stream": "true"` for
+  true, would see another request).
+
+Keys without either limit reach every /v1/ path as before.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from .auth import Caller
+from .layout import Layout
+from .routes import STREAM_USAGE_OPTION, Route, known_endpoints
+
+
+def limited(caller: Caller) -> bool:
+    """The key's limits depend on each request's model or cost."""
+    return bool(caller.allowed_models) or caller.monthly_budget_usd is not None
+
+
+def _limits(caller: Caller) -> str:
+    kinds = [name for name, present in (("an allowed-model list", bool(caller.allowed_models)),
+                                        ("a monthly budget", caller.monthly_budget_usd is not None)) if present]
+    return " and ".join(kinds)
+
+
+def endpoint_refusal(caller: Caller, route: Route, method: str, path: str) -> Optional[str]:
+    """Why this key may not use this endpoint (a 403), or None when it may."""
+    if route.known or not limited(caller):
+        return None
+    return (f"relay key {caller.key_id} has {_limits(caller)}, so it may use only the endpoints whose "
+            f"model and cost relay reads ({known_endpoints(route.surface)}); {method} {path} is not one of them")
+
+
+def body_refusal(caller: Caller, route: Route, parsed: Any, layout: Optional[Layout]) -> Optional[tuple[int, str]]:
+    """(status, message) when this key may not send this JSON body, else None."""
+    if not route.json_body:
+        return None
+    model = parsed.get("model")
+    model = model if isinstance(model, str) else None
+    if limited(caller):
+        problem = _unclear(caller, parsed, layout)
+        if problem is not None:
+            return 400, problem
+    if not caller.may_use(model):
+        if model is None:
+            return 403, (f"relay key {caller.key_id} may use only the models {', '.join(caller.allowed_models)}, "
+                         f"and this request names no model (a stored prompt or an earlier response would "
+                         f"choose one relay cannot check): give \"model\"")
+        return 403, f"relay key {caller.key_id} may not use model {model}"
+    if caller.monthly_budget_usd is not None:
+        unmetered = _unmetered(route, parsed)
+        if unmetered is not None:
+            return 403, f"relay key {caller.key_id} has a monthly budget, so relay must read the cost of {unmetered}"
+    return None
+
+
+def _unclear(caller: Caller, parsed: dict, layout: Optional[Layout]) -> Optional[str]:
+    """Why the upstream might read this body otherwise than relay did, or None."""
+    if layout is None:
+        return f"relay reads the requests of key {caller.key_id} as UTF-8 JSON, and this body is not"
+    if layout.repeated:
+        fields = ", ".join(sorted(layout.repeated))
+        return (f"the request body gives {fields} more than once: relay checks the requests of key "
+                f"{caller.key_id} and would read one value, the upstream perhaps another")
+    if "stream" in parsed and not isinstance(parsed["stream"], bool):
+        return "\"stream\" must be true or false"
+    return None
+
+
+def _unmetered(route: Route, parsed: dict) -> Optional[str]:
+    """What in this request relay could not meter, or None."""
+    if parsed.get("background") not in (None, False):
+        return "each request: a background response runs after the answer, where relay cannot see it"
+    options = parsed.get("stream_options")
+    asked = options is None or (isinstance(options, dict) and options.get("include_usage", True) is True)
+    usage_optional = route.surface == "openai" and route.upstream_path in STREAM_USAGE_OPTION
+    if parsed.get("stream") is True and usage_optional and not asked:
+        return "each stream: leave out stream_options.include_usage, or set it to true"
+    return None

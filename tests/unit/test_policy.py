@@ -1,0 +1,205 @@
+"""What a relay key with an allowed-model list or a budget may ask for (policy.py), driven
+through relay.app.handle with keys in SQLite standing in for D1."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Optional, Union
+
+import pytest
+
+from relay import store
+from relay.app import handle
+from relay.auth import Caller
+from relay.http import Headers, Request
+from relay.policy import limited
+from relay.services import Services
+from tests.fakes.platform import RecordingTransport, SqliteDatabase
+
+NOW = 1_800_000_000.0
+ENV = {"RELAY_CLIENT_KEYS": "static-key", "ANTHROPIC_API_KEYS": "sk-ant-up", "OPENAI_API_KEYS": "sk-oa-up"}
+LIMITS = {"allow-list": {"allowed_models": ["claude-haiku-*", "gpt-4o-mini"]},
+          "budget": {"monthly_budget_usd": 50.0}}
+HAIKU = {"model": "claude-haiku-4-5", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}
+
+
+class Relay:
+    """relay's pipeline with its own D1 and a recording upstream."""
+
+    def __init__(self):
+        self.transport = RecordingTransport()
+        self.services = Services(transport=self.transport, db=SqliteDatabase())
+
+    def key(self, **fields) -> tuple[str, str]:
+        record, key = asyncio.run(store.create_key(self.services.db, now=NOW, name="k", **fields))
+        return record["id"], key
+
+    def call(self, key: str, method: str, path: str, body: Union[None, bytes, dict] = None):
+        raw = body if isinstance(body, bytes) else b"" if body is None else json.dumps(body).encode()
+
+        async def read():
+            return raw
+        headers = Headers([("x-api-key", key), ("authorization", f"Bearer {key}")])
+        response = asyncio.run(handle(Request(method, path, "", headers, read), ENV, self.services))
+        return response.status, json.loads(response.body) if response.body else None
+
+    @property
+    def reached(self) -> list[tuple[str, str]]:
+        return [(method, url) for method, url, _, _ in self.transport.sent]
+
+
+@pytest.fixture
+def relay():
+    return Relay()
+
+
+def message(answer) -> str:
+    return answer[1]["error"]["message"]
+
+
+UNREAD = [
+    ("POST", "/v1/messages/batches", {"requests": [{"custom_id": "a", "params": {**HAIKU, "model": "claude-opus-4-1"}}]}),
+    ("POST", "/v1/complete", {"model": "claude-opus-4-1", "prompt": "hi", "max_tokens_to_sample": 8}),
+    ("GET", "/v1/messages/batches/msgbatch_1/results", None),
+    ("GET", "/v1/files/file_1/content", None),
+    ("POST", "/openai/v1/fine_tuning/jobs", {"model": "gpt-4o", "training_file": "file-x"}),
+    ("POST", "/openai/v1/audio/speech", {"model": "tts-1", "input": "hi", "voice": "alloy"}),
+    ("POST", "/openai/v1/realtime/sessions", {"model": "gpt-4o-realtime-preview"}),
+    ("GET", "/openai/v1/responses/resp_1", None),
+]
+
+
+@pytest.mark.parametrize("kind", LIMITS)
+@pytest.mark.parametrize("method, path, body", UNREAD)
+def test_a_limited_key_gets_403_for_an_endpoint_relay_does_not_read(relay, kind, method, path, body):
+    key_id, key = relay.key(**LIMITS[kind])
+    answer = relay.call(key, method, path, body)
+    assert answer[0] == 403 and relay.reached == []
+    if path.startswith("/openai/"):
+        assert answer[1]["error"]["code"] == "permission_denied"
+    else:
+        assert answer[1]["type"] == "error" and answer[1]["error"]["type"] == "permission_error"
+    limit = "an allowed-model list" if kind == "allow-list" else "a monthly budget"
+    assert message(answer).startswith(f"relay key {key_id} has {limit}, so it may use only the endpoints "
+                                      f"whose model and cost relay reads (POST ")
+    assert message(answer).endswith(f"; {method} {path} is not one of them")
+
+
+def test_a_key_with_both_limits_names_both(relay):
+    key_id, key = relay.key(**LIMITS["allow-list"], **LIMITS["budget"])
+    answer = relay.call(key, "POST", "/v1/complete", {"model": "claude-haiku-4-5"})
+    assert f"relay key {key_id} has an allowed-model list and a monthly budget, so" in message(answer)
+
+
+@pytest.mark.parametrize("fields", [{}, {"rpm_limit": 100}, {"max_concurrent_streams": 2}, {"cache_policy": "off"}])
+@pytest.mark.parametrize("method, path, body", UNREAD)
+def test_keys_without_an_allow_list_or_budget_reach_every_v1_path(relay, fields, method, path, body):
+    key = relay.key(**fields)[1] if fields else "static-key"
+    assert relay.call(key, method, path, body)[0] == 200
+    assert len(relay.reached) == 1 and relay.reached[0][1].endswith(path.removeprefix("/openai/v1"))
+
+
+@pytest.mark.parametrize("kind", LIMITS)
+@pytest.mark.parametrize("method, path, body", [
+    ("GET", "/v1/models", None),
+    ("GET", "/v1/models/claude-haiku-4-5", None),
+    ("GET", "/openai/v1/models/gpt-4o-mini", None),
+    ("POST", "/v1/messages/count_tokens", {"model": "claude-haiku-4-5", "messages": []}),
+    ("POST", "/v1/messages", HAIKU),
+    ("POST", "/openai/v1/embeddings", {"model": "gpt-4o-mini", "input": "hi"}),
+])
+def test_a_limited_key_reaches_the_endpoints_relay_reads(relay, kind, method, path, body):
+    assert relay.call(relay.key(**LIMITS[kind])[1], method, path, body)[0] == 200
+    assert len(relay.reached) == 1
+
+
+@pytest.mark.parametrize("body", [
+    {"prompt": {"id": "pmpt_1"}, "input": "hi"},
+    {"previous_response_id": "resp_1", "input": "hi"},
+    {"model": ["gpt-4o-mini"], "input": "hi"},
+])
+def test_an_allow_list_key_must_name_its_model(relay, body):
+    key_id, key = relay.key(**LIMITS["allow-list"])
+    answer = relay.call(key, "POST", "/openai/v1/responses", body)
+    assert answer[0] == 403 and relay.reached == []
+    assert message(answer) == (f"relay key {key_id} may use only the models claude-haiku-*, gpt-4o-mini, and this "
+                               f"request names no model (a stored prompt or an earlier response would choose one "
+                               f"relay cannot check): give \"model\"")
+
+
+def test_a_budget_key_may_leave_the_model_to_a_stored_prompt(relay):
+    """The answer names the model and its usage: relay meters it all the same."""
+    key = relay.key(**LIMITS["budget"])[1]
+    assert relay.call(key, "POST", "/openai/v1/responses", {"prompt": {"id": "pmpt_1"}, "input": "hi"})[0] == 200
+
+
+def test_a_model_outside_the_allow_list_is_403(relay):
+    key_id, key = relay.key(**LIMITS["allow-list"])
+    answer = relay.call(key, "POST", "/v1/messages", {**HAIKU, "model": "claude-opus-4-1"})
+    assert answer[0] == 403 and message(answer) == f"relay key {key_id} may not use model claude-opus-4-1"
+
+
+@pytest.mark.parametrize("kind", LIMITS)
+@pytest.mark.parametrize("raw, problem", [
+    (b'{"model": "claude-opus-4-1", "model": "claude-haiku-4-5", "max_tokens": 8, "messages": []}',
+     "the request body gives model more than once"),
+    (b'{"model": "claude-haiku-4-5", "stream": false, "max_tokens": 8, "messages": [], "stream": true}',
+     "the request body gives stream more than once"),
+    (json.dumps(HAIKU).encode("utf-16"), "as UTF-8 JSON, and this body is not"),
+    (json.dumps({**HAIKU, "stream": "true"}).encode(), "\"stream\" must be true or false"),
+])
+def test_a_limited_keys_body_must_read_the_same_to_relay_and_the_upstream(relay, kind, raw, problem):
+    answer = relay.call(relay.key(**LIMITS[kind])[1], "POST", "/v1/messages", raw)
+    assert answer[0] == 400 and problem in message(answer) and relay.reached == []
+
+
+def test_a_key_without_limits_sends_such_bodies_on_as_before(relay):
+    raw = b'{"model": "claude-opus-4-1", "model": "claude-haiku-4-5", "max_tokens": 8, "messages": []}'
+    assert relay.call("static-key", "POST", "/v1/messages", raw)[0] == 200
+    assert relay.transport.sent[0][3] == raw
+
+
+@pytest.mark.parametrize("path, body, unmetered", [
+    ("/openai/v1/responses", {"model": "gpt-4o-mini", "input": "hi", "background": True}, "a background response"),
+    ("/openai/v1/chat/completions", {"model": "gpt-4o-mini", "messages": [], "stream": True,
+                                     "stream_options": {"include_usage": False}}, "stream_options.include_usage"),
+    ("/openai/v1/completions", {"model": "gpt-4o-mini", "prompt": "hi", "stream": True,
+                                "stream_options": {"include_usage": None}}, "stream_options.include_usage"),
+])
+def test_a_budget_key_may_not_make_a_request_relay_cannot_meter(relay, path, body, unmetered):
+    key_id, key = relay.key(**LIMITS["budget"])
+    answer = relay.call(key, "POST", path, body)
+    assert answer[0] == 403 and relay.reached == []
+    assert message(answer).startswith(f"relay key {key_id} has a monthly budget, so relay must read the cost of ")
+    assert unmetered in message(answer)
+    assert relay.call(relay.key(**LIMITS["allow-list"])[1], "POST", path, body)[0] == 200  # the model is checked
+
+
+@pytest.mark.parametrize("path, body", [
+    ("/openai/v1/chat/completions", {"model": "gpt-4o-mini", "messages": [], "stream": True}),
+    ("/openai/v1/chat/completions", {"model": "gpt-4o-mini", "messages": [], "stream": True,
+                                     "stream_options": {"include_usage": True}}),
+    ("/openai/v1/chat/completions", {"model": "gpt-4o-mini", "messages": [], "stream": False,
+                                     "stream_options": {"include_usage": False}}),
+    ("/openai/v1/responses", {"model": "gpt-4o-mini", "input": "hi", "stream": True, "background": False,
+                              "stream_options": {"include_obfuscation": False}}),
+])
+def test_a_budget_key_streams_whatever_relay_can_meter(relay, path, body):
+    assert relay.call(relay.key(**LIMITS["budget"])[1], "POST", path, body)[0] == 200
+
+
+@pytest.mark.parametrize("caller, expected", [
+    (Caller("k"), False),
+    (Caller("k", rpm_limit=10, max_concurrent_streams=1, cache_policy="off"), False),
+    (Caller("k", allowed_models=("claude-*",)), True),
+    (Caller("k", monthly_budget_usd=0.0), True),
+])
+def test_limited(caller, expected):
+    assert limited(caller) is expected
+
+
+@pytest.mark.parametrize("model, allowed", [(None, False), ("claude-haiku-4-5", True), ("claude-opus-4-1", False)])
+def test_with_an_allow_list_a_request_naming_no_model_may_use_none(model: Optional[str], allowed):
+    assert Caller("k", allowed_models=("claude-haiku-*",)).may_use(model) is allowed
+    assert Caller("k").may_use(model) is True

@@ -15,6 +15,13 @@ from js import Headers as JsHeaders
 from js import Response as JsResponse
 from pyodide.ffi import to_js
 
+try:
+    from pyodide.ffi import JsNull
+except ImportError:  # Pyodide before 0.28 (the pinned runtime's 0.26) hands JS null over as None
+    _ABSENT = (type(None),)
+else:
+    _ABSENT = (type(None), JsNull)
+
 from relay.app import handle
 from relay.config import env_names
 from relay.errors import error_response
@@ -22,6 +29,14 @@ from relay.http import Headers, Request, Response, UpstreamTimeout, UpstreamUnre
 from relay.limits import RPM_PREFIX
 from relay.routes import surface_of
 from relay.services import IsolateState, Services
+
+
+def _missing(value):
+    """Whether a JS value is absent (null or undefined), as every test of one here asks.
+    undefined arrives as None; null arrives as None up to Pyodide 0.26 and as
+    pyodide.ffi.jsnull (a JsNull, which `is None` misses) from 0.28: e.g. the body of a GET
+    request, of a 204 answer, or a KV key that is not there."""
+    return isinstance(value, _ABSENT)
 
 
 def _js_headers(pairs):
@@ -56,7 +71,7 @@ class FetchTransport:
         finally:
             if timer is not None:
                 clearTimeout(timer)
-        body = None if answer.body is None else UpstreamBody(answer.body, abort)
+        body = None if _missing(answer.body) else UpstreamBody(answer.body, abort)
         return Response(answer.status, _pairs(answer.headers), body)
 
     async def discard(self, body):
@@ -130,7 +145,8 @@ class WorkersKV:
         self._binding = binding
 
     async def get(self, key):
-        return await self._binding.get(key)
+        value = await self._binding.get(key)
+        return None if _missing(value) else value
 
     async def put(self, key, value, ttl_seconds):
         # KV refuses expirations shorter than 60 s.
@@ -363,7 +379,7 @@ def _has_an_event(data):
 async def _discard_unread_body(js_request):
     """Answering before the client has sent its whole body (401, 404, 413 by
     content-length) makes HTTP/1.1 peers see a reset instead of relay's answer."""
-    if js_request.body is None or js_request.bodyUsed:
+    if _missing(js_request.body) or js_request.bodyUsed:
         return
     reader = js_request.body.getReader()
     while not (await reader.read()).done:

@@ -23,7 +23,6 @@ else:
     _ABSENT = (type(None), JsNull)
 
 from relay.app import handle
-from relay.config import env_names
 from relay.errors import error_response
 from relay.http import Headers, Request, Response, UpstreamTimeout, UpstreamUnreachable
 from relay.limits import RPM_PREFIX
@@ -165,19 +164,16 @@ class RateLimitBinding:
 
 class _Isolate:
     """What lives as long as the isolate (class attributes, like module globals): the
-    settings' values and the bindings, read from env on the first request, and the core's
-    IsolateState. A Worker's vars, secrets and bindings change only with a new deployment,
-    which starts new isolates, so reading them again on every request (a JS crossing per
-    name) would be wasted work."""
+    bindings, read from env on the first request, and the core's IsolateState (which
+    keeps the settings, read through _Vars on the first request). A Worker's vars,
+    secrets and bindings change only with a new deployment, which starts new isolates, so
+    reading them again on every request (a JS crossing per name) would be wasted work."""
 
-    settings = None
     services = None
 
     @classmethod
     def load(cls, env):
         if cls.services is None:
-            cls.settings = {name: getattr(env, name, None)
-                            for name in env_names(getattr(env, "RELAY_ROUTES", None))}
             bindings = set(Object.keys(env).to_py())
             limiters = {int(name[len(RPM_PREFIX):]): RateLimitBinding(getattr(env, name))
                         for name in bindings if name.startswith(RPM_PREFIX) and name[len(RPM_PREFIX):].isdigit()}
@@ -189,12 +185,25 @@ class _Isolate:
                 state=IsolateState(),
                 clock=lambda: Date.now() / 1000,
             )
-        return cls.settings, cls.services
+        return cls.services
+
+
+class _Vars:
+    """The Worker's env as the core reads its settings (config.settings_for): a var's or
+    secret's value by name, or None. The core asks only for relay's own names and the
+    secrets RELAY_ROUTES names, once per isolate."""
+
+    __slots__ = ("_env",)
+
+    def __init__(self, env):
+        self._env = env
+
+    def get(self, name, default=None):
+        return getattr(self._env, name, default)
 
 
 def _services(env, ctx):
-    settings, services = _Isolate.load(env)
-    return settings, dataclasses.replace(services, defer=lambda work: ctx.waitUntil(to_js(work)))
+    return dataclasses.replace(_Isolate.load(env), defer=lambda work: ctx.waitUntil(to_js(work)))
 
 
 def _to_request(js_request):
@@ -387,9 +396,9 @@ async def _discard_unread_body(js_request):
 
 
 async def serve(js_request, env, ctx):
-    settings, services = _services(env, ctx)
+    services = _services(env, ctx)
     request = _to_request(js_request)
-    response = await handle(request, settings, services)
+    response = await handle(request, _Vars(env), services)
     await _discard_unread_body(js_request)
     return await _to_js_response(response, services, request.path)
 

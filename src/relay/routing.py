@@ -122,20 +122,6 @@ def _ordered(targets: list[Target], session: Optional[str]) -> list[Target]:
     return [first] + [t for t in targets if t is not first]
 
 
-def secret_names(raw: Optional[str]) -> tuple[str, ...]:
-    """The secrets RELAY_ROUTES names as key pools, for the adapter to copy from the env.
-
-    Only well-formed names; a document that does not parse names none (validation then
-    reports the problem)."""
-    try:
-        document = json.loads(raw) if raw and raw.strip() else {}
-        providers = document.get("providers") or {}
-        names = [p.get("keys") for p in providers.values() if isinstance(p, dict)]
-    except (ValueError, AttributeError):
-        return ()
-    return tuple(n for n in names if isinstance(n, str) and _SECRET_NAME.match(n))
-
-
 def default_providers(urls: Mapping[str, str], keys: Mapping[str, tuple[str, ...]]) -> dict[str, Provider]:
     return {
         "anthropic": Provider("anthropic", "anthropic", urls["anthropic"], "ANTHROPIC_API_KEYS", keys["anthropic"]),

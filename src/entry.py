@@ -1,11 +1,11 @@
 """Workers adapter: runtime objects in, plain Python to relay's core, a streaming Response out.
 
-This is the only module that imports the runtime (js, pyodide, workers). The upstream
-body stream is handed back to the runtime untouched, so SSE reaches the client chunk by
-chunk with no Python code on the byte path.
+This is the only module that imports the runtime (js, pyodide, workers). It wraps and
+decides nothing: how an answer's body reaches the client is relay.deliver's, over the
+native stream operations lent here (JsStreams), so SSE reaches the client chunk by chunk
+with no Python code on the byte path.
 """
 
-import asyncio
 import dataclasses
 import json
 import traceback
@@ -17,18 +17,19 @@ from js import Response as JsResponse
 from pyodide.ffi import JsNull, to_js
 from workers import WorkerEntrypoint, import_from_javascript
 
+from relay import deliver as delivery
 from relay.app import handle
-from relay.config import env_names
 from relay.errors import error_response
-from relay.http import Headers, Request, Response, UpstreamTimeout, UpstreamUnreachable
+from relay.http import Headers, Request, Response, UpstreamBody, UpstreamTimeout, UpstreamUnreachable
 from relay.limits import RPM_PREFIX
 from relay.routes import surface_of
 from relay.services import IsolateState, Services
 
 
 def _missing(value):
-    """Whether a JS value is absent. A missing JS value reaches Python as None (undefined) or
-    as JsNull (null: e.g. the body of a GET, of a 204), which `is None` does not see."""
+    """Whether a JS value is absent (null or undefined), as every test of one here asks.
+    undefined arrives as None, null as pyodide.ffi.jsnull (a JsNull, which `is None`
+    misses): e.g. the body of a GET request, of a 204 answer, or a KV key that is not there."""
     return value is None or isinstance(value, JsNull)
 
 
@@ -53,8 +54,9 @@ class FetchTransport:
         init = {"method": method, "headers": _js_headers(headers), "signal": abort.signal}
         if body is not None:
             init["body"] = to_js(body)
+        stop = abort.abort.bind(abort)
         # The runtime's own timer aborts the call: no Python task or timer per request.
-        timer = setTimeout(abort.abort.bind(abort), timeout * 1000) if timeout else None
+        timer = setTimeout(stop, timeout * 1000) if timeout else None
         try:
             answer = await fetch(url, _js_object(init))
         except Exception as exc:  # a JsException: aborted by the timer, or DNS, connect, TLS, reset
@@ -65,9 +67,9 @@ class FetchTransport:
             if timer is not None:
                 clearTimeout(timer)
         if not 200 <= answer.status <= 599:  # the runtime's Response cannot pass such a status on
-            abort.abort()
+            stop()
             raise UpstreamUnreachable(f"status {answer.status}")
-        body = None if _missing(answer.body) else UpstreamBody(answer.body, abort)
+        body = None if _missing(answer.body) else UpstreamBody(answer.body, stop)
         return Response(answer.status, _pairs(answer.headers), body)
 
     async def discard(self, body):
@@ -75,39 +77,73 @@ class FetchTransport:
             await body.stream.cancel()
 
     def chunks(self, body):
-        return _chunks(body.stream.getReader())
+        return delivery.chunks(_JsReader(body.stream.getReader()))
 
 
-class UpstreamBody:
-    """An upstream answer's body stream, and the controller of its fetch: aborting it
-    after the answer has begun errors the body and cancels the provider's request (a
-    stream whose copy is read whole by the runtime cannot be cancelled otherwise)."""
+class JsStreams:
+    """deliver.Streams, over the runtime's streams. Its pipes are IdentityTransformStreams:
+    workerd pumps those without running JavaScript per chunk, unlike a TransformStream."""
 
-    __slots__ = ("stream", "abort")
+    def tee(self, stream):
+        first, second = stream.tee()
+        return first, second
 
-    def __init__(self, stream, abort):
-        self.stream, self.abort = stream, abort
+    def pipe(self, stream):
+        pipe = IdentityTransformStream.new()
+        return pipe.readable, stream.pipeTo(pipe.writable)
+
+    def reader(self, stream):
+        return _JsReader(stream.getReader())
+
+    def read_whole(self, stream, piped=False):
+        if piped:
+            stream = stream.pipeThrough(IdentityTransformStream.new())
+        return _bytes(JsResponse.new(stream).arrayBuffer())  # the read starts now
+
+    def channel(self):
+        pipe = IdentityTransformStream.new()
+        return pipe.readable, _JsWriter(pipe.writable.getWriter())
 
 
-async def _chunks(reader):
-    """A JS stream reader's chunks as bytes, until the stream ends (or is cancelled).
+async def _bytes(buffer):
+    return (await buffer).to_bytes()
 
-    Closed early (the client of a translated stream went away), it cancels the upstream
-    body, so the provider stops generating for nobody."""
-    ended = False
-    try:
-        while True:
-            step = await reader.read()
-            if step.done:
-                ended = True
-                return
-            yield step.value.to_bytes()
-    finally:
-        if not ended:
-            try:
-                await reader.cancel()
-            except Exception:  # a JsException: the stream had already failed
-                pass
+
+class _JsReader:
+    """deliver.Reader, over a JS stream's reader."""
+
+    __slots__ = ("_reader",)
+
+    def __init__(self, reader):
+        self._reader = reader
+
+    async def read(self):
+        step = await self._reader.read()
+        return None if step.done else step.value.to_bytes()
+
+    def release(self):
+        self._reader.releaseLock()
+
+    async def cancel(self):
+        await self._reader.cancel()
+
+
+class _JsWriter:
+    """deliver.Writer, over a JS stream's writer."""
+
+    __slots__ = ("_writer",)
+
+    def __init__(self, writer):
+        self._writer = writer
+
+    async def write(self, chunk):
+        await self._writer.write(to_js(chunk))
+
+    async def close(self):
+        await self._writer.close()
+
+
+_STREAMS = JsStreams()
 
 
 def _js_object(mapping):
@@ -163,24 +199,22 @@ class RateLimitBinding:
 
 class _Isolate:
     """What lives as long as the isolate (class attributes, like module globals): the
-    settings' values and the bindings, read from env on the first request, and the core's
-    IsolateState. A Worker's vars, secrets and bindings change only with a new deployment,
-    which starts new isolates, so reading them again on every request (a JS crossing per
-    name) would be wasted work.
+    bindings, read from env on the first request, and the core's IsolateState (which
+    keeps the settings, read through _Vars on the first request). A Worker's vars,
+    secrets and bindings change only with a new deployment, which starts new isolates, so
+    reading them again on every request (a JS crossing per name) would be wasted work.
 
     env is the runtime's own (the `cloudflare:workers` module's), not the SDK's wrapper in
     `WorkerEntrypoint.env`, which converts every binding call's arguments and results to and
     from Python: the adapter makes its own, fewer conversions (D1 rows once per query)."""
 
-    settings = None
+    env = None
     services = None
 
     @classmethod
     def load(cls):
         if cls.services is None:
-            env = import_from_javascript("cloudflare:workers").env
-            cls.settings = {name: getattr(env, name, None)
-                            for name in env_names(getattr(env, "RELAY_ROUTES", None))}
+            env = cls.env = import_from_javascript("cloudflare:workers").env
             bindings = set(Object.keys(env).to_py())
             limiters = {int(name[len(RPM_PREFIX):]): RateLimitBinding(getattr(env, name))
                         for name in bindings if name.startswith(RPM_PREFIX) and name[len(RPM_PREFIX):].isdigit()}
@@ -192,12 +226,25 @@ class _Isolate:
                 state=IsolateState(),
                 clock=lambda: Date.now() / 1000,
             )
-        return cls.settings, cls.services
+        return cls.services
+
+
+class _Vars:
+    """The Worker's env as the core reads its settings (config.settings_for): a var's or
+    secret's value by name, or None. The core asks only for relay's own names and the
+    secrets RELAY_ROUTES names, once per isolate."""
+
+    __slots__ = ("_env",)
+
+    def __init__(self, env):
+        self._env = env
+
+    def get(self, name, default=None):
+        return getattr(self._env, name, default)
 
 
 def _services(ctx):
-    settings, services = _Isolate.load()
-    return settings, dataclasses.replace(services, defer=lambda work: ctx.waitUntil(to_js(work)))
+    return dataclasses.replace(_Isolate.load(), defer=lambda work: ctx.waitUntil(to_js(work)))
 
 
 def _to_request(js_request):
@@ -215,172 +262,6 @@ def _to_request(js_request):
     )
 
 
-async def _to_js_response(response, services, path):
-    """The core's Response as the runtime's, its body streamed and, if it has a tap,
-    observed off the client's path (a JSON answer is read whole first: see _whole_json)."""
-    body, tap = response.body, response.tap
-    fields = Headers(response.headers)
-    kind = (fields.get("content-type") or "").lower()
-    if tap is not None and isinstance(body, UpstreamBody) and _whole_json(kind, fields.get("content-length")):
-        try:
-            body = (await JsResponse.new(body.stream).arrayBuffer()).to_bytes()
-        except Exception as exc:  # a JsException: the upstream broke off mid-answer
-            print(f"relay: upstream body ended with {type(exc).__name__}")
-            cors = [(n, v) for n, v in response.headers if n.startswith("access-control-") or n == "vary"]
-            response = error_response(surface_of(path), 502, "the upstream API broke off its answer",
-                                      tuple(cors))
-            tap.status = response.status  # the row tells what the client got
-            body = response.body
-    if body is None:  # an upstream answer without a body (a 204's): its row is written all the same
-        body = b""
-    if isinstance(body, (bytes, bytearray)):
-        if tap is not None:
-            tap.feed(bytes(body))
-            work = tap.close(False)
-            if work is not None:
-                services.defer(work)
-        body = to_js(body) if body else None
-    elif hasattr(body, "__anext__"):
-        body = _from_python(body, tap, services)
-    elif isinstance(body, UpstreamBody):
-        body = body.stream if tap is None else _observed(body, tap, services, kind)
-    return JsResponse.new(body, status=response.status, headers=_js_headers(response.headers))
-
-
-# The largest JSON answer relay reads whole before passing it on.
-WHOLE_JSON_BYTES = 16 * 1024 * 1024
-
-
-def _whole_json(content_type, content_length):
-    """Whether an upstream answer is a JSON document of a bounded size. Such an answer is
-    read whole, natively, before it is passed on: a client waits for all of it anyway, and
-    that spares the copy, pipe and watcher an observed stream needs (about 1 CPU ms a
-    request, measured). Server-sent events are never read whole."""
-    size = (content_length or "").strip()
-    return ("json" in content_type and "event-stream" not in content_type
-            and (not size.isdigit() or int(size) <= WHOLE_JSON_BYTES))
-
-
-def _from_python(chunks, tap, services):
-    """A stream that relay's own async iterator fills as the client reads it.
-
-    An IdentityTransformStream, like the client's pipe in _observed: when the client hangs
-    up, the runtime cancels it and the next write fails, so the pump stops (and cancels the
-    upstream). Behind a JS TransformStream the writes just waited: tested, the client's
-    hang-up left no audit row after 30 s and the upstream kept streaming."""
-    pipe = IdentityTransformStream.new()
-    writer = pipe.writable.getWriter()
-
-    async def pump():
-        client_gone = False
-        try:
-            async for chunk in chunks:
-                if tap is not None:
-                    tap.feed(chunk)
-                await writer.write(to_js(chunk))
-            await writer.close()
-        except Exception:  # a JsException: the client went away (its side was cancelled)
-            client_gone = True
-        finally:
-            await chunks.aclose()
-            if tap is not None:
-                await tap.finish(client_gone)
-
-    services.defer(pump())
-    return pipe.readable
-
-
-# How long a failed pipe waits for the tap's copy to fail too before it blames the client.
-UPSTREAM_ERROR_GRACE_SECONDS = 0.1
-
-
-def _observed(upstream, tap, services, content_type):
-    """The upstream stream for the client, untouched, observed for the tap.
-
-    The client's copy goes through a native pipe (an IdentityTransformStream: workerd pumps
-    it without running JavaScript per chunk, unlike a TransformStream), whose promise fails
-    when the client cancels (disconnects) or the upstream breaks off. An answer's events
-    (server-sent events) are tee'd for the tap: see _observe.
-
-    Any other body (a file passed through, perhaps of hundreds of MB; a JSON answer too
-    large to be read whole) tells the row nothing but its status, when its head arrived
-    and how it ended, so it is not tee'd: a tee keeps for its slower copy what the faster
-    has read, and any copy but one the runtime reads whole, which holds all of it, is
-    slower than the client's (measured, a 256 MB file: the Worker grew by 240 MB either
-    way; untee'd, not at all). Without a copy, relay cannot tell which side of a failed
-    pipe failed (workerd's pipe passes a failure on to the other side whatever its
-    options), so the row says `connection_lost`; either way the pipe has cancelled the
-    upstream body."""
-    pipe = IdentityTransformStream.new()
-    if not content_type.startswith("text/event-stream"):
-        tap.feed(b"")  # its first byte, as far as the row can tell: the head has arrived
-        services.defer(_watch(upstream.stream.pipeTo(pipe.writable), tap))
-        return pipe.readable
-    to_client, to_tap = upstream.stream.tee()
-    piping = to_client.pipeTo(pipe.writable)
-    services.defer(_observe(to_tap, piping, upstream.abort, tap))
-    return pipe.readable
-
-
-async def _watch(piping, tap):
-    try:
-        await piping
-    except Exception:  # a JsException: the client went away, or the upstream broke off
-        tap.broke_off()
-    await tap.finish(False)
-
-
-# What the tap reads of an event stream's copy, at most, before the runtime reads the rest whole.
-FIRST_EVENT_BYTES = 64 * 1024
-
-
-async def _observe(copy, piping, abort, tap):
-    """Feed the tap its copy of an answer's events, waking Python about three times
-    whatever the stream's length: its first event (when the answer began, for the row, and
-    an Anthropic stream's message_start, with the input's usage), the end of the client's
-    pipe, and the rest of the copy, which the runtime reads whole meanwhile through a
-    native pipe (read whole straight from a tee, it held the client's copy back: tested,
-    the first of a paced stream's events reached the client 100 ms late). Python woken per
-    network chunk (about half a CPU ms each, measured), or every so often, cost most of a
-    stream's CPU. The rest is held until the stream ends: one answer's events, a few MB.
-
-    If the client's pipe fails while the copy goes on, the client has gone: the upstream
-    call is aborted (the provider stops generating for nobody; a copy being read whole
-    cannot be cancelled) and the row says so. If the upstream breaks off, the copy fails
-    too, and what it had not given the tap is lost; usage sits in a stream's first and
-    last events, so the row keeps what the first event told."""
-    client_gone = False
-    try:
-        reader = copy.getReader()
-        seen = b""
-        while not _has_an_event(seen) and len(seen) < FIRST_EVENT_BYTES:
-            step = await reader.read()
-            if step.done:
-                break
-            chunk = step.value.to_bytes()
-            tap.feed(chunk)
-            seen += chunk
-        reader.releaseLock()
-        rest = JsResponse.new(copy.pipeThrough(IdentityTransformStream.new())).arrayBuffer()
-        try:
-            await piping
-        except Exception:  # a JsException: the client went away, or the upstream broke off
-            rest = asyncio.ensure_future(rest)
-            if not (await asyncio.wait({rest}, timeout=UPSTREAM_ERROR_GRACE_SECONDS))[0]:
-                client_gone = True
-                abort.abort()
-        tap.feed((await rest).to_bytes())
-    except Exception as exc:  # the upstream broke off mid-body, or was aborted for a client gone
-        if not client_gone:
-            print(f"relay: upstream body ended with {type(exc).__name__}")
-    await tap.finish(client_gone)
-
-
-def _has_an_event(data):
-    """Whether a server-sent event stream's start holds a whole event (a blank line ends one)."""
-    return b"\n\n" in data or b"\r\n\r\n" in data
-
-
 async def _discard_unread_body(js_request):
     """Answering before the client has sent its whole body (401, 404, 413 by
     content-length) makes HTTP/1.1 peers see a reset instead of relay's answer."""
@@ -395,15 +276,17 @@ async def serve(js_request, ctx):
     """Answer one request. Nothing raised here reaches the runtime, which would answer a 500
     with a Python traceback in its body: relay answers its own 500 in the client's format."""
     try:
-        settings, services = _services(ctx)
+        services = _services(ctx)
         request = _to_request(js_request)
-        response = await handle(request, settings, services)
+        response = await handle(request, _Vars(_Isolate.env), services)
         await _discard_unread_body(js_request)
-        return await _to_js_response(response, services, request.path)
+        answer = await delivery.deliver(response, request.path, _STREAMS, services.defer)
     except Exception:
         print("relay: internal error in the Workers adapter\n" + traceback.format_exc())
-        failed = error_response(surface_of(URL.new(js_request.url).pathname), 500, "relay failed to handle this request")
-        return JsResponse.new(to_js(failed.body), status=failed.status, headers=_js_headers(failed.headers))
+        answer = error_response(surface_of(URL.new(js_request.url).pathname), 500,
+                                "relay failed to handle this request")
+    body = to_js(answer.body) if isinstance(answer.body, bytes) else answer.body
+    return JsResponse.new(body, status=answer.status, headers=_js_headers(answer.headers))
 
 
 class Default(WorkerEntrypoint):

@@ -24,7 +24,7 @@ async def handle(request: Request, env: Mapping[str, Optional[str]], services: S
     """Answer one client request; never raises, never shows a stack trace."""
     surface = surface_of(request.path)
     try:
-        settings = settings_for(env)
+        settings = settings_for(env, services.state)
     except ConfigError as exc:
         print(f"relay: configuration error: {exc}")
         return error_response(surface, 500, f"relay is misconfigured: {exc}")

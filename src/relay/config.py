@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from typing import Mapping, Optional
 
 from . import limits, pricing, routing
 from .cache import POLICIES
+from .services import IsolateState
 
 DEFAULT_ANTHROPIC_URL = "https://api.anthropic.com"
 DEFAULT_OPENAI_URL = "https://api.openai.com/v1"
@@ -18,7 +18,8 @@ DEFAULT_RPM = 1000
 DEFAULT_UPSTREAM_TIMEOUT_SECONDS = 600
 DEFAULT_CACHE_POLICY = "auto"
 
-# Every name the Worker reads from its env; the adapter copies exactly these.
+# Relay's own names in the Worker's env; besides these, it reads only the secrets RELAY_ROUTES
+# names as key pools (routing.parse).
 NAMES = (
     "RELAY_CLIENT_KEYS",
     "ANTHROPIC_API_KEYS",
@@ -115,29 +116,18 @@ class Settings:
         )
 
 
-def settings_for(env: Mapping[str, Optional[str]]) -> Settings:
-    """`Settings.from_env(env)`, parsed once per isolate for the same values.
+def settings_for(env: Mapping[str, Optional[str]], state: IsolateState) -> Settings:
+    """`Settings.from_env(env)`, read and parsed once per isolate and kept in `state`.
 
-    The Worker hands relay its vars and secrets on every request, but they change only
-    with a new deployment (new isolates), and parsing them (RELAY_ROUTES and RELAY_PRICES
-    JSON, URLs, key lists) on every request is wasted work. Sharing the result is safe:
-    the cache key is every value read, so other values get their own Settings, and a
-    Settings is immutable (frozen, and nothing changes its tables). A ConfigError is not
-    cached: each request reports it again."""
-    return _parsed(tuple(env.items()))
-
-
-@functools.lru_cache(maxsize=4)
-def _parsed(values: tuple[tuple[str, Optional[str]], ...]) -> Settings:
-    return Settings.from_env(dict(values))
-
-
-@functools.lru_cache(maxsize=4)
-def env_names(env_routes: Optional[str]) -> tuple[str, ...]:
-    """Every name the adapter copies from the Worker's env: relay's own, and the key-pool
-    secrets RELAY_ROUTES names (and nothing else of the env). Cached like settings_for:
-    RELAY_ROUTES is parsed once per isolate, not per request."""
-    return NAMES + tuple(name for name in routing.secret_names(env_routes) if name not in NAMES)
+    A Worker's vars and secrets change only with a new deployment, which starts new
+    isolates, so reading them again (a JS crossing per name) and parsing them again
+    (RELAY_ROUTES and RELAY_PRICES JSON, URLs, key lists) on every request would be wasted
+    work. `env` needs only `get`: the adapter lends a view of the Worker's env, from which
+    `from_env` reads relay's own names and the secrets RELAY_ROUTES names, nothing else. A
+    ConfigError is not kept: each request reports it again."""
+    if state.settings is None:
+        state.settings = Settings.from_env(env)
+    return state.settings
 
 
 # Relay's own settings: a provider naming one as its key pool would send it upstream.

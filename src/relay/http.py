@@ -1,7 +1,7 @@
 """Plain-Python HTTP values passed between the Workers adapter and the core.
 
-The core never sees a runtime object except as an opaque upstream body, which it
-hands back untouched so the adapter can stream it to the client.
+The core never sees a runtime object except an upstream body's stream, which it holds
+opaque and hands to the adapter's stream operations (deliver.Streams).
 """
 
 from __future__ import annotations
@@ -49,29 +49,42 @@ class Tap(Protocol):
     relay's own bodies, of JSON answers and of event streams (from a tee'd copy); of any
     other upstream body (a file passed through), that it began and how it ended.
 
-    The adapter feeds it, then calls `finish` once the body has ended or the client has
+    deliver.py feeds it, then calls `finish` once the body has ended or the client has
     gone (or `close`, which does what it can at once and returns the rest to await, if
     any)."""
 
-    status: int  # the status the client got (the adapter's to set if it answers otherwise)
+    status: int  # the status the client got (deliver's to set if it answers otherwise)
 
     def feed(self, chunk: bytes) -> None: ...
 
     def broke_off(self) -> None:
         """A body the tap does not read ended early: the client or the upstream went away,
-        which the adapter cannot tell apart there."""
+        which cannot be told apart there."""
 
     async def finish(self, client_gone: bool) -> None: ...
 
     def close(self, client_gone: bool) -> Optional[Awaitable[None]]: ...
 
 
+class UpstreamBody:
+    """An upstream answer's body, as the adapter's Transport gives it: the runtime's
+    `stream`, and `abort`, which ends the call sending it. Aborting after the answer has
+    begun errors the body and cancels the provider's request (a stream the runtime is
+    reading whole cannot be cancelled otherwise)."""
+
+    __slots__ = ("stream", "abort")
+
+    def __init__(self, stream: Any, abort: Callable[[], None]):
+        self.stream, self.abort = stream, abort
+
+
 @dataclass
 class Response:
     status: int
     headers: list[tuple[str, str]] = field(default_factory=list)
-    # bytes made by relay; the upstream's body stream, passed through as it is; or an
-    # async iterator of bytes made by relay from an upstream stream (a translation).
+    # bytes made by relay; an UpstreamBody, passed through as it is; an async iterator of
+    # bytes made by relay from an upstream stream (a translation); or None (an upstream
+    # answer without a body). Once delivered (deliver.deliver): bytes, None or a stream.
     body: Any = b""
     tap: Optional[Tap] = None
 
@@ -95,4 +108,4 @@ class Transport(Protocol):
         """Drop a response body that will not be passed on, freeing its connection."""
 
     def chunks(self, body: Any) -> AsyncIterator[bytes]:
-        """Read an upstream body stream in Python, chunk by chunk as it arrives."""
+        """Read an upstream body in Python, chunk by chunk as it arrives (deliver.chunks)."""

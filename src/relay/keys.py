@@ -36,19 +36,21 @@ class UpstreamKey:
     secret: str = field(repr=False)
 
 
-def pool(provider: str, secrets: tuple[str, ...]) -> list[UpstreamKey]:
-    return [UpstreamKey(provider, f"{provider}-{hashlib.sha256(s.encode()).hexdigest()[:8]}", s)
-            for s in secrets]
+def pool(provider: str, secrets: tuple[str, ...]) -> tuple[UpstreamKey, ...]:
+    """A provider's keys with their ids (a hash of each), made when the settings are parsed,
+    once per isolate (routing.Provider.keys), not per request."""
+    return tuple(UpstreamKey(provider, f"{provider}-{hashlib.sha256(s.encode()).hexdigest()[:8]}", s)
+                 for s in secrets)
 
 
-def preference(keys: list[UpstreamKey], session: Optional[str], turn: int) -> list[UpstreamKey]:
+def preference(keys: tuple[UpstreamKey, ...], session: Optional[str], turn: int) -> list[UpstreamKey]:
     """All keys, the one to try first first."""
     if session:
         def weight(key: UpstreamKey) -> bytes:
             return hashlib.sha256(f"{session}\n{key.id}".encode()).digest()
         return sorted(keys, key=weight, reverse=True)
     start = turn % len(keys) if keys else 0
-    return keys[start:] + keys[:start]
+    return list(keys[start:] + keys[:start])
 
 
 def _reset_time(value: str) -> Optional[float]:

@@ -32,6 +32,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
 
+from .keys import UpstreamKey, pool
+
 VAR = "RELAY_ROUTES"
 FORMATS = ("anthropic", "openai")
 _SECRET_NAME = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
@@ -48,7 +50,7 @@ class Provider:
     format: str                      # the API it speaks: "anthropic" or "openai"
     base_url: str                    # in the SDKs' form: OpenAI's includes /v1
     keys_var: str                    # the secret holding its keys (named in errors, never shown)
-    keys: tuple[str, ...] = field(repr=False, default=())
+    keys: tuple[UpstreamKey, ...] = field(repr=False, default=())  # its pool, ids made once (keys.pool)
     headers: tuple[tuple[str, str], ...] = ()
     betas: Optional[frozenset] = None  # anthropic-beta values it accepts; None: all for Anthropic, none for OpenAI
     reasoning: bool = False          # an OpenAI-format model that takes `reasoning_effort`
@@ -122,24 +124,11 @@ def _ordered(targets: list[Target], session: Optional[str]) -> list[Target]:
     return [first] + [t for t in targets if t is not first]
 
 
-def secret_names(raw: Optional[str]) -> tuple[str, ...]:
-    """The secrets RELAY_ROUTES names as key pools, for the adapter to copy from the env.
-
-    Only well-formed names; a document that does not parse names none (validation then
-    reports the problem)."""
-    try:
-        document = json.loads(raw) if raw and raw.strip() else {}
-        providers = document.get("providers") or {}
-        names = [p.get("keys") for p in providers.values() if isinstance(p, dict)]
-    except (ValueError, AttributeError):
-        return ()
-    return tuple(n for n in names if isinstance(n, str) and _SECRET_NAME.match(n))
-
-
 def default_providers(urls: Mapping[str, str], keys: Mapping[str, tuple[str, ...]]) -> dict[str, Provider]:
     return {
-        "anthropic": Provider("anthropic", "anthropic", urls["anthropic"], "ANTHROPIC_API_KEYS", keys["anthropic"]),
-        "openai": Provider("openai", "openai", urls["openai"], "OPENAI_API_KEYS", keys["openai"]),
+        "anthropic": Provider("anthropic", "anthropic", urls["anthropic"], "ANTHROPIC_API_KEYS",
+                              pool("anthropic", keys["anthropic"])),
+        "openai": Provider("openai", "openai", urls["openai"], "OPENAI_API_KEYS", pool("openai", keys["openai"])),
     }
 
 
@@ -197,7 +186,7 @@ def _provider(name: str, spec: Any, env: Mapping[str, Optional[str]], reserved: 
     max_tokens_field = spec.get("max_tokens_field", "max_tokens")
     _expect(max_tokens_field in _MAX_TOKENS_FIELDS,
             f"{where}: \"max_tokens_field\" must be one of {', '.join(_MAX_TOKENS_FIELDS)}")
-    return Provider(name, spec["format"], base_url.strip().rstrip("/"), keys_var, keys,
+    return Provider(name, spec["format"], base_url.strip().rstrip("/"), keys_var, pool(name, keys),
                     tuple((k.lower(), v) for k, v in headers.items()),
                     None if betas is None else frozenset(betas), spec.get("reasoning", False),
                     max_tokens_field)

@@ -37,9 +37,11 @@ class RateLimiter(Protocol):
 
 class IsolateState:
     """What one isolate remembers between requests (module-global in the Worker,
-    fresh per test): verified relay keys, upstream cool-downs, the round-robin turn."""
+    fresh per test): its settings, verified relay keys, upstream cool-downs, the
+    round-robin turn."""
 
     def __init__(self) -> None:
+        self.settings: Any = None                            # config.Settings, once read (config.settings_for)
         self.relay_keys: dict[str, tuple[Any, float]] = {}   # key hash -> (record or None, fetched at)
         self.cooldowns: dict[str, dict[str, float]] = {}     # provider -> {upstream key id: cool until}
         self.cooldowns_read_at: dict[str, float] = {}        # provider -> when KV was last read

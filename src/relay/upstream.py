@@ -17,7 +17,7 @@ from . import dispatch
 from .errors import error_response
 from .headers import client_response_headers
 from .http import Headers, Request, Response, UpstreamTimeout, UpstreamUnreachable
-from .keys import RETRYABLE, Cooldowns, cooldown_until, pool, preference
+from .keys import RETRYABLE, Cooldowns, cooldown_until, preference
 from .routes import Route
 from .routing import Provider, Target
 from .services import Services
@@ -80,14 +80,13 @@ async def _through_pool(request: Request, call: dispatch.Call, services: Service
     provider: Provider = call.target.provider
     surface = call.surface
     session = exchange.session_id
-    keys = pool(provider.name, provider.keys)
-    if not keys:
+    if not provider.keys:
         return error_response(surface, 500, f"relay has no upstream key configured for {provider.name}") if last else None
     cooldowns = Cooldowns(provider.name, services)
     cooling = await cooldowns.current(now)
     if not session:
         services.state.turn += 1
-    candidates = [key for key in preference(keys, session, services.state.turn) if key.id not in cooling]
+    candidates = [key for key in preference(provider.keys, session, services.state.turn) if key.id not in cooling]
     if not candidates:
         if not last:
             return None

@@ -141,3 +141,12 @@ def test_a_client_that_hangs_up_mid_stream_cancels_the_upstream_request_and_leav
     assert (row["status"], row["stream"], row["error_type"]) == (200, 1, "client_disconnected")
     assert row["input_tokens"] > 0 and row["total_ms"] < 3000
     assert seen.cut_off  # relay closed the upstream connection: the provider stops generating
+
+
+def test_an_upstream_answer_without_a_body_leaves_a_row(relay, anthropic_upstream, tag):
+    headers = {"x-api-key": CLIENT_KEY, "x-claude-code-session-id": tag, "x-test-tag": tag}
+    answer = httpx.head(relay.url + "/v1/models", headers=headers)
+    [seen] = anthropic_upstream.requests(tag)
+    [row] = rows(relay, tag, 1)
+    assert seen.method == "HEAD" and answer.status_code == row["status"] == 200
+    assert (row["method"], row["path"], row["stream"]) == ("HEAD", "/v1/models", 0)

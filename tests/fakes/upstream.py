@@ -208,6 +208,15 @@ class _Handler(BaseHTTPRequestHandler):
     def do_DELETE(self):
         self._dispatch()
 
+    def do_HEAD(self):
+        """The head of a JSON answer, without its body (as HTTP has a HEAD answered)."""
+        self._record()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self._provider_fields()
+        self.send_header("content-length", "0")
+        self.end_headers()
+
     def _dispatch(self) -> None:
         seen = self._record()
         flavour = self.server.fake.flavour

@@ -7,6 +7,7 @@ import json
 from collections import Counter
 from datetime import datetime
 
+from relay import keys
 from relay.app import handle
 from relay.http import Headers, Request, Response
 from relay.keys import Cooldowns, cooldown_until, pool, preference
@@ -58,6 +59,24 @@ def test_key_ids_are_short_and_hold_no_key_material():
     ids = [key.id for key in pool("anthropic", ("sk-ant-api03-secret-value",))]
     assert ids[0].startswith("anthropic-") and len(ids[0]) == len("anthropic-") + 8
     assert "secret" not in ids[0] and "sk-ant" not in ids[0]
+
+
+def test_upstream_keys_are_hashed_once_per_isolate_not_per_request(monkeypatch):
+    secrets, hashed = [key.encode() for key in KEYS], []
+    sha256 = keys.hashlib.sha256
+
+    def counting(data):
+        if data in secrets:
+            hashed.append(data)
+        return sha256(data)
+    monkeypatch.setattr(keys.hashlib, "sha256", counting)
+    services = Services(transport=ScriptedTransport())
+    _send(services)
+    assert hashed == secrets  # the pool's ids, made while the settings were parsed
+    hashed.clear()
+    for _ in range(3):
+        _send(services)
+    assert hashed == [] and len(services.transport.calls) == 4
 
 
 def test_a_session_always_prefers_the_same_key():

@@ -10,7 +10,7 @@ import pytest
 
 from relay import dispatch
 from relay.app import handle
-from relay.config import ConfigError, Settings, env_names, settings_for
+from relay.config import NAMES, ConfigError, Settings, settings_for
 from relay.http import Headers, Request, Response
 from relay.routes import resolve
 from relay.services import IsolateState, Services
@@ -81,21 +81,40 @@ def test_bad_documents_name_the_var_and_the_problem(document, words):
     assert "gsk-1" not in str(caught.value) and "admin-secret" not in str(caught.value)
 
 
-def test_the_adapter_copies_the_key_secrets_providers_name_and_nothing_else():
-    raw = json.dumps({"providers": {"g": {"keys": "GROQ_API_KEYS"}, "h": {"keys": "not a name"}, "i": 5}})
-    names = env_names(raw)
-    assert "GROQ_API_KEYS" in names and "RELAY_ROUTES" in names and "not a name" not in names
-    assert env_names("{broken") == env_names(None)
+class ReadingEnv(dict):
+    """An env that records every name read from it, as the Worker's env view would cross to JS."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.read: list[str] = []
+
+    def get(self, name, default=None):
+        self.read.append(name)
+        return super().get(name, default)
 
 
-def test_settings_are_parsed_once_per_set_of_values_and_errors_every_time():
-    env = {**ENV, "RELAY_ROUTES": json.dumps({"providers": PROVIDERS, "routes": ROUTES})}
-    first = settings_for(env)
-    assert first == Settings.from_env(env) and settings_for(dict(env)) is first
-    assert settings_for({**env, "RELAY_DEFAULT_RPM": "70"}).default_rpm == 70
+def test_settings_read_relays_own_names_and_the_secrets_providers_name_and_nothing_else():
+    env = ReadingEnv({**ENV, "RELAY_ROUTES": json.dumps({"providers": PROVIDERS, "routes": ROUTES}),
+                      "OTHER_SECRET": "x", "DB": object()})
+    Settings.from_env(env)
+    assert sorted(env.read) == sorted({*NAMES, "GROQ_API_KEYS"})
+
+
+def test_settings_are_read_and_parsed_once_per_isolate_and_errors_every_time():
+    env = ReadingEnv({**ENV, "RELAY_ROUTES": json.dumps({"providers": PROVIDERS, "routes": ROUTES})})
+    services = Services(transport=ByURL({"https://anthropic.test": 200}), state=IsolateState())
+    body = json.dumps({"model": "claude-sonnet-4-5", "max_tokens": 5, "messages": []}).encode()
+    first = asyncio.run(handle(_request(body=body), env, services))
+    assert first.status == 200 and env.read.count("RELAY_ROUTES") == 1
+    env.read.clear()
+    asyncio.run(handle(_request(body=body), env, services))
+    assert env.read == [] and services.state.settings == Settings.from_env(env)
+    broken = ReadingEnv({**env, "RELAY_ROUTES": "{oops"})
+    state = IsolateState()
     for _ in range(2):
         with pytest.raises(ConfigError, match="RELAY_ROUTES"):
-            settings_for({**env, "RELAY_ROUTES": "{oops"})
+            settings_for(broken, state)
+    assert broken.read.count("RELAY_ROUTES") == 2 and state.settings is None
 
 
 def _request(path="/v1/messages", headers=(), body=b"{}", query="beta=true"):

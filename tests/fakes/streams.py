@@ -1,0 +1,203 @@
+"""A CPython stand-in for the runtime's stream operations (relay.deliver.Streams).
+
+`Upstream` is an upstream answer's body: its chunks, then how it ends. `FakeStreams` tees,
+pipes and reads such bodies as workerd would (a pipe or a whole read goes on by itself,
+as a task, like the runtime's native pumping), with a client that reads everything or
+hangs up after some chunks, and counts `wakeups`: how many times Python resumed from
+awaiting one of its operations (what costs a Worker CPU per stream).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Optional
+
+from relay.http import UpstreamBody
+
+
+class BrokenOff(Exception):
+    """The upstream connection broke off (a JsException in the Worker)."""
+
+
+class Aborted(Exception):
+    """The upstream call was aborted (its AbortController)."""
+
+
+class ClientGone(Exception):
+    """The client cancelled its side of the stream (it hung up)."""
+
+
+class Upstream:
+    """An upstream body: `chunks`, `gap` seconds apart, then `ending`: "end" (it completes),
+    "break" (it fails) or "hang" (it stays open until aborted)."""
+
+    def __init__(self, chunks: list[bytes], ending: str = "end", gap: float = 0.0):
+        self.chunks, self.ending, self.gap = list(chunks), ending, gap
+        self.aborted = False
+        self.cancelled = False
+        self._stopped: Optional[asyncio.Event] = None
+
+    def body(self) -> UpstreamBody:
+        return UpstreamBody(FakeStream(self), self.abort)
+
+    def abort(self) -> None:
+        self.aborted = True
+        self._stop().set()
+
+    def _stop(self) -> asyncio.Event:
+        if self._stopped is None:
+            self._stopped = asyncio.Event()
+        return self._stopped
+
+    async def chunk(self, index: int) -> Optional[bytes]:
+        """The index-th chunk once it has arrived; None past the last if the body ended."""
+        if self.gap:
+            await asyncio.sleep(self.gap)
+        else:
+            await asyncio.sleep(0)
+        if self.aborted:
+            raise Aborted()
+        if index < len(self.chunks):
+            return self.chunks[index]
+        if self.ending == "end":
+            return None
+        if self.ending == "break":
+            raise BrokenOff()
+        await self._stop().wait()
+        raise Aborted()
+
+
+class FakeStream:
+    """One reading of an Upstream from chunk `position` on; like a JS stream, it can be
+    taken by one operation at a time (a reader, a pipe, a tee, a whole read)."""
+
+    def __init__(self, source: Upstream, position: int = 0):
+        self.source, self.position = source, position
+        self.taken = False
+
+    def take(self) -> None:
+        assert not self.taken, "a stream taken by two operations at once"
+        self.taken = True
+
+    async def next(self) -> Optional[bytes]:
+        chunk = await self.source.chunk(self.position)
+        if chunk is not None:
+            self.position += 1
+        return chunk
+
+
+class Client:
+    """What the client got: `received` chunks, and whether its stream `ended` or `failed`.
+    With `hangs_up_after`, it cancels its side after that many chunks."""
+
+    def __init__(self, hangs_up_after: Optional[int] = None):
+        self.hangs_up_after = hangs_up_after
+        self.received: list[bytes] = []
+        self.ended = self.failed = self.gone = False
+
+    def take(self, chunk: bytes) -> None:
+        if self.gone:
+            raise ClientGone()
+        self.received.append(chunk)
+        if self.hangs_up_after is not None and len(self.received) >= self.hangs_up_after:
+            self.gone = True
+
+
+class FakeReader:
+    def __init__(self, stream: FakeStream, streams: "FakeStreams"):
+        self.stream, self.streams = stream, streams
+
+    async def read(self) -> Optional[bytes]:
+        return await self.streams.woken(self.stream.next())
+
+    def release(self) -> None:
+        self.stream.taken = False
+
+    async def cancel(self) -> None:
+        self.stream.source.cancelled = True
+
+
+class FakeWriter:
+    def __init__(self, client: Client, streams: "FakeStreams"):
+        self.client, self.streams = client, streams
+
+    async def write(self, chunk: bytes) -> None:
+        await self.streams.woken(asyncio.sleep(0))
+        self.client.take(chunk)
+
+    async def close(self) -> None:
+        await self.streams.woken(asyncio.sleep(0))
+        self.client.ended = True
+
+
+class FakeStreams:
+    """relay.deliver.Streams on CPython. `clients`: every stream handed out for a client
+    (pipe, channel), each a `Client` that hangs up after `hangs_up_after` chunks if set.
+    `copy_lag`: how much later than the client's pipe a copy read whole behind its own pipe
+    learns how its stream ended (the runtime passes it on through one more pipe)."""
+
+    def __init__(self, hangs_up_after: Optional[int] = None, copy_lag: float = 0.0):
+        self.hangs_up_after, self.copy_lag = hangs_up_after, copy_lag
+        self.wakeups = 0
+        self.tees = 0
+        self.whole_reads: list[bool] = []  # `piped`, for each read_whole
+        self.clients: list[Client] = []
+
+    async def woken(self, work: Any) -> Any:
+        """`work`, awaited for the core: Python wakes once when it is done."""
+        try:
+            return await work
+        finally:
+            self.wakeups += 1
+
+    def tee(self, stream: FakeStream) -> tuple[FakeStream, FakeStream]:
+        stream.take()
+        self.tees += 1
+        return FakeStream(stream.source, stream.position), FakeStream(stream.source, stream.position)
+
+    def pipe(self, stream: FakeStream) -> tuple[Client, Any]:
+        stream.take()
+        client = self._client()
+        return client, self.woken(asyncio.ensure_future(self._pump(stream, client)))
+
+    def reader(self, stream: FakeStream) -> FakeReader:
+        stream.take()
+        return FakeReader(stream, self)
+
+    def read_whole(self, stream: FakeStream, piped: bool = False) -> Any:
+        stream.take()
+        self.whole_reads.append(piped)
+        return self.woken(asyncio.ensure_future(self._drain(stream, self.copy_lag if piped else 0.0)))
+
+    def channel(self) -> tuple[Client, FakeWriter]:
+        client = self._client()
+        return client, FakeWriter(client, self)
+
+    def _client(self) -> Client:
+        client = Client(self.hangs_up_after)
+        self.clients.append(client)
+        return client
+
+    @staticmethod
+    async def _pump(stream: FakeStream, client: Client) -> None:
+        """The runtime's pipe (no Python of relay's runs here): it fails when the client
+        hangs up, or when what it reads fails."""
+        try:
+            while (chunk := await stream.next()) is not None:
+                client.take(chunk)
+                if client.gone:
+                    raise ClientGone()
+        except (BrokenOff, Aborted):
+            client.failed = True
+            raise
+        client.ended = True
+
+    @staticmethod
+    async def _drain(stream: FakeStream, lag: float) -> bytes:
+        parts = []
+        try:
+            while (chunk := await stream.next()) is not None:
+                parts.append(chunk)
+        finally:
+            await asyncio.sleep(lag)
+        return b"".join(parts)

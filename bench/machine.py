@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
 
 import httpx
 
-from tests.workerd import ROOT
+from devtools.runtime import NODE_BIN, ROOT
 
 from .peer_gateways import NODE_MODULES, PEERS_VENV
 
@@ -46,9 +47,14 @@ def _python_package_version(name: str, venv: Path) -> str:
     return found[0].name[len(name) + 1:-len(".dist-info")] if found else "not installed"
 
 
+def _compatibility_date() -> str:
+    found = re.search(r'^compatibility_date\s*=\s*"([^"]+)"', (ROOT / "wrangler.toml").read_text(), re.M)
+    return found.group(1) if found else "?"
+
+
 def _node_version() -> str:
     try:
-        return subprocess.run(["node", "--version"], capture_output=True, text=True, timeout=10).stdout.strip()
+        return subprocess.run([str(NODE_BIN / "node"), "--version"], capture_output=True, text=True, timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "?"
 
@@ -69,6 +75,9 @@ def describe() -> list[tuple[str, str]]:
         ("OS", f"{_os_name()}, Linux {platform.release()}"),
         ("load average at start (1/5/15 min)", load_average()),
         ("wrangler / workerd", f"{_package_version('wrangler')} / {_package_version('workerd')}"),
+        ("Workers runtime (Python Workers)",
+         f"Pyodide {_package_version('pyodide')} (local `dev` bundle, README \"Runtime\"), "
+         f"compatibility date {_compatibility_date()}"),
         ("Node / Python (bench) / httpx", f"{_node_version()} / {platform.python_version()} / {httpx.__version__}"),
         ("LiteLLM / Portkey gateway / claude-code-router",
          f"{_python_package_version('litellm', PEERS_VENV)} / "

@@ -14,6 +14,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from devtools.runtime import NODE_BIN
 from tests.workerd import ROOT, free_port
 
 from .endpoint import GATEWAY_KEY, UPSTREAM_KEY, Endpoint, serve
@@ -22,6 +23,8 @@ from .scenarios import PACED
 
 PEERS = ROOT / "bench" / "peers"
 PEERS_VENV = ROOT / ".venv-bench-peers"
+# The Node that runs relay's own tooling (devtools/node), for the Node gateways too.
+NODE = str(NODE_BIN / "node")
 NODE_MODULES = PEERS / "node_modules"
 LITELLM = PEERS_VENV / "bin" / "litellm"
 PORTKEY = NODE_MODULES / "@portkey-ai" / "gateway" / "build" / "start-server.js"
@@ -85,7 +88,7 @@ def portkey(upstream: str, stack: contextlib.ExitStack) -> Endpoint:
     _require(PORTKEY)
     home = _workdir(stack, "portkey")
     port = free_port()
-    serve(stack, ["node", str(PORTKEY), f"--port={port}", "--headless"], port=port, cwd=home,
+    serve(stack, [NODE, str(PORTKEY), f"--port={port}", "--headless"], port=port, cwd=home,
           env=_env(home, NODE_ENV="production"), log=home / "portkey.log")
     return Endpoint(f"http://127.0.0.1:{port}", {"x-portkey-provider": "anthropic",
                                                 "x-portkey-custom-host": f"{upstream}/v1",
@@ -109,6 +112,6 @@ def claude_code_router(upstream: str, stack: contextlib.ExitStack) -> Endpoint:
                        "models": list(MODELS), "transformer": {"use": ["Anthropic"]}}],
         "Router": {"default": f"fake,{MODELS[0]}"},
     }, indent=2))
-    serve(stack, ["node", str(CLAUDE_CODE_ROUTER), "start"], port=port, cwd=home, env=_env(home),
+    serve(stack, [NODE, str(CLAUDE_CODE_ROUTER), "start"], port=port, cwd=home, env=_env(home),
           log=home / "ccr.log")
     return Endpoint(f"http://127.0.0.1:{port}", {"x-api-key": GATEWAY_KEY}, client_key=GATEWAY_KEY)

@@ -30,6 +30,27 @@ class SqliteDatabase:
         self.connection.commit()
 
 
+class CountingDatabase(SqliteDatabase):
+    """A SqliteDatabase that keeps each statement it was sent, in order: a test counts the
+    round trips a request costs (each `all` or `run` is one D1 call in the Worker)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.statements: list[str] = []
+
+    async def all(self, sql: str, params: Sequence[Any] = ()) -> list[dict]:
+        self.statements.append(sql)
+        return await super().all(sql, params)
+
+    async def run(self, sql: str, params: Sequence[Any] = ()) -> None:
+        self.statements.append(sql)
+        await super().run(sql, params)
+
+    def calls(self, table: str) -> int:
+        """The statements sent so far that name `table`."""
+        return sum(f" {table} " in f" {sql} " for sql in self.statements)
+
+
 class MemoryKV:
     def __init__(self) -> None:
         self.values: dict[str, str] = {}

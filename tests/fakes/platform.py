@@ -23,7 +23,9 @@ class SqliteDatabase:
             self.connection.executescript(migration.read_text())
 
     async def all(self, sql: str, params: Sequence[Any] = ()) -> list[dict]:
-        return [dict(row) for row in self.connection.execute(sql, tuple(params)).fetchall()]
+        rows = [dict(row) for row in self.connection.execute(sql, tuple(params)).fetchall()]
+        self.connection.commit()  # D1 commits each statement (one with RETURNING writes too)
+        return rows
 
     async def run(self, sql: str, params: Sequence[Any] = ()) -> None:
         self.connection.execute(sql, tuple(params))

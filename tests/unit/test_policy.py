@@ -20,7 +20,11 @@ from tests.fakes.platform import RecordingTransport, SqliteDatabase
 NOW = 1_800_000_000.0
 ENV = {"RELAY_CLIENT_KEYS": "static-key", "ANTHROPIC_API_KEYS": "sk-ant-up", "OPENAI_API_KEYS": "sk-oa-up"}
 LIMITS = {"allow-list": {"allowed_models": ["claude-haiku-*", "gpt-4o-mini"]},
-          "budget": {"monthly_budget_usd": 50.0}}
+          "budget": {"monthly_budget_usd": 50.0},
+          "streams": {"max_concurrent_streams": 2}}
+# How a refusal names each limit, and what relay must read to keep it.
+NAMED = {"allow-list": ("an allowed-model list", "model"), "budget": ("a monthly budget", "cost"),
+         "streams": ("a limit on open streams", "streams")}
 HAIKU = {"model": "claude-haiku-4-5", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}
 
 
@@ -80,21 +84,37 @@ def test_a_limited_key_gets_403_for_an_endpoint_relay_does_not_read(relay, kind,
         assert answer[1]["error"]["code"] == "permission_denied"
     else:
         assert answer[1]["type"] == "error" and answer[1]["error"]["type"] == "permission_error"
-    limit = "an allowed-model list" if kind == "allow-list" else "a monthly budget"
+    limit, read = NAMED[kind]
     assert message(answer).startswith(f"relay key {key_id} has {limit}, so it may use only the endpoints "
-                                      f"whose model and cost relay reads (POST ")
+                                      f"whose {read} relay reads (POST ")
     assert message(answer).endswith(f"; {method} {path} is not one of them")
 
 
-def test_a_key_with_both_limits_names_both(relay):
+def test_a_key_with_several_limits_names_each(relay):
     key_id, key = relay.key(**LIMITS["allow-list"], **LIMITS["budget"])
     answer = relay.call(key, "POST", "/v1/complete", {"model": "claude-haiku-4-5"})
-    assert f"relay key {key_id} has an allowed-model list and a monthly budget, so" in message(answer)
+    assert (f"relay key {key_id} has an allowed-model list and a monthly budget, so it may use only the "
+            f"endpoints whose model and cost relay reads") in message(answer)
+    key_id, key = relay.key(**LIMITS["allow-list"], **LIMITS["budget"], **LIMITS["streams"])
+    answer = relay.call(key, "POST", "/v1/complete", {"model": "claude-haiku-4-5"})
+    assert (f"relay key {key_id} has an allowed-model list, a monthly budget and a limit on open streams, so it "
+            f"may use only the endpoints whose model, cost and streams relay reads") in message(answer)
 
 
-@pytest.mark.parametrize("fields", [{}, {"rpm_limit": 100}, {"max_concurrent_streams": 2}, {"cache_policy": "off"}])
+def test_a_stream_limited_key_cannot_stream_through_an_endpoint_relay_does_not_read(relay):
+    """Relay counts the streams it sees (`"stream": true` on a route it reads): a legacy
+    completion would stream past the limit, uncounted."""
+    key_id, key = relay.key(max_concurrent_streams=1)
+    answer = relay.call(key, "POST", "/v1/complete", {"model": "claude-2.1", "prompt": "hi", "stream": True,
+                                                      "max_tokens_to_sample": 8})
+    assert answer[0] == 403 and relay.reached == []
+    assert message(answer).startswith(f"relay key {key_id} has a limit on open streams, so it may use only the "
+                                      f"endpoints whose streams relay reads")
+
+
+@pytest.mark.parametrize("fields", [{}, {"rpm_limit": 100}, {"cache_policy": "off"}])
 @pytest.mark.parametrize("method, path, body", UNREAD)
-def test_keys_without_an_allow_list_or_budget_reach_every_v1_path(relay, fields, method, path, body):
+def test_keys_without_an_allow_list_budget_or_stream_limit_reach_every_v1_path(relay, fields, method, path, body):
     key = relay.key(**fields)[1] if fields else "static-key"
     assert relay.call(key, method, path, body)[0] == 200
     assert len(relay.reached) == 1 and relay.reached[0][1].endswith(path.removeprefix("/openai/v1"))
@@ -191,7 +211,8 @@ def test_a_budget_key_streams_whatever_relay_can_meter(relay, path, body):
 
 @pytest.mark.parametrize("caller, expected", [
     (Caller("k"), False),
-    (Caller("k", rpm_limit=10, max_concurrent_streams=1, cache_policy="off"), False),
+    (Caller("k", rpm_limit=10, cache_policy="off"), False),
+    (Caller("k", max_concurrent_streams=1), True),
     (Caller("k", allowed_models=("claude-*",)), True),
     (Caller("k", monthly_budget_usd=0.0), True),
 ])

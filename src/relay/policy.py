@@ -15,6 +15,9 @@ On a known route the body must let relay read what it checks:
   would choose one relay cannot see);
 - the usage, if the key has a budget: no `background` response (it runs after the answer,
   unmetered), no stream told not to report usage (`include_usage: false`);
+- the price, if the key has a budget: a model relay cannot price is recorded at no cost,
+  so a budget key may not ask for one (`price_refusal`), nor leave the model to a stored
+  prompt or an earlier response, which would choose it after relay has let the request go;
 - one value per field, as UTF-8 JSON, `stream` a boolean: the upstream must read what
   relay read (a parser taking the first of two `model` fields, or `"stream": "true"` for
   true, would see another request).
@@ -25,11 +28,13 @@ reach every /v1/ path as before.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
+from . import pricing
 from .auth import Caller
 from .layout import Layout
-from .routes import STREAM_USAGE_OPTION, Route, known_endpoints
+from .routes import FREE_ENDPOINTS, STREAM_USAGE_OPTION, Route, known_endpoints
+from .routing import Target
 
 
 def _kinds(caller: Caller) -> list[tuple[str, str]]:
@@ -105,4 +110,25 @@ def _unmetered(route: Route, parsed: dict) -> Optional[str]:
     usage_optional = route.surface == "openai" and route.upstream_path in STREAM_USAGE_OPTION
     if parsed.get("stream") is True and usage_optional and not asked:
         return "each stream: leave out stream_options.include_usage, or set it to true"
+    return None
+
+
+def price_refusal(caller: Caller, route: Route, model: Optional[str], targets: Sequence[Target],
+                  prices: tuple = ()) -> Optional[str]:
+    """Why a budget key may not send this request (a 403): a model that may serve it has no
+    price (RELAY_PRICES, then the built-in table), so its cost would count nothing against
+    the budget; or it names no model to price. None when every target's model is priced, or
+    the endpoint costs nothing."""
+    if caller.monthly_budget_usd is None or not route.json_body or route.upstream_path in FREE_ENDPOINTS:
+        return None
+    budget = f"relay key {caller.key_id} has a monthly budget"
+    if model is None:
+        return (f"{budget}, so relay must price each request before sending it, and this request names no model "
+                f"(a stored prompt or an earlier response would choose one): give \"model\"")
+    for target in targets:
+        served = target.model or model
+        if pricing.price_of(served, prices) is None:
+            via = "" if served == model else f" (what provider {target.provider.name} serves for {model})"
+            return (f"{budget}, and relay has no price for model {served}{via}: its cost would count nothing "
+                    f"against the budget (RELAY_PRICES can give it one)")
     return None

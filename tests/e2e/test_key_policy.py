@@ -1,6 +1,7 @@
 """What a relay key with an allowed-model list, a monthly budget or a stream limit may reach,
 through the Worker on workerd: only the endpoints whose model, cost and streams relay reads;
-every other one is refused in the client's format before the upstream is called. Spellings of a route relay
+every other one is refused in the client's format before the upstream is called, and so is
+a budget key's request for a model relay cannot price. Spellings of a route relay
 reads (a trailing slash, an empty or encoded segment, `;` parameters) are refused for every
 key: relay would not check them, the upstream might serve them."""
 
@@ -139,6 +140,25 @@ def test_a_stream_limited_key_cannot_stream_past_its_limit_through_an_endpoint_r
         anthropic_upstream.release(gate)
         assert held.get_final_text() == REPLY_TEXT
     assert [s.path for s in anthropic_upstream.requests(tag)] == ["/v1/messages"]
+
+
+@pytest.mark.parametrize("surface, path, body, model", [
+    ("anthropic", "/v1/messages", {**HAIKU, "model": "claude-2.1"}, "claude-2.1"),
+    ("openai", "/openai/v1/chat/completions", {"model": "o3", "stream": True, "messages": HAIKU["messages"]}, "o3"),
+])
+def test_a_budget_key_cannot_spend_on_a_model_relay_cannot_price(
+        relay, anthropic_upstream, openai_upstream, limited_keys, tag, surface, path, body, model):
+    """Its row would cost NULL, nothing against the budget: the key could spend without end."""
+    key = limited_keys["budget"]
+    answer = httpx.post(relay.url + path, json=body, headers=_headers(surface, key.key, tag))
+    message = _error(answer, 403, surface)
+    assert message == (f"relay key {key.id} has a monthly budget, and relay has no price for model {model}: "
+                       f"its cost would count nothing against the budget (RELAY_PRICES can give it one)")
+    assert anthropic_upstream.requests(tag) == openai_upstream.requests(tag) == []
+    [row] = rows(relay, tag, 1)
+    assert (row["status"], row["model_requested"], row["cost_usd"]) == (403, model, None)
+    unlimited = httpx.post(relay.url + path, json=body, headers=_headers(surface, CLIENT_KEY, tag))
+    assert unlimited.status_code == 200  # a key without a budget: served, its row unpriced as before
 
 
 def test_claude_code_works_with_a_key_that_has_both_limits(relay, anthropic_upstream, tag):

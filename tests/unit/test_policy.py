@@ -34,6 +34,7 @@ class Relay:
     def __init__(self):
         self.transport = RecordingTransport()
         self.services = Services(transport=self.transport, db=SqliteDatabase())
+        self.env = ENV  # read on the first call (the isolate's settings)
 
     def key(self, **fields) -> tuple[str, str]:
         record, key = asyncio.run(store.create_key(self.services.db, now=NOW, name="k", **fields))
@@ -45,7 +46,7 @@ class Relay:
         async def read():
             return raw
         headers = Headers([("x-api-key", key), ("authorization", f"Bearer {key}")])
-        response = asyncio.run(handle(Request(method, path, "", headers, read), ENV, self.services))
+        response = asyncio.run(handle(Request(method, path, "", headers, read), self.env, self.services))
         return response.status, json.loads(response.body) if response.body else None
 
     @property
@@ -134,24 +135,69 @@ def test_a_limited_key_reaches_the_endpoints_relay_reads(relay, kind, method, pa
     assert len(relay.reached) == 1
 
 
+# Why a key with each limit must name its model: a stored prompt or an earlier response
+# would choose one after relay let the request go.
+NAMELESS = {
+    "allow-list": "may use only the models claude-haiku-*, gpt-4o-mini, and this request names no model (a stored "
+                  "prompt or an earlier response would choose one relay cannot check): give \"model\"",
+    "budget": "has a monthly budget, so relay must price each request before sending it, and this request names no "
+              "model (a stored prompt or an earlier response would choose one): give \"model\"",
+}
+
+
+@pytest.mark.parametrize("kind", NAMELESS)
 @pytest.mark.parametrize("body", [
     {"prompt": {"id": "pmpt_1"}, "input": "hi"},
     {"previous_response_id": "resp_1", "input": "hi"},
     {"model": ["gpt-4o-mini"], "input": "hi"},
 ])
-def test_an_allow_list_key_must_name_its_model(relay, body):
-    key_id, key = relay.key(**LIMITS["allow-list"])
+def test_an_allow_list_or_budget_key_must_name_its_model(relay, kind, body):
+    key_id, key = relay.key(**LIMITS[kind])
     answer = relay.call(key, "POST", "/openai/v1/responses", body)
     assert answer[0] == 403 and relay.reached == []
-    assert message(answer) == (f"relay key {key_id} may use only the models claude-haiku-*, gpt-4o-mini, and this "
-                               f"request names no model (a stored prompt or an earlier response would choose one "
-                               f"relay cannot check): give \"model\"")
+    assert message(answer) == f"relay key {key_id} {NAMELESS[kind]}"
 
 
-def test_a_budget_key_may_leave_the_model_to_a_stored_prompt(relay):
-    """The answer names the model and its usage: relay meters it all the same."""
+@pytest.mark.parametrize("path, body, model", [
+    ("/v1/messages", {**HAIKU, "model": "claude-2.1"}, "claude-2.1"),
+    ("/openai/v1/chat/completions", {"model": "o3", "messages": [], "stream": True}, "o3"),
+    ("/openai/v1/embeddings", {"model": "my-embedder", "input": "hi"}, "my-embedder"),
+])
+def test_a_budget_key_may_not_ask_for_a_model_relay_cannot_price(relay, path, body, model):
+    """Its row would cost nothing (NULL), so the budget would never run out."""
+    key_id, key = relay.key(**LIMITS["budget"])
+    answer = relay.call(key, "POST", path, body)
+    assert answer[0] == 403 and relay.reached == []
+    assert message(answer) == (f"relay key {key_id} has a monthly budget, and relay has no price for model "
+                               f"{model}: its cost would count nothing against the budget (RELAY_PRICES can "
+                               f"give it one)")
+    assert relay.call("static-key", "POST", path, body)[0] == 200  # no budget: recorded unpriced, as before
+
+
+def test_a_price_in_relay_prices_lets_a_budget_key_use_the_model(relay):
+    relay.env = {**ENV, "RELAY_PRICES": '{"claude-2*": {"input": 8, "output": 24}}'}
     key = relay.key(**LIMITS["budget"])[1]
-    assert relay.call(key, "POST", "/openai/v1/responses", {"prompt": {"id": "pmpt_1"}, "input": "hi"})[0] == 200
+    assert relay.call(key, "POST", "/v1/messages", {**HAIKU, "model": "claude-2.1"})[0] == 200
+
+
+def test_a_budget_key_counts_tokens_of_any_model(relay):
+    """Counting tokens is free: nothing to price."""
+    body = {"model": "claude-2.1", "messages": HAIKU["messages"]}
+    assert relay.call(relay.key(**LIMITS["budget"])[1], "POST", "/v1/messages/count_tokens", body)[0] == 200
+
+
+def test_a_budget_key_may_not_reach_an_unpriced_model_through_a_route(relay):
+    """The row prices the model that served the request: each target a route may send it to."""
+    routes = {"providers": {"groq": {"format": "openai", "base_url": "https://groq.invalid/openai/v1",
+                                     "keys": "GROQ_API_KEYS"}},
+              "routes": [{"model": "claude-haiku-*", "targets": [{"provider": "anthropic"},
+                                                                  {"provider": "groq", "model": "llama-3.3-70b"}]}]}
+    relay.env = {**ENV, "GROQ_API_KEYS": "gsk-up", "RELAY_ROUTES": json.dumps(routes)}
+    key_id, key = relay.key(**LIMITS["budget"])
+    answer = relay.call(key, "POST", "/v1/messages", HAIKU)
+    assert answer[0] == 403 and relay.reached == []
+    assert message(answer).startswith(f"relay key {key_id} has a monthly budget, and relay has no price for model "
+                                      f"llama-3.3-70b (what provider groq serves for claude-haiku-4-5): ")
 
 
 def test_a_model_outside_the_allow_list_is_403(relay):

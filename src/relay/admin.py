@@ -172,7 +172,7 @@ def _forget(services: Services, key_id: str) -> None:
     once (other isolates trust their cache for up to RELAY_KEY_CACHE_SECONDS)."""
     cache = services.state.relay_keys
     for hashed, (record, _) in list(cache.items()):
-        if record is not None and record.get("id") == key_id:
+        if record.get("id") == key_id:
             del cache[hashed]
 
 

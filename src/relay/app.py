@@ -100,6 +100,10 @@ async def _api(request: Request, route: Route, settings: Settings, services: Ser
     problem = policy.body_refusal(caller, route, parsed, shape)
     if problem is not None:
         return error_response(surface, *problem)
+    targets = settings.routes.targets(surface, model, exchange.session_id)
+    unpriced = policy.price_refusal(caller, route, model, targets, settings.prices)
+    if unpriced is not None:
+        return error_response(surface, 403, unpriced)
     if exchange.stream and caller.max_concurrent_streams and services.db is not None:
         exchange.stream_slot = await limits.open_stream(services.db, caller.key_id,
                                                         caller.max_concurrent_streams, now)
@@ -112,7 +116,6 @@ async def _api(request: Request, route: Route, settings: Settings, services: Ser
         body, exchange.cache_markers_added = injection.body, injection.markers_added
     if exchange.stream and surface == "openai" and route.upstream_path in STREAM_USAGE_OPTION:
         body = usage.ask_for_usage(body, parsed)
-    targets = settings.routes.targets(surface, model, exchange.session_id)
     return await forward(request, route, body, targets, services, exchange, now,
                          settings.upstream_timeout)
 

@@ -1,9 +1,16 @@
 """Who may use relay: the relay key a request presents, and what that key may do.
 
 Keys come from two places: virtual keys in D1 (managed with the admin API; only their
-hash is stored) and the optional static list in the RELAY_CLIENT_KEYS secret. A verified
-D1 lookup is cached in the isolate for RELAY_KEY_CACHE_SECONDS, so the hot path costs no
+hash is stored) and the optional static list in the RELAY_CLIENT_KEYS secret. A D1
+lookup is cached in the isolate for RELAY_KEY_CACHE_SECONDS, so the hot path costs no
 D1 round trip and a revocation takes effect within that time.
+
+Anyone can send keys, so what they send must not cost D1 queries or push the keys that
+work out of the cache. A key that does not have the form of relay's keys (store.new_key)
+is refused without a query. The records D1 has and the hashes it has not are cached
+apart: records come only from keys an admin made, misses from whoever sends a request,
+so a flood of unknown keys costs a query each (one per cache window for a key retried)
+and, past its own bound, evicts its oldest misses, never a record.
 """
 
 from __future__ import annotations
@@ -12,16 +19,18 @@ import fnmatch
 import functools
 import hmac
 from dataclasses import dataclass
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
 from . import store
 from .config import Settings
 from .http import Headers
 from .services import Services
 
-# Bound on cached lookups per isolate (unknown keys are cached too, so that a client
-# retrying a bad key does not cost a D1 query each time).
-_CACHE_LIMIT = 10_000
+# Bounds per isolate on the records cached (no more than D1 holds) and on the misses (few
+# are needed: they spare a client that retries a bad key a query each time). Past its
+# bound, a cache drops its oldest entry.
+RECORDS_CACHED = 10_000
+MISSES_CACHED = 1_000
 
 
 @dataclass(frozen=True)
@@ -74,15 +83,29 @@ def _hashes(static_keys: tuple[str, ...]) -> tuple[str, ...]:
 
 
 async def _record(hashed: str, settings: Settings, services: Services, now: float) -> Optional[dict]:
-    cache = services.state.relay_keys
-    cached = cache.get(hashed)
+    state = services.state
+    cached = state.relay_keys.get(hashed)
     if cached is not None and now - cached[1] < settings.key_cache_seconds:
         return cached[0]
+    missed = state.unknown_keys.get(hashed)
+    if missed is not None and now - missed < settings.key_cache_seconds:
+        return None
     record = await store.find_by_hash(services.db, hashed)
-    if len(cache) >= _CACHE_LIMIT:
-        cache.clear()
-    cache[hashed] = (record, now)
+    if record is None:
+        state.relay_keys.pop(hashed, None)
+        _remember(state.unknown_keys, hashed, now, MISSES_CACHED)
+    else:
+        state.unknown_keys.pop(hashed, None)
+        _remember(state.relay_keys, hashed, (record, now), RECORDS_CACHED)
     return record
+
+
+def _remember(cache: dict, hashed: str, entry: Any, limit: int) -> None:
+    """`entry` as the newest of `cache` (a dict keeps insertion order), the oldest dropped past `limit`."""
+    cache.pop(hashed, None)
+    cache[hashed] = entry
+    if len(cache) > limit:
+        del cache[next(iter(cache))]
 
 
 async def authenticate(headers: Headers, settings: Settings, services: Services,
@@ -94,6 +117,8 @@ async def authenticate(headers: Headers, settings: Settings, services: Services,
     static = _static_caller(hashed, settings.client_keys)
     if static is not None:
         return static
+    if not store.has_key_form(key):
+        return Refusal(401, "invalid relay key")
     record = await _record(hashed, settings, services, now) if services.db is not None else None
     if record is None:
         return Refusal(401, "invalid relay key")

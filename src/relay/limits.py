@@ -56,13 +56,14 @@ async def retry_after(key_id: str, rpm: int, tiers: Mapping[int, RateLimiter]) -
 
 
 async def open_stream(db: Database, key_id: str, limit: int, now: float) -> Optional[str]:
-    """Take one of the key's `limit` stream slots: its id, or None when all are taken."""
+    """Take one of the key's `limit` stream slots: its id, or None when all are taken. One
+    D1 round trip on the client's path: the statement that takes the slot while fewer
+    than `limit` are held also returns it when it did."""
     slot = secrets.token_hex(8)
-    await db.run(
+    taken = await db.all(
         "INSERT INTO open_streams (id, key_id, started_at) SELECT ?, ?, ? WHERE "
-        "(SELECT COUNT(*) FROM open_streams WHERE key_id = ? AND started_at > ?) < ?",
+        "(SELECT COUNT(*) FROM open_streams WHERE key_id = ? AND started_at > ?) < ? RETURNING id",
         (slot, key_id, now, key_id, now - STREAM_MAX_SECONDS, limit))
-    taken = await db.all("SELECT id FROM open_streams WHERE id = ?", (slot,))
     return slot if taken else None
 
 

@@ -62,6 +62,9 @@ BUILT_IN: tuple[tuple[str, Price], ...] = (
     ("gpt-5-nano*", _openai(0.05, 0.4, 0.005)),
     ("gpt-5-mini*", _openai(0.25, 2, 0.025)),
     ("gpt-5*", _openai(1.25, 10, 0.125)),
+    ("text-embedding-3-small*", _openai(0.02, 0, 0.02)),
+    ("text-embedding-3-large*", _openai(0.13, 0, 0.13)),
+    ("text-embedding-ada-002*", _openai(0.1, 0, 0.1)),
 )
 
 _FIELDS = ("input", "output", "cache_write_5m", "cache_write_1h", "cache_read")

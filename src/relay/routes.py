@@ -38,6 +38,9 @@ _JSON_ENDPOINTS = {
 MODEL_LIST = {"anthropic": "/v1/models", "openai": "/models"}
 _MODEL = re.compile(r"/[A-Za-z0-9._:%-]+")
 
+# Known endpoints that cost nothing: counting a request's tokens is free.
+FREE_ENDPOINTS = frozenset({"/v1/messages/count_tokens"})
+
 # OpenAI endpoints whose streams report usage only when asked (`stream_options.include_usage`):
 # Chat Completions and the legacy Completions define the option. A Responses stream always
 # ends with its usage (`response.completed`), and its `stream_options` has no such field.

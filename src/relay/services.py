@@ -42,7 +42,8 @@ class IsolateState:
 
     def __init__(self) -> None:
         self.settings: Any = None                            # config.Settings, once read (config.settings_for)
-        self.relay_keys: dict[str, tuple[Any, float]] = {}   # key hash -> (record or None, fetched at)
+        self.relay_keys: dict[str, tuple[Any, float]] = {}   # key hash -> (its D1 record, fetched at) (auth.py)
+        self.unknown_keys: dict[str, float] = {}             # key hash -> when D1 last had no such key
         self.cooldowns: dict[str, dict[str, float]] = {}     # provider -> {upstream key id: cool until}
         self.cooldowns_read_at: dict[str, float] = {}        # provider -> when KV was last read
         self.turn = 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import secrets
 from datetime import datetime, timezone
 from typing import Iterable, Optional
@@ -31,6 +32,15 @@ def key_hash(key: str) -> str:
 def new_key() -> str:
     """A fresh relay key: "rk-" and 40 URL-safe characters (240 random bits)."""
     return "rk-" + secrets.token_urlsafe(30)
+
+
+# The form of every key new_key has made (it has never made another).
+_KEY_FORM = re.compile(r"rk-[A-Za-z0-9_-]{40}")
+
+
+def has_key_form(key: str) -> bool:
+    """Whether `key` could be a D1 key: one of any other form is not, and costs no query."""
+    return _KEY_FORM.fullmatch(key) is not None
 
 
 def new_id() -> str:

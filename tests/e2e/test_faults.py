@@ -55,17 +55,41 @@ def test_an_upstream_that_stalls_past_the_timeout_gets_504_in_each_format(upstre
         assert answer.content[0].text == REPLY_TEXT
 
 
-def test_requests_are_served_while_d1_refuses_every_write(upstreams):
+@pytest.fixture(scope="module")
+def failing_d1(upstreams):
+    """A Worker whose D1 has none of relay's tables: every query fails."""
     with LocalWorker(_vars(upstreams), migrate=False) as worker:
-        client = anthropic.Anthropic(base_url=worker.url, api_key=CLIENT_KEY, max_retries=0)
-        assert client.messages.create(model="claude-sonnet-4-5", max_tokens=8,
-                                      messages=[{"role": "user", "content": "hi"}]).content[0].text == REPLY_TEXT
-        with client.messages.stream(model="claude-sonnet-4-5", max_tokens=8,
-                                    messages=[{"role": "user", "content": "hi"}]) as stream:
-            assert stream.get_final_text() == REPLY_TEXT
-        log = _wait_for(worker, "usage row not written", 2)
+        yield worker
+
+
+def test_requests_are_served_while_d1_refuses_every_write(failing_d1):
+    client = anthropic.Anthropic(base_url=failing_d1.url, api_key=CLIENT_KEY, max_retries=0)
+    assert client.messages.create(model="claude-sonnet-4-5", max_tokens=8,
+                                  messages=[{"role": "user", "content": "hi"}]).content[0].text == REPLY_TEXT
+    with client.messages.stream(model="claude-sonnet-4-5", max_tokens=8,
+                                messages=[{"role": "user", "content": "hi"}]) as stream:
+        assert stream.get_final_text() == REPLY_TEXT
+    log = _wait_for(failing_d1, "usage row not written", 2)
     assert "2 lost in this isolate" in log
     assert "Traceback" not in log
+
+
+def test_a_key_that_cannot_be_a_relay_key_is_refused_without_asking_d1(failing_d1):
+    """Only keys of the form relay makes (`rk-` and 40 characters) are looked up: any other
+    is a 401 at once, so a flood of made-up keys costs D1 nothing. Seen here because this
+    D1 fails every query: a key it is asked about gets relay's 500 (it runs after the test
+    above, which finds no traceback in the log)."""
+    made_up = "sk-ant-api03-" + "x" * 40
+    refused = [httpx.post(failing_d1.url + "/v1/messages", headers={"x-api-key": made_up}, timeout=60,
+                          json={"model": "claude-sonnet-4-5", "max_tokens": 8, "messages": []}),
+               httpx.post(failing_d1.url + "/openai/v1/chat/completions", timeout=60,
+                          headers={"authorization": f"Bearer {made_up}"},
+                          json={"model": "gpt-4o-mini", "messages": []})]
+    assert [answer.status_code for answer in refused] == [401, 401], refused[0].text
+    assert [answer.json()["error"]["message"] for answer in refused] == ["invalid relay key"] * 2
+    looked_up = httpx.post(failing_d1.url + "/v1/messages", headers={"x-api-key": "rk-" + "x" * 40}, timeout=60,
+                           json={"model": "claude-sonnet-4-5", "max_tokens": 8, "messages": []})
+    assert looked_up.status_code == 500
 
 
 def test_an_upstream_that_drops_the_stream_leaves_a_row_saying_so(relay, tag):

@@ -1,6 +1,7 @@
-"""What a relay key with an allowed-model list or a monthly budget may reach, through the
-Worker on workerd: only the endpoints whose model and cost relay reads; every other one is
-refused in the client's format before the upstream is called. Spellings of a route relay
+"""What a relay key with an allowed-model list, a monthly budget or a stream limit may reach,
+through the Worker on workerd: only the endpoints whose model, cost and streams relay reads;
+every other one is refused in the client's format before the upstream is called, and so is
+a budget key's request for a model relay cannot price. Spellings of a route relay
 reads (a trailing slash, an empty or encoded segment, `;` parameters) are refused for every
 key: relay would not check them, the upstream might serve them."""
 
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import anthropic
 import httpx
 import pytest
 
@@ -71,13 +73,19 @@ class Key:
 
 @pytest.fixture(scope="module")
 def limited_keys(relay):
-    """A key with an allowed-model list and one with only a budget."""
+    """A key with an allowed-model list, one with only a budget, one with only a stream limit."""
     made = {"allow-list": create_key(relay, allowed_models=["claude-haiku-*", "gpt-4o-mini"]),
-            "budget": create_key(relay, monthly_budget_usd=100)}
+            "budget": create_key(relay, monthly_budget_usd=100),
+            "streams": create_key(relay, max_concurrent_streams=1)}
     return {kind: Key(record["id"], record["key"]) for kind, record in made.items()}
 
 
-@pytest.mark.parametrize("kind", ["allow-list", "budget"])
+# What relay must read of a request to keep each limit, as a refusal names it.
+READS = {"allow-list": "whose model relay reads", "budget": "whose cost relay reads",
+         "streams": "whose streams relay reads"}
+
+
+@pytest.mark.parametrize("kind", READS)
 @pytest.mark.parametrize("surface, method, path, body", UNREAD, ids=[f"{m} {p}" for _, m, p, _ in UNREAD])
 def test_a_limited_key_cannot_reach_an_endpoint_relay_does_not_read(
         relay, anthropic_upstream, openai_upstream, limited_keys, tag, kind, surface, method, path, body):
@@ -85,7 +93,7 @@ def test_a_limited_key_cannot_reach_an_endpoint_relay_does_not_read(
     answer = httpx.request(method, relay.url + path, json=body, headers=_headers(surface, key.key, tag))
     message = _error(answer, 403, surface)
     assert f"{method} {path}" in message and key.id in message
-    assert "model and cost" in message
+    assert READS[kind] in message
     assert anthropic_upstream.requests(tag) == openai_upstream.requests(tag) == []
     [row] = rows(relay, tag, 1)
     assert (row["status"], row["key_id"], row["upstream_key_id"]) == (403, key.id, None)
@@ -109,6 +117,48 @@ def test_a_limited_key_reads_the_model_list_and_counts_tokens(relay, anthropic_u
     assert httpx.post(relay.url + "/v1/messages", json=HAIKU, headers=headers).status_code == 200
     assert [s.path for s in anthropic_upstream.requests(tag)] == ["/v1/models", "/v1/messages/count_tokens",
                                                                   "/v1/messages"]
+
+
+def test_a_stream_limited_key_cannot_stream_past_its_limit_through_an_endpoint_relay_does_not_read(
+        relay, anthropic_upstream, tag):
+    """With its one stream held open, a legacy completion streaming would be a second one
+    that relay neither sees stream nor counts."""
+    key = create_key(relay, max_concurrent_streams=1)
+    client = anthropic.Anthropic(base_url=relay.url, api_key=key["key"], max_retries=0,
+                                 default_headers={"x-test-tag": tag, "x-claude-code-session-id": tag})
+    gate = f"{tag}-gate"
+    with client.messages.stream(**HAIKU, extra_headers={"x-fake-gate": gate}) as held:
+        assert next(iter(held)).type == "message_start"
+        with pytest.raises(anthropic.RateLimitError):  # the limit, where relay reads the stream
+            client.messages.create(**HAIKU, stream=True)
+        legacy = httpx.post(relay.url + "/v1/complete", headers=_headers("anthropic", key["key"], tag),
+                            json={"model": "claude-2.1", "prompt": "\n\nHuman: hi\n\nAssistant:",
+                                  "max_tokens_to_sample": 8, "stream": True})
+        message = _error(legacy, 403, "anthropic")
+        assert message.startswith(f"relay key {key['id']} has a limit on open streams, so it may use only the "
+                                  f"endpoints whose streams relay reads")
+        anthropic_upstream.release(gate)
+        assert held.get_final_text() == REPLY_TEXT
+    assert [s.path for s in anthropic_upstream.requests(tag)] == ["/v1/messages"]
+
+
+@pytest.mark.parametrize("surface, path, body, model", [
+    ("anthropic", "/v1/messages", {**HAIKU, "model": "claude-2.1"}, "claude-2.1"),
+    ("openai", "/openai/v1/chat/completions", {"model": "o3", "stream": True, "messages": HAIKU["messages"]}, "o3"),
+])
+def test_a_budget_key_cannot_spend_on_a_model_relay_cannot_price(
+        relay, anthropic_upstream, openai_upstream, limited_keys, tag, surface, path, body, model):
+    """Its row would cost NULL, nothing against the budget: the key could spend without end."""
+    key = limited_keys["budget"]
+    answer = httpx.post(relay.url + path, json=body, headers=_headers(surface, key.key, tag))
+    message = _error(answer, 403, surface)
+    assert message == (f"relay key {key.id} has a monthly budget, and relay has no price for model {model}: "
+                       f"its cost would count nothing against the budget (RELAY_PRICES can give it one)")
+    assert anthropic_upstream.requests(tag) == openai_upstream.requests(tag) == []
+    [row] = rows(relay, tag, 1)
+    assert (row["status"], row["model_requested"], row["cost_usd"]) == (403, model, None)
+    unlimited = httpx.post(relay.url + path, json=body, headers=_headers(surface, CLIENT_KEY, tag))
+    assert unlimited.status_code == 200  # a key without a budget: served, its row unpriced as before
 
 
 def test_claude_code_works_with_a_key_that_has_both_limits(relay, anthropic_upstream, tag):

@@ -23,11 +23,34 @@ class SqliteDatabase:
             self.connection.executescript(migration.read_text())
 
     async def all(self, sql: str, params: Sequence[Any] = ()) -> list[dict]:
-        return [dict(row) for row in self.connection.execute(sql, tuple(params)).fetchall()]
+        rows = [dict(row) for row in self.connection.execute(sql, tuple(params)).fetchall()]
+        self.connection.commit()  # D1 commits each statement (one with RETURNING writes too)
+        return rows
 
     async def run(self, sql: str, params: Sequence[Any] = ()) -> None:
         self.connection.execute(sql, tuple(params))
         self.connection.commit()
+
+
+class CountingDatabase(SqliteDatabase):
+    """A SqliteDatabase that keeps each statement it was sent, in order: a test counts the
+    round trips a request costs (each `all` or `run` is one D1 call in the Worker)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.statements: list[str] = []
+
+    async def all(self, sql: str, params: Sequence[Any] = ()) -> list[dict]:
+        self.statements.append(sql)
+        return await super().all(sql, params)
+
+    async def run(self, sql: str, params: Sequence[Any] = ()) -> None:
+        self.statements.append(sql)
+        await super().run(sql, params)
+
+    def calls(self, table: str) -> int:
+        """The statements sent so far that name `table`."""
+        return sum(f" {table} " in f" {sql} " for sql in self.statements)
 
 
 class MemoryKV:

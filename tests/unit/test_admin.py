@@ -203,10 +203,10 @@ def test_revoking_drops_this_isolates_cached_lookup():
     hashed = store.key_hash(created["key"])
     svc.state.relay_keys[hashed] = ({"id": created["id"]}, NOW)
     svc.state.relay_keys["other"] = ({"id": "rk_ffffffff"}, NOW)
-    svc.state.relay_keys["unknown"] = (None, NOW)
+    svc.state.unknown_keys["unknown"] = NOW
 
     call(svc, "POST", f"/admin/keys/{created['id']}/revoke")
-    assert set(svc.state.relay_keys) == {"other", "unknown"}
+    assert set(svc.state.relay_keys) == {"other"} and set(svc.state.unknown_keys) == {"unknown"}
 
 
 @pytest.mark.parametrize("method, path", [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import time
 from pathlib import Path
@@ -10,10 +11,12 @@ from pathlib import Path
 import pytest
 
 from relay import limits, store
+from relay.app import handle
 from relay.config import ConfigError, Settings
+from relay.http import Headers, Request
 from relay.limits import retry_after, tier_for
-from relay.services import IsolateState
-from tests.fakes.platform import CountingLimiter, SqliteDatabase
+from relay.services import IsolateState, Services
+from tests.fakes.platform import CountingDatabase, CountingLimiter, RecordingTransport, SqliteDatabase
 
 WRANGLER_TOML = Path(__file__).parents[2] / "wrangler.toml"
 
@@ -92,3 +95,29 @@ def test_spend_is_read_once_per_cache_window_plus_what_this_isolate_recorded():
     limits.note_spend(state, "rk_a", 0.25)              # recorded by this one
     assert asyncio.run(limits.spent_this_month(db, state, "rk_a", now + 1, 30)) == 1.75
     assert asyncio.run(limits.spent_this_month(db, state, "rk_a", now + 31, 30)) == 3.5
+
+
+def _stream_request(services, key):
+    body = json.dumps({"model": "claude-sonnet-4-5", "max_tokens": 8, "stream": True, "messages": []}).encode()
+
+    async def read():
+        return body
+    request = Request("POST", "/v1/messages", "", Headers([("x-api-key", key)]), read)
+    return asyncio.run(handle(request, {"ANTHROPIC_API_KEYS": "sk-up"}, services))
+
+
+def test_a_stream_start_costs_one_d1_round_trip_once_the_key_and_its_spend_are_cached():
+    """A key with max_concurrent_streams and a budget: its first stream reads the key, its
+    spend and takes a slot; the next ones only take a slot, in one statement that also
+    says whether it got one (it took two: the insert, then a read of it)."""
+    services = Services(transport=RecordingTransport(), db=CountingDatabase())
+    _, key = asyncio.run(store.create_key(services.db, now=time.time(), name="k", max_concurrent_streams=2,
+                                          monthly_budget_usd=50.0))
+    services.db.statements.clear()
+    assert _stream_request(services, key).status == 200
+    db = services.db
+    assert (db.calls("relay_keys"), db.calls("usage"), db.calls("open_streams")) == (1, 1, 1)
+    for expected in (200, 429):  # the second slot, then none left
+        db.statements.clear()
+        assert _stream_request(services, key).status == expected
+        assert len(db.statements) == 1 and db.calls("open_streams") == 1

@@ -20,7 +20,11 @@ from tests.fakes.platform import RecordingTransport, SqliteDatabase
 NOW = 1_800_000_000.0
 ENV = {"RELAY_CLIENT_KEYS": "static-key", "ANTHROPIC_API_KEYS": "sk-ant-up", "OPENAI_API_KEYS": "sk-oa-up"}
 LIMITS = {"allow-list": {"allowed_models": ["claude-haiku-*", "gpt-4o-mini"]},
-          "budget": {"monthly_budget_usd": 50.0}}
+          "budget": {"monthly_budget_usd": 50.0},
+          "streams": {"max_concurrent_streams": 2}}
+# How a refusal names each limit, and what relay must read to keep it.
+NAMED = {"allow-list": ("an allowed-model list", "model"), "budget": ("a monthly budget", "cost"),
+         "streams": ("a limit on open streams", "streams")}
 HAIKU = {"model": "claude-haiku-4-5", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}
 
 
@@ -30,6 +34,7 @@ class Relay:
     def __init__(self):
         self.transport = RecordingTransport()
         self.services = Services(transport=self.transport, db=SqliteDatabase())
+        self.env = ENV  # read on the first call (the isolate's settings)
 
     def key(self, **fields) -> tuple[str, str]:
         record, key = asyncio.run(store.create_key(self.services.db, now=NOW, name="k", **fields))
@@ -41,7 +46,7 @@ class Relay:
         async def read():
             return raw
         headers = Headers([("x-api-key", key), ("authorization", f"Bearer {key}")])
-        response = asyncio.run(handle(Request(method, path, "", headers, read), ENV, self.services))
+        response = asyncio.run(handle(Request(method, path, "", headers, read), self.env, self.services))
         return response.status, json.loads(response.body) if response.body else None
 
     @property
@@ -80,21 +85,37 @@ def test_a_limited_key_gets_403_for_an_endpoint_relay_does_not_read(relay, kind,
         assert answer[1]["error"]["code"] == "permission_denied"
     else:
         assert answer[1]["type"] == "error" and answer[1]["error"]["type"] == "permission_error"
-    limit = "an allowed-model list" if kind == "allow-list" else "a monthly budget"
+    limit, read = NAMED[kind]
     assert message(answer).startswith(f"relay key {key_id} has {limit}, so it may use only the endpoints "
-                                      f"whose model and cost relay reads (POST ")
+                                      f"whose {read} relay reads (POST ")
     assert message(answer).endswith(f"; {method} {path} is not one of them")
 
 
-def test_a_key_with_both_limits_names_both(relay):
+def test_a_key_with_several_limits_names_each(relay):
     key_id, key = relay.key(**LIMITS["allow-list"], **LIMITS["budget"])
     answer = relay.call(key, "POST", "/v1/complete", {"model": "claude-haiku-4-5"})
-    assert f"relay key {key_id} has an allowed-model list and a monthly budget, so" in message(answer)
+    assert (f"relay key {key_id} has an allowed-model list and a monthly budget, so it may use only the "
+            f"endpoints whose model and cost relay reads") in message(answer)
+    key_id, key = relay.key(**LIMITS["allow-list"], **LIMITS["budget"], **LIMITS["streams"])
+    answer = relay.call(key, "POST", "/v1/complete", {"model": "claude-haiku-4-5"})
+    assert (f"relay key {key_id} has an allowed-model list, a monthly budget and a limit on open streams, so it "
+            f"may use only the endpoints whose model, cost and streams relay reads") in message(answer)
 
 
-@pytest.mark.parametrize("fields", [{}, {"rpm_limit": 100}, {"max_concurrent_streams": 2}, {"cache_policy": "off"}])
+def test_a_stream_limited_key_cannot_stream_through_an_endpoint_relay_does_not_read(relay):
+    """Relay counts the streams it sees (`"stream": true` on a route it reads): a legacy
+    completion would stream past the limit, uncounted."""
+    key_id, key = relay.key(max_concurrent_streams=1)
+    answer = relay.call(key, "POST", "/v1/complete", {"model": "claude-2.1", "prompt": "hi", "stream": True,
+                                                      "max_tokens_to_sample": 8})
+    assert answer[0] == 403 and relay.reached == []
+    assert message(answer).startswith(f"relay key {key_id} has a limit on open streams, so it may use only the "
+                                      f"endpoints whose streams relay reads")
+
+
+@pytest.mark.parametrize("fields", [{}, {"rpm_limit": 100}, {"cache_policy": "off"}])
 @pytest.mark.parametrize("method, path, body", UNREAD)
-def test_keys_without_an_allow_list_or_budget_reach_every_v1_path(relay, fields, method, path, body):
+def test_keys_without_an_allow_list_budget_or_stream_limit_reach_every_v1_path(relay, fields, method, path, body):
     key = relay.key(**fields)[1] if fields else "static-key"
     assert relay.call(key, method, path, body)[0] == 200
     assert len(relay.reached) == 1 and relay.reached[0][1].endswith(path.removeprefix("/openai/v1"))
@@ -114,24 +135,69 @@ def test_a_limited_key_reaches_the_endpoints_relay_reads(relay, kind, method, pa
     assert len(relay.reached) == 1
 
 
+# Why a key with each limit must name its model: a stored prompt or an earlier response
+# would choose one after relay let the request go.
+NAMELESS = {
+    "allow-list": "may use only the models claude-haiku-*, gpt-4o-mini, and this request names no model (a stored "
+                  "prompt or an earlier response would choose one relay cannot check): give \"model\"",
+    "budget": "has a monthly budget, so relay must price each request before sending it, and this request names no "
+              "model (a stored prompt or an earlier response would choose one): give \"model\"",
+}
+
+
+@pytest.mark.parametrize("kind", NAMELESS)
 @pytest.mark.parametrize("body", [
     {"prompt": {"id": "pmpt_1"}, "input": "hi"},
     {"previous_response_id": "resp_1", "input": "hi"},
     {"model": ["gpt-4o-mini"], "input": "hi"},
 ])
-def test_an_allow_list_key_must_name_its_model(relay, body):
-    key_id, key = relay.key(**LIMITS["allow-list"])
+def test_an_allow_list_or_budget_key_must_name_its_model(relay, kind, body):
+    key_id, key = relay.key(**LIMITS[kind])
     answer = relay.call(key, "POST", "/openai/v1/responses", body)
     assert answer[0] == 403 and relay.reached == []
-    assert message(answer) == (f"relay key {key_id} may use only the models claude-haiku-*, gpt-4o-mini, and this "
-                               f"request names no model (a stored prompt or an earlier response would choose one "
-                               f"relay cannot check): give \"model\"")
+    assert message(answer) == f"relay key {key_id} {NAMELESS[kind]}"
 
 
-def test_a_budget_key_may_leave_the_model_to_a_stored_prompt(relay):
-    """The answer names the model and its usage: relay meters it all the same."""
+@pytest.mark.parametrize("path, body, model", [
+    ("/v1/messages", {**HAIKU, "model": "claude-2.1"}, "claude-2.1"),
+    ("/openai/v1/chat/completions", {"model": "o3", "messages": [], "stream": True}, "o3"),
+    ("/openai/v1/embeddings", {"model": "my-embedder", "input": "hi"}, "my-embedder"),
+])
+def test_a_budget_key_may_not_ask_for_a_model_relay_cannot_price(relay, path, body, model):
+    """Its row would cost nothing (NULL), so the budget would never run out."""
+    key_id, key = relay.key(**LIMITS["budget"])
+    answer = relay.call(key, "POST", path, body)
+    assert answer[0] == 403 and relay.reached == []
+    assert message(answer) == (f"relay key {key_id} has a monthly budget, and relay has no price for model "
+                               f"{model}: its cost would count nothing against the budget (RELAY_PRICES can "
+                               f"give it one)")
+    assert relay.call("static-key", "POST", path, body)[0] == 200  # no budget: recorded unpriced, as before
+
+
+def test_a_price_in_relay_prices_lets_a_budget_key_use_the_model(relay):
+    relay.env = {**ENV, "RELAY_PRICES": '{"claude-2*": {"input": 8, "output": 24}}'}
     key = relay.key(**LIMITS["budget"])[1]
-    assert relay.call(key, "POST", "/openai/v1/responses", {"prompt": {"id": "pmpt_1"}, "input": "hi"})[0] == 200
+    assert relay.call(key, "POST", "/v1/messages", {**HAIKU, "model": "claude-2.1"})[0] == 200
+
+
+def test_a_budget_key_counts_tokens_of_any_model(relay):
+    """Counting tokens is free: nothing to price."""
+    body = {"model": "claude-2.1", "messages": HAIKU["messages"]}
+    assert relay.call(relay.key(**LIMITS["budget"])[1], "POST", "/v1/messages/count_tokens", body)[0] == 200
+
+
+def test_a_budget_key_may_not_reach_an_unpriced_model_through_a_route(relay):
+    """The row prices the model that served the request: each target a route may send it to."""
+    routes = {"providers": {"groq": {"format": "openai", "base_url": "https://groq.invalid/openai/v1",
+                                     "keys": "GROQ_API_KEYS"}},
+              "routes": [{"model": "claude-haiku-*", "targets": [{"provider": "anthropic"},
+                                                                  {"provider": "groq", "model": "llama-3.3-70b"}]}]}
+    relay.env = {**ENV, "GROQ_API_KEYS": "gsk-up", "RELAY_ROUTES": json.dumps(routes)}
+    key_id, key = relay.key(**LIMITS["budget"])
+    answer = relay.call(key, "POST", "/v1/messages", HAIKU)
+    assert answer[0] == 403 and relay.reached == []
+    assert message(answer).startswith(f"relay key {key_id} has a monthly budget, and relay has no price for model "
+                                      f"llama-3.3-70b (what provider groq serves for claude-haiku-4-5): ")
 
 
 def test_a_model_outside_the_allow_list_is_403(relay):
@@ -191,7 +257,8 @@ def test_a_budget_key_streams_whatever_relay_can_meter(relay, path, body):
 
 @pytest.mark.parametrize("caller, expected", [
     (Caller("k"), False),
-    (Caller("k", rpm_limit=10, max_concurrent_streams=1, cache_policy="off"), False),
+    (Caller("k", rpm_limit=10, cache_policy="off"), False),
+    (Caller("k", max_concurrent_streams=1), True),
     (Caller("k", allowed_models=("claude-*",)), True),
     (Caller("k", monthly_budget_usd=0.0), True),
 ])

@@ -107,6 +107,16 @@ def test_unknown_model_costs_null_not_zero():
     assert meter.row(False, 1_700_000_002.0)["cost_usd"] is None
 
 
+def test_embeddings_are_priced_by_their_input_tokens():
+    """OpenAI's embeddings answer reports prompt tokens only: a budget key may use them."""
+    meter = _meter("openai", content_type="application/json")
+    meter.feed(b'{"object":"list","data":[],"model":"text-embedding-3-small",'
+               b'"usage":{"prompt_tokens":1000000,"total_tokens":1000000}}')
+    assert meter.row(False, 1_700_000_002.0)["cost_usd"] == pytest.approx(0.02)
+    assert pricing.price_of("text-embedding-3-large").input == 0.13
+    assert pricing.price_of("text-embedding-ada-002").input == 0.1
+
+
 def test_price_overrides_come_first_and_are_checked():
     overrides = pricing.parse_overrides('{"claude-sonnet-4*": {"input": 1, "output": 2}}')
     assert pricing.price_of("claude-sonnet-4-5", overrides).cache_read == pytest.approx(0.1)

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
+
+import pytest
 
 from relay import store
 from relay.app import handle
-from relay.auth import Caller, Refusal, authenticate
+from relay.auth import MISSES_CACHED, RECORDS_CACHED, Caller, Refusal, authenticate
 from relay.config import Settings
 from relay.http import Headers, Request, Response
 from relay.services import Services
-from tests.fakes.platform import CountingLimiter, SqliteDatabase
+from tests.fakes.platform import CountingDatabase, CountingLimiter, SqliteDatabase
 
 NOW = 1_800_000_000.0
 ENV = {"ANTHROPIC_API_KEYS": "sk-up", "RELAY_KEY_CACHE_SECONDS": "30"}
@@ -89,6 +92,76 @@ def test_lookups_are_cached_until_the_cache_time_has_passed():
 
     assert isinstance(_auth(services, key, now=NOW + 29), Caller)  # still the cached lookup
     assert _auth(services, key, now=NOW + 30).status == 401       # revocation visible
+
+
+def _auth_all(services, keys, now=NOW):
+    settings = Settings.from_env(ENV)
+
+    async def each():
+        return [await authenticate(Headers([("x-api-key", key)]), settings, services, now) for key in keys]
+    return asyncio.run(each())
+
+
+def test_a_flood_of_unknown_keys_costs_a_query_per_well_formed_one_and_leaves_valid_keys_cached():
+    """20,000 random keys, half of them in the form of relay's keys: the others cost no D1
+    query; each well-formed one costs one, and the keys that work stay cached (before, the
+    whole cache was flushed past 10,000 lookups, and every valid key went to D1 again)."""
+    services = Services(transport=OkTransport(), db=CountingDatabase())
+    made = [_create(services, name=f"user-{n}") for n in range(3)]
+    services.db.statements.clear()
+    assert all(isinstance(caller, Caller) for caller in _auth_all(services, [key for _, key in made]))
+    assert services.db.calls("relay_keys") == 3
+    flood = [store.new_key() if n % 2 else "sk-" + secrets.token_urlsafe(30) for n in range(20_000)]
+
+    refused = _auth_all(services, flood, now=NOW + 1)
+    assert refused == [Refusal(401, "invalid relay key")] * 20_000
+    assert services.db.calls("relay_keys") == 3 + 10_000
+    assert len(services.state.unknown_keys) == MISSES_CACHED and len(services.state.relay_keys) == 3
+    callers = _auth_all(services, [key for _, key in made], now=NOW + 2)
+    assert [caller.key_id for caller in callers] == [record["id"] for record, _ in made]
+    assert services.db.calls("relay_keys") == 3 + 10_000  # from the cache
+
+
+def test_an_unknown_key_retried_costs_one_query_per_cache_window():
+    services = Services(transport=OkTransport(), db=CountingDatabase())
+    unknown = store.new_key()
+    for now in (NOW, NOW + 1, NOW + 29):
+        assert _auth(services, unknown, now=now) == Refusal(401, "invalid relay key")
+    assert services.db.calls("relay_keys") == 1
+    assert _auth(services, unknown, now=NOW + 30) == Refusal(401, "invalid relay key")
+    assert services.db.calls("relay_keys") == 2
+
+
+def test_a_key_made_after_it_was_tried_works_once_the_miss_is_old():
+    services = _services()
+    record, key = _create(services)
+    asyncio.run(services.db.run("UPDATE relay_keys SET key_hash = 'elsewhere'"))
+    assert _auth(services, key) == Refusal(401, "invalid relay key")
+    asyncio.run(services.db.run("UPDATE relay_keys SET key_hash = ?", (store.key_hash(key),)))
+    assert _auth(services, key, now=NOW + 29) == Refusal(401, "invalid relay key")  # the cached miss
+    assert _auth(services, key, now=NOW + 30).key_id == record["id"]
+    assert services.state.unknown_keys == {}
+
+
+@pytest.mark.parametrize("key", ["rk-" + "a" * 39, "rk-" + "a" * 41, "rk_" + "a" * 40, "RK-" + "a" * 40,
+                                 "rk-" + "a" * 39 + "=", "rk-" + "a" * 39 + "é", "sk-ant-api03-xyz", "relay"])
+def test_a_key_not_in_the_form_of_relays_keys_is_refused_without_a_query(key):
+    services = Services(transport=OkTransport(), db=CountingDatabase())
+    assert _auth(services, key) == Refusal(401, "invalid relay key")
+    assert services.db.statements == [] and services.state.unknown_keys == {}
+
+
+def test_every_key_relay_makes_has_the_form_it_checks():
+    assert all(store.has_key_form(store.new_key()) for _ in range(2_000))
+
+
+def test_past_its_bound_the_record_cache_drops_its_oldest_record():
+    services = _services()
+    services.state.relay_keys.update((f"h{n}", ({"id": f"rk_{n}"}, NOW)) for n in range(RECORDS_CACHED))
+    record, key = _create(services)
+    assert _auth(services, key).key_id == record["id"]
+    assert len(services.state.relay_keys) == RECORDS_CACHED
+    assert "h0" not in services.state.relay_keys and "h1" in services.state.relay_keys
 
 
 def test_static_keys_from_the_secret_work_without_d1():

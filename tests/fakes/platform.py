@@ -1,7 +1,8 @@
 """CPython stand-ins for the platform services the core uses (see relay/services.py).
 
 `SqliteDatabase` applies the project's own migrations to an in-memory SQLite, the
-engine D1 runs, so the core's SQL is tested for real.
+engine D1 runs, so the core's SQL is tested for real, with D1's limit on the length of
+a value (a bound parameter, a string or blob: 2,000,000 bytes).
 """
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
+D1_MAX_VALUE_BYTES = 2_000_000
 
 
 class SqliteDatabase:
     def __init__(self) -> None:
         self.connection = sqlite3.connect(":memory:")
         self.connection.row_factory = sqlite3.Row
+        self.connection.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, D1_MAX_VALUE_BYTES)
         for migration in sorted(MIGRATIONS.glob("*.sql")):
             self.connection.executescript(migration.read_text())
 

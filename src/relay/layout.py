@@ -52,6 +52,11 @@ def _value(text: str, index: int) -> tuple[Any, int]:
         raise ValueError(f"no JSON value at {index}") from None
 
 
+def value_after(text: str, index: int) -> Any:
+    """The value that starts at `index`, after any whitespace."""
+    return _value(text, _skip(text, index))[0]
+
+
 def items(text: str, start: int) -> tuple[list, list[Span], int]:
     """The values and spans of the items of the array at text[start] ('['), and its end."""
     values: list = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import re
 import sys
@@ -227,6 +228,23 @@ def test_the_layout_reader_accepts_and_refuses_what_json_loads_does(raw):
     else:
         assert json.dumps(layout.loads(raw)[0]) == json.dumps(expected)
 
+
+
+def test_the_layout_reader_parses_without_the_cycle_collector_and_turns_it_back_on(monkeypatch):
+    """The collector's passes over a growing heap made a long parse superlinear."""
+    during = []
+    scan = layout._scan
+    monkeypatch.setattr(layout, "_scan", lambda text, index: during.append(gc.isenabled()) or scan(text, index))
+    layout.loads(b'{"a": [1], "b": {}}')
+    with pytest.raises(ValueError):
+        layout.loads(b'{"a": [1 2]}')
+    assert during and not any(during) and gc.isenabled()
+    gc.disable()
+    try:
+        layout.loads(b'{"a": 1}')
+        assert not gc.isenabled()  # left as it was found
+    finally:
+        gc.enable()
 
 # --- placement ----------------------------------------------------------------------------
 

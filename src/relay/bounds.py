@@ -8,7 +8,7 @@ error message at most MESSAGE_CHARS; a cut value ends with "…". No real model 
 session id or client name comes near these lengths.
 
 Stored text is also made valid UTF-8: JSON lets a client send a lone surrogate ("\\ud800"),
-which no UTF-8 text can hold; it is kept as U+FFFD.
+which no UTF-8 text can hold; it is kept as U+FFFD (so is a session id, which is hashed).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import re
 
 FIELD_CHARS = 256
 MESSAGE_CHARS = 512
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # a str holds a valid pair as one character
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # a str holds a valid pair as one character
 
 
 def clip(text: str, most: int) -> str:
@@ -25,6 +25,11 @@ def clip(text: str, most: int) -> str:
     return text if len(text) <= most else text[:most - 1] + "…"
 
 
+def well_formed(text: str) -> str:
+    """`text` with each lone surrogate as U+FFFD: it encodes as UTF-8."""
+    return LONE_SURROGATE.sub("\ufffd", text)
+
+
 def stored(text: str) -> str:
     """`text` as an audit row keeps it."""
-    return _LONE_SURROGATE.sub("\ufffd", clip(text, FIELD_CHARS))
+    return well_formed(clip(text, FIELD_CHARS))

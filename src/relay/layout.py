@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from json.decoder import scanstring
 from typing import Any, Optional
 
+from .bounds import LONE_SURROGATE
+
 # The top-level arrays whose items get spans while parsing: short parts of a Messages prompt.
 ITEMIZED = frozenset({"tools", "system"})
 # How clients commonly serialise JSON (JavaScript's JSON.stringify, Python's json.dumps):
@@ -51,6 +53,17 @@ def _value(text: str, index: int) -> tuple[Any, int]:
         return _scan(text, index)
     except StopIteration:
         raise ValueError(f"no JSON value at {index}") from None
+
+
+def dumps(document: Any) -> str:
+    """`document` as compact JSON text, other characters than ASCII as themselves, and always
+    encodable as UTF-8: JSON lets a client send a lone surrogate ("\\ud800"), which no UTF-8
+    text holds, so a document holding one is written in ASCII, that surrogate escaped as
+    the client sent it (the provider decides what it means)."""
+    text = json.dumps(document, ensure_ascii=False, separators=(",", ":"))
+    if text.isascii() or not LONE_SURROGATE.search(text):
+        return text
+    return json.dumps(document, separators=(",", ":"))
 
 
 def value_after(text: str, index: int) -> Any:

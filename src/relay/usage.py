@@ -22,6 +22,7 @@ from typing import Any, Awaitable, Optional
 
 from . import limits, pricing, sse, store
 from .bounds import clip, stored
+from .layout import dumps
 from .services import Services
 
 # Frames worth parsing in an Anthropic stream; deltas and pings are skipped unread.
@@ -354,4 +355,4 @@ def ask_for_usage(body: bytes, parsed: dict) -> bytes:
     if options is not None and (not isinstance(options, dict) or "include_usage" in options):
         return body
     changed = {**parsed, "stream_options": {**(options or {}), "include_usage": True}}
-    return json.dumps(changed, ensure_ascii=False, separators=(",", ":")).encode()
+    return dumps(changed).encode()

@@ -83,7 +83,7 @@ async def _through_pool(request: Request, call: dispatch.Call, services: Service
     keys = pool(provider.name, provider.keys)
     if not keys:
         return error_response(surface, 500, f"relay has no upstream key configured for {provider.name}") if last else None
-    cooldowns = Cooldowns(provider.name, services)
+    cooldowns = Cooldowns(provider.name, [key.id for key in keys], services)
     cooling = await cooldowns.current(now)
     if not session:
         services.state.turn += 1

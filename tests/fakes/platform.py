@@ -7,6 +7,7 @@ a value (a bound parameter, a string or blob: 2,000,000 bytes).
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -32,13 +33,28 @@ class SqliteDatabase:
 
 
 class MemoryKV:
-    def __init__(self) -> None:
+    """Workers KV in memory, counting its calls. Each call lets other tasks run first (the
+    binding's calls are I/O), so concurrent requests interleave as they do in an isolate;
+    `failing` makes every call raise, as during a KV outage."""
+
+    def __init__(self, failing: bool = False) -> None:
         self.values: dict[str, str] = {}
+        self.gets: list[str] = []
+        self.puts: list[tuple[str, int]] = []  # (key, ttl_seconds)
+        self.failing = failing
 
     async def get(self, key: str) -> Optional[str]:
+        await asyncio.sleep(0)
+        self.gets.append(key)
+        if self.failing:
+            raise ConnectionError("KV unavailable")
         return self.values.get(key)
 
     async def put(self, key: str, value: str, ttl_seconds: int) -> None:
+        await asyncio.sleep(0)
+        self.puts.append((key, ttl_seconds))
+        if self.failing:
+            raise ConnectionError("KV unavailable")
         self.values[key] = value
 
 

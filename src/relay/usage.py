@@ -343,8 +343,8 @@ async def _write_group(services: Services, group: list[dict]) -> None:
 def _lost(state, rows: list[dict], cause: Exception) -> None:
     """The requests were served; their rows are not written: count them and say why."""
     state.usage_write_failures += len(rows)
-    print(f"relay: {len(rows)} usage row(s) not written ({type(cause).__name__}: {clip(str(cause), 200)}); "
-          f"{state.usage_write_failures} lost in this isolate")
+    print(f"relay: usage row not written ({type(cause).__name__}: {clip(str(cause), 200)}): {len(rows)} "
+          f"of a group; {state.usage_write_failures} lost in this isolate")
 
 
 def ask_for_usage(body: bytes, parsed: dict) -> bytes:

@@ -284,8 +284,8 @@ class Meter:
 # How long the first of a group of audit rows waits for others to join it, and how many
 # rows one write takes at most (one statement, whose JSON parameter grows with its rows,
 # about half a KB each, at most 43 KB with every text column at its bound in escaped
-# emoji: D1 takes a value of up to 2 MB, and a group it refuses is written in halves). A D1 call costs the Worker far
-# more than a row in it (measured on workerd: 1 CPU ms a call, 0.02 a row); at 500
+# emoji: D1 takes a value of up to 2 MB, and a group it refuses is written in halves).
+# A D1 call costs the Worker far more than a row in it (measured on workerd: 1 CPU ms a call, 0.02 a row); at 500
 # requests a second, groups of at most 20 rows after 50 ms cost 0.12 CPU ms a request
 # more than these (A/B).
 WRITE_DELAY_SECONDS = 0.25

@@ -153,7 +153,8 @@ def test_huge_model_names_cost_no_other_request_its_row_nor_a_key_its_budget(rel
             answers = list(pool.map(refused, range(3)))
         anthropic_upstream.release(gate)  # the stream ends while the 403s' rows wait for others
         served = stream.get_final_message()
-    assert [answer.status_code for answer in answers] == [403] * 3, ([a.text[:300] for a in answers], relay.log()[-3000:])
+    assert [answer.status_code for answer in answers] == [403] * 3, (
+        [answer.text[:300] for answer in answers], relay.log()[-3000:])
     message = answers[0].json()["error"]["message"]
     assert message.startswith(f"relay key {budgeted['id']} may not use model xxx") and len(message) <= 512
 

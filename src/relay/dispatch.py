@@ -24,6 +24,7 @@ from typing import Any, AsyncIterator, Optional
 from .errors import error_response
 from .headers import upstream_request_headers
 from .http import Headers, Request, Response, Transport
+from .layout import dumps
 from .routes import Route
 from .routing import Target
 from .translate import anthropic_to_openai, openai_to_anthropic, streams
@@ -71,10 +72,6 @@ def _header_fields(client: Headers, surface: str, target: Target) -> list[tuple[
     return [(n, v) for n, v in fields if n not in own] + list(provider.headers)
 
 
-def _encode(document: dict) -> bytes:
-    return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
-
-
 def prepare(request: Request, route: Route, body: Optional[bytes], target: Target) -> Call:
     """The call to make to `target`; raises NotServed, or TranslationError when the body
     cannot be expressed in the provider's format."""
@@ -85,7 +82,7 @@ def prepare(request: Request, route: Route, body: Optional[bytes], target: Targe
         if target.model and body and route.json_body:
             document = json.loads(body)
             if document.get("model") != target.model:
-                body = _encode({**document, "model": target.model})
+                body = dumps({**document, "model": target.model}).encode()
         return Call(surface, target, url, headers, body, translated=False)
     if route.upstream_path != PATHS[surface] or request.method != "POST":
         raise NotServed(f"{provider.format}-format provider {provider.name} cannot serve {request.path}")
@@ -99,7 +96,7 @@ def prepare(request: Request, route: Route, body: Optional[bytes], target: Targe
         translated = openai_to_anthropic.request(document, model)
         options = document.get("stream_options")
         include_usage = isinstance(options, dict) and options.get("include_usage") is True
-    return Call(surface, target, provider.base_url + PATHS[provider.format], headers, _encode(translated),
+    return Call(surface, target, provider.base_url + PATHS[provider.format], headers, dumps(translated).encode(),
                 translated=True, model=model, include_usage=include_usage)
 
 
@@ -131,7 +128,7 @@ async def reply(call: Call, answer: Response, transport: Transport, now: float) 
         converted = openai_to_anthropic.message(document)
     else:
         converted = anthropic_to_openai.completion(document, int(now))
-    return Response(answer.status, headers + [("content-type", "application/json")], _encode(converted))
+    return Response(answer.status, headers + [("content-type", "application/json")], dumps(converted).encode())
 
 
 async def _translate_stream(chunks: AsyncIterator[bytes], translator: Any) -> AsyncIterator[bytes]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from .bounds import MESSAGE_CHARS, clip
 from .http import Response
 
 # Anthropic error types by status, as the Messages API names them.
@@ -43,7 +44,10 @@ _RETRYABLE_CLIENT_ERRORS = (408, 409, 429)
 
 def error_response(surface: str, status: int, message: str,
                    headers: tuple[tuple[str, str], ...] = ()) -> Response:
-    """A JSON error body shaped as the surface's SDKs parse it."""
+    """A JSON error body shaped as the surface's SDKs parse it. The message may quote the
+    client's text (a model it refuses, a field it cannot translate): it is cut to
+    MESSAGE_CHARS (bounds.py)."""
+    message = clip(message, MESSAGE_CHARS)
     if surface == "openai":
         kind, code = _OPENAI_TYPES.get(status, ("server_error", None))
         payload = {"error": {"message": message, "type": kind, "param": None, "code": code}}

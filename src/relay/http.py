@@ -6,8 +6,19 @@ opaque and hands to the adapter's stream operations (deliver.Streams).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Optional, Protocol
+
+# 1 to 18 ASCII digits: within the 64-bit integers SQLite (and so D1) holds.
+_WHOLE_NUMBER = re.compile(r"[0-9]{1,18}")
+
+
+def whole_number(text: str) -> Optional[int]:
+    """The number a field or query parameter writes in ASCII digits (HTTP's 1*DIGIT), else
+    None. `str.isdigit()` is no such test: it takes "²", which int() refuses, and "٣",
+    which int() reads as 3."""
+    return int(text) if _WHOLE_NUMBER.fullmatch(text) else None
 
 
 class Headers:

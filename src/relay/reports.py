@@ -28,6 +28,7 @@ from typing import Any, Optional
 from urllib.parse import parse_qsl
 
 from . import store
+from .http import whole_number
 from .services import Database
 
 # group_by name -> the SQL expression it groups by (fixed text, never user input)
@@ -99,9 +100,10 @@ def _params(query: str, allowed: tuple[str, ...]) -> dict[str, str]:
 def _count(text: Optional[str], name: str, default: int, most: int) -> int:
     if text is None:
         return default
-    if not text.isdigit() or not 1 <= int(text) <= most:
+    number = whole_number(text)
+    if number is None or not 1 <= number <= most:
         raise BadQuery(f"{name} must be a whole number from 1 to {most}")
-    return int(text)
+    return number
 
 
 def _moment(text: Optional[str], name: str, default: float) -> float:
@@ -152,9 +154,10 @@ def parse_requests_query(query: str) -> tuple[int, Optional[int]]:
     params = _params(query, ("limit", "before_id"))
     limit = _count(params.get("limit"), "limit", DEFAULT_REQUESTS, MAX_REQUESTS)
     before = params.get("before_id")
-    if before is not None and not before.isdigit():
+    before_id = None if before is None else whole_number(before)
+    if before is not None and before_id is None:
         raise BadQuery("before_id must be a row id (a whole number)")
-    return limit, None if before is None else int(before)
+    return limit, before_id
 
 
 def _measures(row: dict) -> dict[str, int]:

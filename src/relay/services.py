@@ -46,6 +46,8 @@ class IsolateState:
         self.unknown_keys: dict[str, float] = {}             # key hash -> when D1 last had no such key
         self.cooldowns: dict[str, dict[str, float]] = {}     # provider -> {upstream key id: cool until}
         self.cooldowns_read_at: dict[str, float] = {}        # provider -> when KV was last read
+        # provider -> {upstream key id: (cool until as KV holds it, as far as known; when written)}
+        self.shared_cooldowns: dict[str, dict[str, tuple[float, float]]] = {}
         self.turn = 0
         self.usage_write_failures = 0                        # audit rows D1 refused
         self.usage_group: Optional[list[dict]] = None        # audit rows still taking others (usage.py)

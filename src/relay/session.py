@@ -5,15 +5,22 @@ from __future__ import annotations
 import json
 from typing import Any, Optional
 
+from .bounds import well_formed
 from .http import Headers
 
 
 def session_id(headers: Headers, body: Any) -> Optional[str]:
     """Claude Code's X-Claude-Code-Session-Id; else the session inside metadata.user_id
-    (Claude Code sends a JSON string holding session_id); else metadata.user_id itself."""
+    (Claude Code sends a JSON string holding session_id); else metadata.user_id itself.
+    The id is hashed as UTF-8 (for key stickiness), so a lone surrogate in it is U+FFFD."""
     header = headers.get("x-claude-code-session-id")
     if header:
         return header
+    found = _from_body(body)
+    return well_formed(found) if found is not None else None
+
+
+def _from_body(body: Any) -> Optional[str]:
     metadata = body.get("metadata") if isinstance(body, dict) else None
     user_id = metadata.get("user_id") if isinstance(metadata, dict) else None
     if not isinstance(user_id, str) or not user_id:

@@ -7,8 +7,9 @@ split across chunks, CRLF line ends and multi-line data are handled in one place
 
 from __future__ import annotations
 
-import json
 from typing import Any, Optional
+
+from .layout import dumps
 
 
 class Frames:
@@ -52,6 +53,6 @@ class Frames:
 
 def frame(event: Optional[str], data: Any) -> bytes:
     """One SSE frame: `data` is JSON-encoded unless it is already a string (`[DONE]`)."""
-    payload = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    payload = data if isinstance(data, str) else dumps(data)
     head = f"event: {event}\n" if event else ""
     return f"{head}data: {payload}\n\n".encode()

@@ -82,7 +82,7 @@ async def _through_pool(request: Request, call: dispatch.Call, services: Service
     session = exchange.session_id
     if not provider.keys:
         return error_response(surface, 500, f"relay has no upstream key configured for {provider.name}") if last else None
-    cooldowns = Cooldowns(provider.name, services)
+    cooldowns = Cooldowns(provider.name, [key.id for key in provider.keys], services)
     cooling = await cooldowns.current(now)
     if not session:
         services.state.turn += 1

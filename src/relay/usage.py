@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any, Awaitable, Optional
 
 from . import limits, pricing, sse, store
+from .bounds import clip, stored
+from .layout import dumps
 from .services import Services
 
 # Frames worth parsing in an Anthropic stream; deltas and pings are skipped unread.
@@ -39,8 +41,7 @@ def client_family(user_agent: Optional[str]) -> Optional[str]:
         return None
     product = user_agent.split()[0]
     name, slash, version = product.rpartition("/")
-    family = name if slash and version[:1].isdigit() else product
-    return family[:64]
+    return name if slash and version[:1].isdigit() else product
 
 
 @dataclass
@@ -102,11 +103,11 @@ class Reading:
         error = payload.get("error") if isinstance(payload, dict) else None
         if isinstance(error, dict):
             kind = error.get("type") or error.get("code")
-            self.error_type = str(kind)[:64] if kind else "error"
+            self.error_type = str(kind) if kind else "error"
 
     def model_from(self, value: Any) -> None:
         if self.model is None and isinstance(value, str):
-            self.model = value[:128]
+            self.model = value
 
 
 class _Reader:
@@ -228,11 +229,12 @@ class Meter:
         model = reading.model or ex.model_requested
         counts = {name: reading.counts.get(name) for name in COUNTS}
         priced = any(value is not None for value in counts.values())
-        cost, savings = (pricing.cost(pricing.price_of(model, self._prices), counts) if priced
-                         else (None, None))
+        # Priced by the model name as stored: price_of keeps an isolate-wide cache by name.
+        cost, savings = (pricing.cost(pricing.price_of(model and stored(model), self._prices), counts)
+                         if priced else (None, None))
         first = self._first_byte if self._first_byte is not None else now
         created_at = store.iso(ex.started)
-        return {
+        row = {  # its text bounded (bounds.py) below
             "created_at": created_at, "day": created_at[:10],
             "key_id": ex.key_id, "billing_tag": ex.billing_tag, "session_id": ex.session_id,
             "client": ex.client, "surface": ex.surface, "provider": ex.provider,
@@ -243,6 +245,7 @@ class Meter:
             "ttfb_ms": round((first - ex.started) * 1000), "total_ms": round((now - ex.started) * 1000),
             "cost_usd": cost, "cache_savings_usd": savings,
         }
+        return {name: stored(value) if isinstance(value, str) else value for name, value in row.items()}
 
     async def finish(self, client_gone: bool) -> None:
         """Free the stream slot, count the cost against the key's budget, write the row."""
@@ -280,8 +283,9 @@ class Meter:
 
 # How long the first of a group of audit rows waits for others to join it, and how many
 # rows one write takes at most (one statement, whose JSON parameter grows with its rows,
-# about half a KB each: D1 takes a value of up to 2 MB). A D1 call costs the Worker far
-# more than a row in it (measured on workerd: 1 CPU ms a call, 0.02 a row); at 500
+# about half a KB each, at most 43 KB with every text column at its bound in escaped
+# emoji: D1 takes a value of up to 2 MB, and a group it refuses is written in halves).
+# A D1 call costs the Worker far more than a row in it (measured on workerd: 1 CPU ms a call, 0.02 a row); at 500
 # requests a second, groups of at most 20 rows after 50 ms cost 0.12 CPU ms a request
 # more than these (A/B).
 WRITE_DELAY_SECONDS = 0.25
@@ -307,18 +311,40 @@ def _join_group(services: Services, row: dict) -> Optional[Awaitable[None]]:
     return _write_group(services, state.usage_group)
 
 
+# A group that D1 refuses is written again in halves, and a refused half in halves again,
+# down to the rows D1 will not take, so one bad row costs no other row its place. A group
+# may take at most WRITE_ATTEMPTS D1 calls (while D1 is down every one fails): enough to
+# single out one bad row of MAX_ROWS_PER_WRITE (the group, then two calls per halving).
+WRITE_ATTEMPTS = 24
+
+
 async def _write_group(services: Services, group: list[dict]) -> None:
     state = services.state
     await asyncio.sleep(WRITE_DELAY_SECONDS)
     if state.usage_group is group:
         state.usage_group = None
-    try:
-        await store.insert_usage(services.db, *group)
-    except Exception as exc:  # D1 down: the requests were served; count each row and say so
-        for _ in group:
-            state.usage_write_failures += 1
-            print(f"relay: usage row not written ({type(exc).__name__}); "
-                  f"{state.usage_write_failures} lost in this isolate")
+    pending, calls, cause = [group], 0, None
+    while pending:
+        rows = pending.pop()
+        if calls == WRITE_ATTEMPTS and cause is not None:  # only after failures: the last one
+            _lost(state, rows + [row for rest in pending for row in rest], cause)
+            return
+        calls += 1
+        try:
+            await store.insert_usage(services.db, *rows)
+        except Exception as exc:
+            cause = exc
+            if len(rows) == 1:
+                _lost(state, rows, exc)
+            else:
+                pending += [rows[len(rows) // 2:], rows[:len(rows) // 2]]
+
+
+def _lost(state, rows: list[dict], cause: Exception) -> None:
+    """The requests were served; their rows are not written: count them and say why."""
+    state.usage_write_failures += len(rows)
+    print(f"relay: usage row not written ({type(cause).__name__}: {clip(str(cause), 200)}): {len(rows)} "
+          f"of a group; {state.usage_write_failures} lost in this isolate")
 
 
 def ask_for_usage(body: bytes, parsed: dict) -> bytes:
@@ -330,4 +356,4 @@ def ask_for_usage(body: bytes, parsed: dict) -> bytes:
     if options is not None and (not isinstance(options, dict) or "include_usage" in options):
         return body
     changed = {**parsed, "stream_options": {**(options or {}), "include_usage": True}}
-    return json.dumps(changed, ensure_ascii=False, separators=(",", ":")).encode()
+    return dumps(changed).encode()

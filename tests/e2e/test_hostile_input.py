@@ -133,3 +133,21 @@ def test_wrong_methods_and_content_types_are_answered_in_the_clients_format(rela
     answer = httpx.post(relay.url + "/openai/v1/chat/completions", content=b"\x00\x01", headers=OPENAI)
     _is_clear_error(answer, 400, "openai")
     assert counted() == 0
+
+
+@pytest.mark.parametrize("path, body", [
+    ("/openai/v1/chat/completions",  # relay writes a stream's body again, asking for usage
+     rb'{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"a\ud800"}]}'),
+    ("/v1/messages",  # the session in metadata.user_id is hashed to pick the upstream key
+     rb'{"model":"claude-sonnet-4-5","max_tokens":8,"metadata":{"user_id":"\udc00"},'
+     rb'"messages":[{"role":"user","content":"a\ud800"}]}'),
+])
+def test_a_lone_surrogate_in_a_body_goes_on_as_the_client_wrote_it(relay, anthropic_upstream, openai_upstream, tag,
+                                                                   path, body):
+    """JSON lets a client write one; no UTF-8 text holds one: relay once answered 500."""
+    on_anthropic = path.startswith("/v1/")
+    answer = httpx.post(relay.url + path, content=body,
+                        headers={**(ANTHROPIC if on_anthropic else OPENAI), "x-test-tag": tag})
+    assert answer.status_code == 200, answer.text
+    [seen] = (anthropic_upstream if on_anthropic else openai_upstream).requests(tag)
+    assert rb"a\ud800" in seen.body

@@ -103,3 +103,25 @@ def test_every_key_rate_limited_gives_429_with_the_shortest_retry_after(client, 
             upstream.lift(key)
     time.sleep(6.5)
     assert _ask(client).content[0].text == REPLY_TEXT
+
+
+def test_odd_retry_afters_fail_over_to_the_next_key_instead_of_a_500(upstream, tag):
+    """"²" passed str.isdigit() and float() refused it; 99999999999 s made the KV write fail
+    and would have cooled the key for 3,000 years: each was a 500. A Worker of its own,
+    since its keys stay cooling (an hour at most) after the test."""
+    with LocalWorker({"RELAY_CLIENT_KEYS": CLIENT_KEY, "ANTHROPIC_API_KEYS": ",".join(POOL),
+                      "UPSTREAM_ANTHROPIC_URL": upstream.url}) as worker:
+        client = anthropic.Anthropic(base_url=worker.url, api_key=CLIENT_KEY, max_retries=0,
+                                     default_headers={"x-test-tag": tag})
+        upstream.rate_limit(POOL[0], retry_after="²")
+        upstream.rate_limit(POOL[1], retry_after="99999999999")
+        try:
+            answers = [_ask(client) for _ in range(4)]
+        finally:
+            upstream.lift(POOL[0])
+            upstream.lift(POOL[1])
+        log = worker.log()
+    assert all(answer.content[0].text == REPLY_TEXT for answer in answers)
+    used = _keys_used(upstream, tag)
+    assert used.count("a") == used.count("b") == 1, used  # answered 429 once each, then cooling
+    assert "Traceback" not in log and "not shared" not in log and "not read" not in log

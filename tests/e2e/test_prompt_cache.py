@@ -107,3 +107,36 @@ def test_claude_code_gets_at_most_the_fourth_marker_and_no_400(relay, anthropic_
     assert any(len(markers(body)) == 4 for body in sent), [len(markers(body)) for body in sent]
     # The second session read the first one's prefix from the provider's cache.
     assert json.loads(runs[1].stdout)["usage"]["cache_read_input_tokens"] > 0
+
+
+def _post_raw(relay, tag: str, body: bytes, timeout: float = 30) -> httpx.Response:
+    return httpx.post(relay.url + "/v1/messages", content=body, timeout=timeout,
+                      headers={"x-api-key": CLIENT_KEY, "content-type": "application/json",
+                               "anthropic-version": "2023-06-01", "x-test-tag": tag})
+
+
+def test_a_client_marker_with_an_escaped_key_counts_and_the_api_sees_no_fifth(relay, anthropic_upstream, tag):
+    """The API reads "cache\\u005fcontrol" as cache_control: relay once counted 3 client
+    markers of these 4, added a fifth, and the provider answered 400."""
+    turns = [{"role": ("user", "assistant")[n % 2], "content": [
+        {"type": "text", "text": f"turn {n}", "cache_control": {"type": "ephemeral"}}]} for n in range(4)]
+    body = {"model": "claude-sonnet-4-5", "max_tokens": 8, "system": system_prompt(tag),
+            "tools": [{"name": "t", "description": "a tool", "input_schema": {"type": "object"}}],
+            "messages": turns + [{"role": "assistant", "content": "ok"}, {"role": "user", "content": "and now?"}]}
+    raw = json.dumps(body).encode().replace(b'"cache_control"', rb'"cache\u005fcontrol"', 1)
+    answer = _post_raw(relay, tag, raw)
+    assert answer.status_code == 200, answer.text
+    [seen] = anthropic_upstream.requests(tag)
+    assert seen.body == raw  # nothing to add: the client's bytes as sent
+
+
+def test_a_body_of_many_marker_keys_is_read_in_linear_time(relay, anthropic_upstream, tag):
+    """20,000 cache_control keys in `metadata` (371 KB) once took relay 13.7 s of CPU,
+    all that time blocking the isolate; here 45,000 (900 KB) are answered at once (the
+    bound is some hundred times what it takes: the test is of the algorithm, not of speed)."""
+    keys = ",".join(['"cache_control":1'] * 45_000)
+    raw = (b'{"model":"claude-sonnet-4-5","max_tokens":8,"metadata":{"x":{' + keys.encode()
+           + b'}},"messages":[{"role":"user","content":"hi"}]}')
+    answer = _post_raw(relay, tag, raw, timeout=10)
+    assert answer.status_code == 200, answer.text
+    assert anthropic_upstream.requests(tag)[0].body == raw

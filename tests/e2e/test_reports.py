@@ -155,3 +155,13 @@ def test_bad_parameters_and_relay_keys_are_refused(relay, admin):
     assert admin.get("/admin/usage", params={"from": "2026-11-02", "to": "2026-11-01"}).status_code == 400
     for path in ("/admin/usage", "/admin/usage/requests", "/admin/status"):
         assert httpx.get(relay.url + path, headers={"authorization": f"Bearer {CLIENT_KEY}"}).status_code == 401
+
+
+@pytest.mark.parametrize("odd", ["²", "٣", "9" * 5000], ids=["superscript-two", "arabic-indic-three", "5000-digits"])
+def test_numbers_not_written_in_ascii_digits_are_a_400(admin, odd):
+    """str.isdigit() takes "²" (int() then refused it: a 500) and "٣" (int() reads 3)."""
+    for path, name in (("/admin/usage/requests", "limit"), ("/admin/usage/requests", "before_id"),
+                       ("/admin/usage", "limit")):
+        answer = admin.get(path, params={name: odd})
+        assert answer.status_code == 400, (path, name, answer.text[:200])
+        assert answer.json()["error"]["message"].startswith(name)

@@ -166,6 +166,20 @@ def test_openai_sdk_reaches_a_claude_model(oai_client, routed, ant, tag):
         assert (row["input_tokens"], row["output_tokens"]) == (expected.prompt_tokens, expected.completion_tokens)
 
 
+def test_a_lone_surrogate_is_translated_as_the_client_wrote_it(routed, oai, ant, tag):
+    """JSON lets a client write one ("\\ud800"), no UTF-8 text holds one, and relay writes a
+    translated body out again: it once answered 500."""
+    for path, auth, body, upstream in (
+            ("/v1/messages", {"x-api-key": CLIENT_KEY},
+             b'{"model":"' + HAIKU.encode() + rb'","max_tokens":8,"messages":[{"role":"user","content":"a\ud800"}]}',
+             oai),
+            ("/openai/v1/chat/completions", {"authorization": f"Bearer {CLIENT_KEY}"},
+             rb'{"model":"claude-sonnet-4-5","stream":true,"messages":[{"role":"user","content":"a\ud800"}]}', ant)):
+        answer = httpx.post(routed.url + path, content=body,
+                            headers={**auth, "content-type": "application/json", "x-test-tag": tag})
+        assert answer.status_code == 200, answer.text
+        assert rb"a\ud800" in upstream.requests(tag)[-1].body
+
 @pytest.mark.parametrize("scenario", ["status-429", "status-503"])
 def test_a_failing_target_falls_back_to_the_next_after_its_own_keys(client, routed, oai, ant, tag, scenario):
     message = client.messages.create(model=HAIKU, max_tokens=16, messages=[{"role": "user", "content": "hi"}],

@@ -7,6 +7,7 @@ records, to find its rows among the session's.
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import anthropic
@@ -16,6 +17,7 @@ import pytest
 
 from .conftest import CLIENT_KEY, create_key
 from .conftest import session_rows as rows
+from .test_key_limits import CACHE_SECONDS
 
 
 def _anthropic(relay, session, key=CLIENT_KEY):
@@ -150,3 +152,39 @@ def test_an_upstream_answer_without_a_body_leaves_a_row(relay, anthropic_upstrea
     [row] = rows(relay, tag, 1)
     assert seen.method == "HEAD" and answer.status_code == row["status"] == 200
     assert (row["method"], row["path"], row["stream"]) == ("HEAD", "/v1/models", 0)
+
+
+def test_huge_model_names_cost_no_other_request_its_row_nor_a_key_its_budget(relay, anthropic_upstream, tag):
+    """Rows are written in groups, one D1 statement each, and D1 refuses a value over about
+    2 MB: 403s for three 0.8 MB model names, ending as a priced stream did, once sank the
+    whole group, the stream's row with it, and the key went on past its budget."""
+    budgeted = create_key(relay, monthly_budget_usd=0.0001, allowed_models=["claude-sonnet-4-5"])
+    client = _anthropic(relay, tag, key=budgeted["key"])
+    huge = "x" * 800_000
+
+    def refused(_):
+        return httpx.post(relay.url + "/v1/messages", json={"model": huge, "max_tokens": 8, "messages": []},
+                          headers={"x-api-key": budgeted["key"], "x-claude-code-session-id": tag}, timeout=60)
+
+    gate = f"{tag}-gate"
+    with client.messages.stream(model="claude-sonnet-4-5", max_tokens=8, messages=[{"role": "user", "content": "hi"}],
+                                extra_headers={"x-fake-gate": gate}) as stream:
+        assert next(iter(stream)).type == "message_start"  # held open by the fake, not yet priced
+        with ThreadPoolExecutor(3) as pool:
+            answers = list(pool.map(refused, range(3)))
+        anthropic_upstream.release(gate)  # the stream ends while the 403s' rows wait for others
+        served = stream.get_final_message()
+    assert [answer.status_code for answer in answers] == [403] * 3, (
+        [answer.text[:300] for answer in answers], relay.log()[-3000:])
+    message = answers[0].json()["error"]["message"]
+    assert message.startswith(f"relay key {budgeted['id']} may not use model xxx") and len(message) <= 512
+
+    found = rows(relay, tag, 4)
+    assert sorted(row["status"] for row in found) == [200] + [403] * 3
+    assert all(len(row["model_requested"]) <= 256 for row in found)
+    [priced] = [row for row in found if row["status"] == 200]
+    assert priced["cost_usd"] > 0.0001 and priced["output_tokens"] == served.usage.output_tokens
+    time.sleep(CACHE_SECONDS + 0.5)  # the key's spend is read from D1 again
+    with pytest.raises(anthropic.APIStatusError) as caught:
+        _ask(client)
+    assert caught.value.status_code == 402

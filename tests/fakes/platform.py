@@ -1,11 +1,13 @@
 """CPython stand-ins for the platform services the core uses (see relay/services.py).
 
 `SqliteDatabase` applies the project's own migrations to an in-memory SQLite, the
-engine D1 runs, so the core's SQL is tested for real.
+engine D1 runs, so the core's SQL is tested for real, with D1's limit on the length of
+a value (a bound parameter, a string or blob: 2,000,000 bytes).
 """
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -13,12 +15,14 @@ from typing import Any, Optional, Sequence
 from relay.http import Response
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
+D1_MAX_VALUE_BYTES = 2_000_000
 
 
 class SqliteDatabase:
     def __init__(self) -> None:
         self.connection = sqlite3.connect(":memory:")
         self.connection.row_factory = sqlite3.Row
+        self.connection.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, D1_MAX_VALUE_BYTES)
         for migration in sorted(MIGRATIONS.glob("*.sql")):
             self.connection.executescript(migration.read_text())
 
@@ -54,13 +58,28 @@ class CountingDatabase(SqliteDatabase):
 
 
 class MemoryKV:
-    def __init__(self) -> None:
+    """Workers KV in memory, counting its calls. Each call lets other tasks run first (the
+    binding's calls are I/O), so concurrent requests interleave as they do in an isolate;
+    `failing` makes every call raise, as during a KV outage."""
+
+    def __init__(self, failing: bool = False) -> None:
         self.values: dict[str, str] = {}
+        self.gets: list[str] = []
+        self.puts: list[tuple[str, int]] = []  # (key, ttl_seconds)
+        self.failing = failing
 
     async def get(self, key: str) -> Optional[str]:
+        await asyncio.sleep(0)
+        self.gets.append(key)
+        if self.failing:
+            raise ConnectionError("KV unavailable")
         return self.values.get(key)
 
     async def put(self, key: str, value: str, ttl_seconds: int) -> None:
+        await asyncio.sleep(0)
+        self.puts.append((key, ttl_seconds))
+        if self.failing:
+            raise ConnectionError("KV unavailable")
         self.values[key] = value
 
 

@@ -43,8 +43,14 @@ def minimum_tokens(model: str) -> int:
     return next((tokens for fragment, tokens in MINIMUMS.items() if fragment in model), 1024)
 
 
+def _utf8(value: Any) -> bytes:
+    """A value's compact JSON text in UTF-8; a lone surrogate (JSON lets a client send one)
+    passes as its code point, as a tokenizer would take it."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass")
+
+
 def _tokens(value: Any) -> int:
-    return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()) // 4
+    return len(_utf8(value)) // 4
 
 
 def _unmarked(block: Any) -> Any:
@@ -129,7 +135,7 @@ class PromptCache:
         digests, totals, total = [], [], 0
         for _, block in units:
             content = _unmarked(block)
-            digest.update(json.dumps(content, ensure_ascii=False, sort_keys=False).encode())
+            digest.update(_utf8(content))
             digests.append(digest.copy().hexdigest())
             total += _tokens(content)
             totals.append(total)

@@ -458,7 +458,7 @@ class FakeUpstream:
             return seen
         return [s for s in seen if s.header("x-test-tag") == scenario_tag]
 
-    def rate_limit(self, key: str, retry_after: int) -> None:
+    def rate_limit(self, key: str, retry_after: int | str) -> None:
         with self._lock:
             self._rate_limited[key] = str(retry_after)
 

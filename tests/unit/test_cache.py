@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import re
+import sys
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -227,6 +229,23 @@ def test_the_layout_reader_accepts_and_refuses_what_json_loads_does(raw):
         assert json.dumps(layout.loads(raw)[0]) == json.dumps(expected)
 
 
+
+def test_the_layout_reader_parses_without_the_cycle_collector_and_turns_it_back_on(monkeypatch):
+    """The collector's passes over a growing heap made a long parse superlinear."""
+    during = []
+    scan = layout._scan
+    monkeypatch.setattr(layout, "_scan", lambda text, index: during.append(gc.isenabled()) or scan(text, index))
+    layout.loads(b'{"a": [1], "b": {}}')
+    with pytest.raises(ValueError):
+        layout.loads(b'{"a": [1 2]}')
+    assert during and not any(during) and gc.isenabled()
+    gc.disable()
+    try:
+        layout.loads(b'{"a": 1}')
+        assert not gc.isenabled()  # left as it was found
+    finally:
+        gc.enable()
+
 # --- placement ----------------------------------------------------------------------------
 
 def claude_code_body(turns: int = 1) -> dict:
@@ -260,6 +279,33 @@ def test_four_client_markers_leave_the_body_as_sent():
     assert (added, out) == (0, raw)
     body["messages"][0]["content"][0].pop("cache_control")
     assert run(body)[1] == 1  # one place free: the most valuable one, the tail
+
+
+
+def test_escaped_marker_keys_count_as_the_client_markers_they_are():
+    """JSON lets a key be written with escapes: the API reads "cache\u005fcontrol" as
+    cache_control, so relay must count it too (4 went in once, and 5 came out: a 400)."""
+    body = {"model": "claude-sonnet-4-5", "system": LONG, "tools": [{"name": "t", "description": LONG}],
+            "messages": [{"role": ("user", "assistant")[i % 2], "content": [
+                {"type": "text", "text": f"turn {i}", "cache_control": EPHEMERAL}]} for i in range(4)]
+            + [{"role": "assistant", "content": "ok"}, {"role": "user", "content": LONG}]}
+    raw = json.dumps(body).encode()
+    for escaped in (rb'"cache\u005fcontrol"', rb'"\u0063ache_contro\u006C"', rb'"\u0063\u0061che_control"'):
+        text = raw.replace(b'"cache_control"', escaped, 1)
+        assert json.loads(text) == body
+        assert run(text)[1:] == (0, text)
+
+
+def test_an_escaped_one_hour_ttl_is_read_as_one():
+    """A 5-minute marker may not precede the client's 1-hour one, however "ttl" is written."""
+    body = {"model": "claude-sonnet-4-5", "system": LONG, "messages": [
+        {"role": "user", "content": "a"}, {"role": "assistant", "content": "b"},
+        {"role": "user", "content": [{"type": "text", "text": "c", "cache_control": HOUR}]}]}
+    raw = json.dumps(body).encode().replace(b'"ttl"', rb'"\u0074tl"')
+    assert json.loads(raw) == body
+    assert run(raw)[1:] == (0, raw)
+    body["messages"][2]["content"][0]["cache_control"] = EPHEMERAL
+    assert run(body)[1] == 1  # the system prompt's marker, before the client's 5-minute one
 
 
 def test_a_string_system_becomes_one_marked_text_block():
@@ -417,3 +463,70 @@ def test_an_unknown_relay_cache_policy_is_a_named_misconfiguration():
     response, sent = post("/v1/messages", CONVERSATION, {"RELAY_CACHE_POLICY": "sometimes"})
     assert response.status == 500 and sent == []
     assert b"RELAY_CACHE_POLICY must be one of" in response.body
+
+
+# --- cost: linear in the body, and bounded per request --------------------------------------
+
+MARKED = '{"role":"user","content":[{"type":"text","text":"x","cache_control":{"type":"ephemeral"}}]}'
+PLAIN = '{"role":"user","content":[{"type":"text","text":"x"}]}'
+
+
+def _messages_body(size: int, one: str, metadata: str = "{}") -> bytes:
+    """About `size` bytes of messages after a first turn, each `one`: the previous turn's
+    tail is near the start, so relay reads every message after it."""
+    return ('{"model":"claude-sonnet-4-5","max_tokens":1,"system":"' + "s" * 8000 + '","metadata":' + metadata
+            + ',"messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"ok"},'
+            + ",".join([one] * max(1, size // (len(one) + 1))) + "]}").encode()
+
+
+def many_marker_keys(size: int) -> bytes:
+    keys = ",".join(['"cache_control":1', r'"cache\u005fcontrol":1'] * (size // 40))
+    return _messages_body(size // 100, PLAIN, '{"x":{' + keys + "}}")
+
+
+def many_marked_messages(size: int) -> bytes:
+    return _messages_body(size, MARKED)
+
+
+def three_markers_many_messages(size: int) -> bytes:
+    return _messages_body(size, PLAIN).replace(PLAIN.encode(), MARKED.encode(), 3)
+
+
+def _steps(body: bytes) -> int:
+    """How many Python lines relay runs to read a body and add its markers, in every frame
+    (generator expressions too): its work as a number, which a timing on a shared machine
+    is not."""
+    steps = 0
+
+    def line(frame, event, arg):
+        nonlocal steps
+        steps += 1
+        return line
+
+    previous = sys.gettrace()
+    sys.settrace(line)
+    try:
+        parsed, shape = layout.loads(body)
+        cache.add_markers(body, parsed, shape, "auto")
+    finally:
+        sys.settrace(previous)
+    return steps
+
+
+@pytest.mark.parametrize("make", [many_marker_keys, many_marked_messages, three_markers_many_messages])
+def test_a_hostile_body_costs_work_linear_in_its_size(make):
+    """20,000 cache_control keys (371 KB) once took 13.7 s of CPU; 4,000 marked messages 1 s."""
+    small, large = make(256 * 1024), make(1024 * 1024)
+    assert 3.5 < len(large) / len(small) < 4.5
+    assert _steps(large) < 5 * _steps(small)
+
+
+def test_the_client_markers_read_are_bounded_whatever_their_number(monkeypatch):
+    """The text is searched for markers in C; Python reads at most MAX_MARKERS of them (with
+    more, relay adds nothing), and each reads only its own value."""
+    read = []
+    monkeypatch.setattr(cache, "_marker_ttl", lambda text, index: read.append(index) or 1)
+    body = many_marker_keys(1024 * 1024)
+    assert body.count(b"cache_control") + body.count(rb"cache\u005fcontrol") > 20_000
+    assert run(body)[1] == 0
+    assert len(read) == cache.MAX_MARKERS

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections import Counter
 from datetime import datetime
+
+import pytest
 
 from relay import keys
 from relay.app import handle
 from relay.http import Headers, Request, Response
-from relay.keys import Cooldowns, cooldown_until, pool, preference
+from relay.keys import (KV_REFRESH_SECONDS, KV_WRITE_INTERVAL_SECONDS, MAX_COOLDOWN_SECONDS, Cooldowns,
+                        cooldown_until, pool, preference)
 from relay.services import IsolateState, Services
 from tests.fakes.platform import MemoryKV
 
@@ -19,19 +23,24 @@ NOW = 1_800_000_000.0
 
 
 class ScriptedTransport:
-    """Answers by upstream key: a status per key (default 200), recording each call."""
+    """Answers by upstream key: a status per key (default 200), with `headers` (or that
+    key's own, from `headers_by_key`), recording each call. Each call lets other tasks run
+    first, as network I/O does."""
 
-    def __init__(self, statuses=None, headers=()):
+    def __init__(self, statuses=None, headers=(), headers_by_key=None):
         self.statuses = statuses or {}
         self.headers = list(headers)
+        self.headers_by_key = headers_by_key or {}
         self.calls: list[str] = []
         self.discarded: list[object] = []
 
     async def send(self, method, url, headers, body, timeout=None):
+        await asyncio.sleep(0)
         key = dict(headers)["x-api-key"]
         self.calls.append(key)
         status = self.statuses.get(key, 200)
-        return Response(status, [("content-type", "application/json"), *self.headers], f"body-{key}")
+        fields = self.headers_by_key.get(key, self.headers)
+        return Response(status, [("content-type", "application/json"), *fields], f"body-{key}")
 
     async def discard(self, body):
         self.discarded.append(body)
@@ -179,8 +188,106 @@ def test_cooldowns_are_shared_through_kv():
 
 def test_expired_cooldowns_recover_by_themselves():
     services = Services(transport=ScriptedTransport(), kv=MemoryKV())
-    cooldowns = Cooldowns("anthropic", services)
+    cooldowns = Cooldowns("anthropic", ["anthropic-x"], services)
     asyncio.run(cooldowns.cool("anthropic-x", NOW + 5, NOW))
     assert asyncio.run(cooldowns.current(NOW + 1)) == {"anthropic-x": NOW + 5}
     services.state.cooldowns_read_at.clear()
     assert asyncio.run(cooldowns.current(NOW + 6)) == {}
+
+
+
+@pytest.mark.parametrize("value, wait", [
+    ("12", 12), (" 1.5 ", 1.5), ("0", 0),
+    ("99999999999", MAX_COOLDOWN_SECONDS),  # years: an hour at most
+    pytest.param("9" * 5000, MAX_COOLDOWN_SECONDS, id="5000-digits"),
+    ("Thu, 14 Jan 2027 08:00:40 GMT", 40), ("Thu, 14 Jan 2127 08:00:00 GMT", MAX_COOLDOWN_SECONDS),
+    ("\u00b2", 30), ("\u0663", 30), ("-5", 30), ("1e3", 30), ("soon", 30), ("", 30),  # not RFC 9110's: the default
+])
+def test_retry_after_is_read_as_rfc_9110_writes_it_and_bounded(value, wait):
+    now = datetime.fromisoformat("2027-01-14T08:00:00+00:00").timestamp()
+    assert cooldown_until(429, Headers([("retry-after", value)]), now) == now + wait
+
+
+def test_a_cooldown_from_ratelimit_reset_is_bounded_too():
+    now = datetime.fromisoformat("2027-01-14T08:00:00+00:00").timestamp()
+    far = Headers([("anthropic-ratelimit-tokens-remaining", "0"),
+                   ("anthropic-ratelimit-tokens-reset", "2999-01-01T00:00:00Z")])
+    assert cooldown_until(429, far, now) == now + MAX_COOLDOWN_SECONDS
+
+
+def test_odd_retry_afters_fail_over_to_the_next_key_instead_of_a_500():
+    """"²" passed str.isdigit(), then float() refused it; 99999999999 s made the KV write
+    fail and cooled the key for 3,000 years."""
+    transport = ScriptedTransport({"sk-one": 429, "sk-two": 429},
+                                  headers_by_key={"sk-one": [("retry-after", "\u00b2")],
+                                                  "sk-two": [("retry-after", "99999999999")]})
+    services = Services(transport=transport, kv=MemoryKV())
+    assert [_send(services).status for _ in range(3)] == [200] * 3
+    assert transport.calls.count("sk-one") == 1 and transport.calls.count("sk-two") == 1
+    cooling = services.state.cooldowns["anthropic"]
+    assert len(cooling) == 2 and max(cooling.values()) <= time.time() + MAX_COOLDOWN_SECONDS
+    assert all(1 <= ttl <= MAX_COOLDOWN_SECONDS for _, ttl in services.kv.puts)
+
+
+def test_a_failing_kv_never_fails_a_request():
+    transport = ScriptedTransport({"sk-one": 429}, headers=[("retry-after", "300")])
+    services = Services(transport=transport, kv=MemoryKV(failing=True))
+    assert [_send(services).status for _ in range(4)] == [200] * 4
+    assert transport.calls.count("sk-one") == 1  # cooling in this isolate all the same
+    assert services.kv.gets and services.kv.puts
+
+
+def test_cooldowns_written_at_once_by_two_isolates_are_both_kept():
+    """One KV entry per provider, read and written back, lost the cool-down another
+    isolate wrote in between."""
+    kv = MemoryKV()
+    ids = [key.id for key in pool("anthropic", KEYS)]
+    first, second = (Cooldowns("anthropic", ids, Services(transport=None, kv=kv, state=IsolateState()))
+                     for _ in range(2))
+
+    async def both():
+        await asyncio.gather(first.current(NOW), second.current(NOW))
+        await asyncio.gather(first.cool(ids[0], NOW + 60, NOW), second.cool(ids[1], NOW + 90, NOW))
+
+    asyncio.run(both())
+    third = Cooldowns("anthropic", ids, Services(transport=None, kv=kv, state=IsolateState()))
+    assert asyncio.run(third.current(NOW + 1)) == {ids[0]: NOW + 60, ids[1]: NOW + 90}
+
+
+def test_a_storm_of_429s_on_one_key_writes_its_cooldown_once():
+    """Every request in flight on a key gets its 429 at once; KV takes one write a second a key."""
+    transport = ScriptedTransport({"sk-one": 429, "sk-two": 429, "sk-three": 429}, headers=[("retry-after", "30")])
+    services = Services(transport=transport, kv=MemoryKV())
+
+    async def storm():
+        return await asyncio.gather(*(handle(_request("one-session"), ENV, services) for _ in range(50)))
+
+    answers = asyncio.run(storm())
+    assert {answer.status for answer in answers} == {429}
+    writes = Counter(key for key, _ in services.kv.puts)
+    assert len(writes) == 3 and set(writes.values()) == {1}, writes
+    assert len(services.kv.gets) == len(KEYS)  # one read of the pool, not one per request
+
+
+def test_an_isolate_writes_no_cooldown_that_kv_already_holds():
+    kv = MemoryKV()
+    ids = [key.id for key in pool("anthropic", KEYS)]
+    first = Cooldowns("anthropic", ids, Services(transport=None, kv=kv, state=IsolateState()))
+    asyncio.run(first.cool(ids[0], NOW + 60, NOW))
+    other = Cooldowns("anthropic", ids, Services(transport=None, kv=kv, state=IsolateState()))
+    asyncio.run(other.current(NOW + 2))
+    asyncio.run(other.cool(ids[0], NOW + 60.5, NOW + 2))  # its own 429, the same cool-down
+    assert len(kv.puts) == 1
+    asyncio.run(other.cool(ids[0], NOW + 300, NOW + 2 + KV_WRITE_INTERVAL_SECONDS))  # a longer one
+    assert len(kv.puts) == 2 and asyncio.run(other.current(NOW + 3))[ids[0]] == NOW + 300
+
+
+def test_the_shared_cooldowns_are_read_once_per_refresh_with_one_get_per_key():
+    kv = MemoryKV()
+    ids = [key.id for key in pool("anthropic", KEYS)]
+    cooldowns = Cooldowns("anthropic", ids, Services(transport=None, kv=kv))
+    for moment in (NOW, NOW + 1, NOW + KV_REFRESH_SECONDS - 0.1):
+        asyncio.run(cooldowns.current(moment))
+    assert sorted(kv.gets) == sorted(f"cooldown:anthropic:{key_id}" for key_id in ids)
+    asyncio.run(cooldowns.current(NOW + KV_REFRESH_SECONDS))
+    assert len(kv.gets) == 2 * len(ids)

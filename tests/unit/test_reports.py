@@ -247,6 +247,10 @@ def test_the_report_route_answers_csv_for_finance():
     ("from=2025-01-01", "the time range must be at most 366 days"),
     ("format=xlsx", "format must be json or csv"),
     ("limit=0", "limit must be a whole number from 1 to 10000"),
+    ("limit=%C2%B2", "limit must be a whole number from 1 to 10000"),  # "²": str.isdigit() takes it
+    ("limit=%D9%A3", "limit must be a whole number from 1 to 10000"),  # "٣": int() reads it as 3
+    pytest.param("limit=" + "9" * 5000, "limit must be a whole number from 1 to 10000",
+                 id="limit-past-the-4300-digits-int-reads"),
     ("tag=", "tag must be 1 to 256 characters"),
     ("group_by=tag&group_by=day", "group_by is given more than once"),
     ("secret=x", "unknown parameter 'secret'"),
@@ -266,6 +270,9 @@ def test_recent_requests_page_backwards_by_id():
     assert [r["id"] for r in rest["data"]] == [2, 1] and rest["next_before_id"] is None
     assert call(svc, "GET", "/admin/usage/requests", query="limit=501").status == 400
     assert call(svc, "GET", "/admin/usage/requests", query="before_id=-1").status == 400
+    for odd in ("%C2%B2", "%D9%A3", "9" * 19, "9" * 5000):  # "²", "٣", past SQLite's integers, past int()'s
+        for query in (f"limit={odd}", f"before_id={odd}"):
+            assert call(svc, "GET", "/admin/usage/requests", query=query).status == 400, query
 
 
 def test_status_shows_this_isolates_lost_audit_rows_even_without_d1():

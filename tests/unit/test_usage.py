@@ -8,8 +8,9 @@ import json
 import pytest
 
 from relay import pricing
+from relay.bounds import FIELD_CHARS
 from relay.services import Services
-from relay.usage import MAX_ROWS_PER_WRITE, Exchange, Meter, ask_for_usage, client_family
+from relay.usage import MAX_ROWS_PER_WRITE, WRITE_ATTEMPTS, Exchange, Meter, ask_for_usage, client_family
 from tests.fakes.platform import SqliteDatabase
 
 ANTHROPIC_STREAM = (
@@ -157,12 +158,13 @@ class _CountingDatabase(SqliteDatabase):
         await super().run(sql, params)
 
 
-def _requests_ending_together(db, count):
+def _requests_ending_together(db, count, path=lambda n: "/v1/messages"):
     async def end_them():
         services = Services(transport=None, db=db, clock=lambda: 1_700_000_001.5)
-        exchange = Exchange(started=1_700_000_000.0, surface="anthropic", method="POST", path="/v1/messages")
+        exchanges = [Exchange(started=1_700_000_000.0, surface="anthropic", method="POST", path=path(n))
+                     for n in range(count)]
         await asyncio.gather(*(Meter(exchange, 200, "text/event-stream", services).finish(False)
-                               for _ in range(count)))
+                               for exchange in exchanges))
         return services.state
 
     return asyncio.run(end_them())
@@ -177,7 +179,51 @@ def test_rows_of_requests_ending_together_are_written_in_groups():
 
     down = _CountingDatabase(fail=True)
     state = _requests_ending_together(down, 5)
-    assert down.calls == [5] and state.usage_write_failures == 5 and state.usage_group is None
+    assert down.calls[0] == 5 and state.usage_write_failures == 5 and state.usage_group is None
+
+
+class _RefusingDatabase(_CountingDatabase):
+    """Refuses every statement holding a row for the path "/refused" (as D1 refuses a
+    statement with one value too long), and writes the others."""
+
+    async def run(self, sql, params=()):
+        if "/refused" in params[0]:
+            self.calls.append(len(json.loads(params[0])))
+            raise ValueError("string or blob too big")
+        await super().run(sql, params)
+
+
+def test_a_row_the_database_refuses_costs_no_other_row_its_place():
+    db = _RefusingDatabase()
+    state = _requests_ending_together(db, MAX_ROWS_PER_WRITE, lambda n: "/refused" if n == 37 else f"/v1/{n}")
+    written = asyncio.run(db.all("SELECT path FROM usage"))
+    assert sorted(row["path"] for row in written) == sorted(f"/v1/{n}" for n in range(MAX_ROWS_PER_WRITE) if n != 37)
+    assert state.usage_write_failures == 1
+    assert len(db.calls) <= WRITE_ATTEMPTS and db.calls[0] == MAX_ROWS_PER_WRITE
+
+
+def test_a_database_that_refuses_everything_gets_a_bounded_number_of_calls():
+    down = _CountingDatabase(fail=True)
+    state = _requests_ending_together(down, MAX_ROWS_PER_WRITE)
+    assert len(down.calls) == WRITE_ATTEMPTS
+    assert state.usage_write_failures == MAX_ROWS_PER_WRITE
+
+
+def test_a_row_keeps_a_bounded_valid_text_of_what_the_client_sent():
+    """A 2.5 MB model name alone is more than D1 takes in one value; a lone surrogate
+    (JSON lets a client send one) is no UTF-8 text."""
+    huge = "m" * 2_500_000
+    exchange = Exchange(started=1_700_000_000.0, surface="anthropic", method="POST", path="/v1/" + "p" * 5000,
+                        client="c" * 5000, billing_tag="t" * 5000, session_id="\ud800" + "s" * 5000,
+                        model_requested=huge, stream=True)
+    db = SqliteDatabase()
+    meter = Meter(exchange, 403, "application/json", Services(transport=None, db=db, clock=lambda: 1_700_000_001.0))
+    meter.feed(b'{"type":"error","error":{"type":"' + b"e" * 5000 + b'","message":"no"}}')
+    asyncio.run(meter.finish(False))
+    [row] = asyncio.run(db.all("SELECT * FROM usage"))
+    for name in ("path", "client", "billing_tag", "session_id", "model_requested", "error_type"):
+        assert 200 <= len(row[name]) <= FIELD_CHARS and row[name].endswith("…"), name
+    assert row["model_requested"].startswith("mmm") and row["session_id"].startswith("\ufffd")
 
 
 def test_openai_streams_are_asked_for_usage_unless_the_client_said_no():

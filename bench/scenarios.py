@@ -60,6 +60,21 @@ SMALL = _messages_body(SAY_HI, stream=False)
 SMALL_STREAM = _messages_body(SAY_HI, stream=True)
 # A coding agent's request without cache markers: system prompt, 12 tools, tool-calling history.
 LARGE = sized_body(LARGE_BODY_BYTES)
+
+
+def scaled_body(size: int) -> bytes:
+    """The large body with its history repeated until it holds about `size` bytes: the same
+    shape at any size (sized_body itself grows quadratically slower past a few MB)."""
+    body = json.loads(LARGE)
+    history = body["messages"]
+    repeats = max(1, round((size - len(LARGE)) / len(json.dumps(history))) + 1)
+    body["messages"] = history * repeats
+    return json.dumps(body, ensure_ascii=False).encode()
+
+
+# Bodies of growing size for the CPU-per-KB rows (relay and the floors): linear work per
+# request shows as the same CPU per KB at each size.
+SCALED = {"body-1m": scaled_body(1_000_000), "body-8m": scaled_body(8_000_000)}
 PACED = {"x-fake-events": str(PACED_EVENTS), "x-fake-pace-ms": str(PACE_MS)}
 
 
@@ -130,13 +145,15 @@ async def _load(endpoint: Endpoint, requests: int) -> Batch:
         return Batch(samples, requests, time.perf_counter() - began)
 
 
-def _large_body(endpoint: Endpoint, client: httpx.Client, requests: int) -> Batch:
-    samples, began = [], time.perf_counter()
-    for _ in range(requests):
-        start = time.perf_counter()
-        _check(client.post("/v1/messages", content=LARGE))
-        samples.append(_ms_since(start))
-    return Batch(samples, requests, time.perf_counter() - began)
+def _posting(body: bytes) -> Callable[[Endpoint, httpx.Client, int], Batch]:
+    def run(endpoint: Endpoint, client: httpx.Client, requests: int) -> Batch:
+        samples, began = [], time.perf_counter()
+        for _ in range(requests):
+            start = time.perf_counter()
+            _check(client.post("/v1/messages", content=body))
+            samples.append(_ms_since(start))
+        return Batch(samples, requests, time.perf_counter() - began)
+    return run
 
 
 SCENARIOS = (
@@ -160,5 +177,11 @@ SCENARIOS = (
              "12 tools, tool-calling history; `bench.cache_savings.sized_body`) without cache markers, and "
              "its whole answer, one request at a time. relay's cache policy `auto` adds its markers to it; "
              "`relay, cache off` forwards it as it is: their difference is what adding the markers costs.",
-             "latency", 10, _large_body),
+             "latency", 10, _posting(LARGE)),
+    *(Scenario(key, f"{len(body) / 1e6:.0f} MB request body, non-streaming (CPU per KB)",
+               f"The 200 KB body's shape with its history repeated to {len(body) / 1e6:.1f} MB, one "
+               "request at a time, for relay and the floors: CPU ms/req divided by the body's KB is "
+               "relay's work per KB, flat across the sizes when that work is linear in the body.",
+               "latency", per_round, _posting(body))
+      for (key, body), per_round in zip(SCALED.items(), (4, 1))),
 )

@@ -61,6 +61,9 @@ def _floor(config) -> Callable[[str, contextlib.ExitStack], Endpoint]:
     return start
 
 
+# The peers run every scenario but the CPU-per-KB bodies, which are relay's own check.
+PEER_SCENARIOS = frozenset({"ttfb", "sse", "load", "large"})
+
 DIRECT = "direct"
 JS_FLOOR = "JS floor"
 PY_FLOOR = "Python floor"
@@ -81,12 +84,13 @@ TARGETS = (
            scenarios=frozenset({"large"})),
     Target("LiteLLM", "LiteLLM proxy 1.80.0 (`litellm --config`, one uvicorn worker) on its `/v1/messages` "
                       "route, model `anthropic/...` with the fake as `api_base`, master key, client headers forwarded "
-                      "(`forward_client_headers_to_llm_api`), callbacks and telemetry off, local cost map", peer_gateways.litellm, peer=True),
+                      "(`forward_client_headers_to_llm_api`), callbacks and telemetry off, local cost map", peer_gateways.litellm, peer=True,
+           scenarios=PEER_SCENARIOS),
     Target("Portkey", "Portkey's gateway 1.15.2 on Node (`start-server.js --headless`, `NODE_ENV=production`), "
                       "provider `anthropic` with the fake as custom host and the fake's `x-fake-*` pacing fields "
                       "as forward headers (request headers)",
-           peer_gateways.portkey, peer=True),
+           peer_gateways.portkey, peer=True, scenarios=PEER_SCENARIOS),
     Target("claude-code-router", "claude-code-router 2.0.0 (`ccr start`) with the fake as its one provider "
                                  "through its `Anthropic` transformer, logging off, an APIKEY",
-           peer_gateways.claude_code_router, peer=True),
+           peer_gateways.claude_code_router, peer=True, scenarios=PEER_SCENARIOS),
 )

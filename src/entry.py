@@ -10,8 +10,8 @@ import dataclasses
 import json
 import traceback
 
-from js import (JSON, URL, AbortController, Array, Date, IdentityTransformStream, Object, clearTimeout,
-                fetch, setTimeout)
+from js import (JSON, URL, AbortController, Array, Date, IdentityTransformStream, Object, Uint8Array,
+                clearTimeout, fetch, setTimeout)
 from js import Headers as JsHeaders
 from js import Response as JsResponse
 from pyodide.ffi import JsNull, to_js
@@ -19,6 +19,7 @@ from workers import WorkerEntrypoint, import_from_javascript
 
 from relay import deliver as delivery
 from relay.app import handle
+from relay.bodies import declared_length, request_body
 from relay.errors import error_response
 from relay.http import Headers, Request, Response, UpstreamBody, UpstreamTimeout, UpstreamUnreachable
 from relay.limits import RPM_PREFIX
@@ -92,7 +93,9 @@ class JsStreams:
         pipe = IdentityTransformStream.new()
         return pipe.readable, stream.pipeTo(pipe.writable)
 
-    def reader(self, stream):
+    def reader(self, stream, batch=0):
+        if batch:
+            return _JsBatchReader(stream.getReader(_BYOB), batch)
         return _JsReader(stream.getReader())
 
     def read_whole(self, stream, piped=False):
@@ -102,7 +105,7 @@ class JsStreams:
 
     def channel(self):
         pipe = IdentityTransformStream.new()
-        return pipe.readable, _JsWriter(pipe.writable.getWriter())
+        return pipe.readable, _JsWriter(pipe.writable)
 
 
 async def _bytes(buffer):
@@ -128,13 +131,35 @@ class _JsReader:
         await self._reader.cancel()
 
 
+class _JsBatchReader(_JsReader):
+    """deliver.Reader over a JS byte stream's BYOB reader, `batch` bytes a read into one
+    buffer (each read hands it back). workerd's readAtLeast resolves with fewer bytes only
+    at the stream's end, so the read after such a one is not made."""
+
+    __slots__ = ("_batch", "_buffer", "_ended")
+
+    def __init__(self, reader, batch):
+        super().__init__(reader)
+        self._batch, self._buffer, self._ended = batch, Uint8Array.new(batch).buffer, False
+
+    async def read(self):
+        if self._ended:
+            return None
+        step = await self._reader.readAtLeast(self._batch, Uint8Array.new(self._buffer))
+        if step.done:
+            return None
+        chunk = step.value.to_bytes()
+        self._buffer, self._ended = step.value.buffer, len(chunk) < self._batch
+        return chunk
+
+
 class _JsWriter:
-    """deliver.Writer, over a JS stream's writer."""
+    """deliver.Writer, over a JS stream's writable side."""
 
-    __slots__ = ("_writer",)
+    __slots__ = ("_writable", "_writer")
 
-    def __init__(self, writer):
-        self._writer = writer
+    def __init__(self, writable):
+        self._writable, self._writer = writable, writable.getWriter()
 
     async def write(self, chunk):
         await self._writer.write(to_js(chunk))
@@ -142,12 +167,19 @@ class _JsWriter:
     async def close(self):
         await self._writer.close()
 
+    async def pipe(self, stream):
+        self._writer.releaseLock()
+        await stream.pipeTo(self._writable)
+
 
 _STREAMS = JsStreams()
 
 
 def _js_object(mapping):
     return to_js(mapping, dict_converter=Object.fromEntries)
+
+
+_BYOB = _js_object({"mode": "byob"})
 
 
 class D1Database:
@@ -249,15 +281,17 @@ def _services(ctx):
 
 def _to_request(js_request):
     url = URL.new(js_request.url)
+    headers = Headers(_pairs(js_request.headers))
 
-    async def read_body():
-        return (await js_request.arrayBuffer()).to_bytes()
+    def read_body(limit):
+        body = None if _missing(js_request.body) else js_request.body
+        return request_body(body, declared_length(headers), limit, _STREAMS)
 
     return Request(
         method=js_request.method,
         path=url.pathname,
         query=url.search[1:],
-        headers=Headers(_pairs(js_request.headers)),
+        headers=headers,
         read_body=read_body,
     )
 

@@ -153,11 +153,8 @@ def _new_key_fields(body: Any, now: float) -> tuple[dict, list[str]]:
 
 
 async def _json_body(request: Request) -> tuple[Any, Optional[Response]]:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.strip().isdigit() and int(declared) > MAX_BODY_BYTES:
-        return None, _error(413, f"request body exceeds the admin API's limit of {MAX_BODY_BYTES} bytes")
-    raw = await request.read_body()
-    if len(raw) > MAX_BODY_BYTES:
+    raw = await request.read_body(MAX_BODY_BYTES)
+    if raw is None:
         return None, _error(413, f"request body exceeds the admin API's limit of {MAX_BODY_BYTES} bytes")
     try:
         return json.loads(raw), None

@@ -7,6 +7,7 @@ import traceback
 from typing import Any, Mapping, Optional
 
 from . import admin, auth, cache, cors, layout, limits, model_list, policy, usage
+from .bodies import declared_length
 from .config import ConfigError, Settings, settings_for
 from .errors import error_response
 from .http import Headers, Request, Response
@@ -128,13 +129,13 @@ async def _read_body(request: Request, route: Route, limit: int
     def too_large() -> Response:
         return error_response(route.surface, 413, f"request body exceeds relay's limit of {limit} bytes")
 
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.strip().isdigit() and int(declared) > limit:
+    declared = declared_length(request.headers)
+    if declared is not None and declared > limit:
         return None, None, None, too_large()
     if request.method in ("GET", "HEAD"):
         return None, None, None, None
-    body = await request.read_body()
-    if len(body) > limit:
+    body = await request.read_body(limit)
+    if body is None:
         return None, None, None, too_large()
     if not route.json_body:
         return body, None, None, None

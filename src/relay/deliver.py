@@ -2,11 +2,11 @@
 
 Every decision of delivery is here: which kind of body an answer has (relay's own bytes;
 an async iterator of bytes, a translated stream; an upstream body stream), which upstream
-bodies are read whole, tee'd or piped uncopied, what the tap reads of a copy and when,
-and how a request ended (the client gone, or the upstream broken off). The adapter lends
-the few stream operations the runtime does natively (`Streams`), so the client's copy of
-an upstream stream passes with no Python per chunk; unit tests lend a fake of them
-(tests/fakes/streams.py) that also counts how often Python wakes.
+bodies are read whole (within a bound: bodies.py), tee'd or piped uncopied, what the tap
+reads of a copy and when, and how a request ended (the client gone, or the upstream broken
+off). The adapter lends the few stream operations the runtime does natively (`Streams`),
+so the client's copy of an upstream stream passes with no Python per chunk; unit tests
+lend a fake of them (tests/fakes/streams.py) that also counts how often Python wakes.
 """
 
 from __future__ import annotations
@@ -14,11 +14,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any, AsyncIterator, Awaitable, Callable, Optional, Protocol
 
+from .bodies import BATCH_BYTES, declared_length, read_within
 from .errors import error_response
 from .http import Headers, Response, Tap, UpstreamBody
 from .routes import surface_of
 
-# The largest JSON answer relay reads whole before passing it on.
+# The largest JSON answer relay reads whole before passing it on; a larger one is passed on
+# as it comes, unread (its row cannot tell its usage).
 WHOLE_JSON_BYTES = 16 * 1024 * 1024
 # What the tap reads of an event stream's copy, at most, before the runtime reads the rest whole.
 FIRST_EVENT_BYTES = 64 * 1024
@@ -47,6 +49,10 @@ class Writer(Protocol):
 
     async def close(self) -> None: ...
 
+    async def pipe(self, stream: Any) -> None:
+        """Let go of the client's stream and have the runtime fill the rest of it from
+        `stream`, natively, and close it; fails as Streams.pipe's pumping does."""
+
 
 class Streams(Protocol):
     """What the runtime does natively with body streams (no Python runs per chunk)."""
@@ -58,7 +64,9 @@ class Streams(Protocol):
         """A stream for the client that the runtime fills from `stream`, and the end of that
         pumping, which fails when the client cancels its side (hangs up) or `stream` fails."""
 
-    def reader(self, stream: Any) -> Reader: ...
+    def reader(self, stream: Any, batch: int = 0) -> Reader:
+        """With `batch`, each read waits for that many bytes (fewer only at the stream's
+        end), so Python wakes once a batch rather than once a network chunk."""
 
     def read_whole(self, stream: Any, piped: bool = False) -> Awaitable[bytes]:
         """All that is left of `stream`, read natively from now on (before the result is
@@ -82,18 +90,20 @@ async def deliver(response: Response, path: str, streams: Streams,
     if isinstance(body, UpstreamBody) and tap is not None:
         fields = Headers(response.headers)
         kind = (fields.get("content-type") or "").lower()
-        if _whole_json(kind, fields.get("content-length")):
-            try:
-                body = await streams.read_whole(body.stream)
-            except Exception as exc:  # the upstream broke off mid-answer
-                print(f"relay: upstream body ended with {type(exc).__name__}")
-                response = _broken_off(response, path)
-                tap.status = response.status  # the row tells what the client got
-                body = response.body
-        elif kind.startswith("text/event-stream"):
+        if kind.startswith("text/event-stream"):
             return _with_body(response, _observed(body, tap, streams, defer))
-        else:
+        if "json" not in kind:
             return _with_body(response, _watched(body, tap, streams, defer))
+        try:
+            read = await _read_json(body, fields, streams)
+        except Exception as exc:  # the upstream broke off mid-answer
+            print(f"relay: upstream body ended with {type(exc).__name__}")
+            response = _broken_off(response, path)
+            tap.status = response.status  # the row tells what the client got
+            read = response.body
+        if isinstance(read, list):
+            return _with_body(response, _unread(read, body, tap, streams, defer))
+        body = read
     if isinstance(body, UpstreamBody):
         return _with_body(response, body.stream)
     if hasattr(body, "__anext__"):
@@ -111,14 +121,26 @@ def _with_body(response: Response, body: Any) -> Response:
     return Response(response.status, response.headers, body)
 
 
-def _whole_json(content_type: str, content_length: Optional[str]) -> bool:
-    """Whether an upstream answer is a JSON document of a bounded size. Such an answer is
-    read whole, natively, before it is passed on: a client waits for all of it anyway, and
-    that spares the copy, pipe and watcher an observed stream needs (about 1 CPU ms a
-    request, measured). Server-sent events are never read whole."""
-    size = (content_length or "").strip()
-    return ("json" in content_type and "event-stream" not in content_type
-            and (not size.isdigit() or int(size) <= WHOLE_JSON_BYTES))
+async def _read_json(upstream: UpstreamBody, fields: Headers, streams: Streams) -> bytes | list[bytes]:
+    """A JSON answer read whole before it is passed on: a client waits for all of it anyway,
+    and that spares the copy, pipe and watcher an observed stream needs (about 1 CPU ms a
+    request, measured). Its bytes; or, when it holds more than WHOLE_JSON_BYTES, the parts
+    read of it (none if its length says so at once), the rest unread. Raises if the upstream
+    breaks off. One of a declared length is read in one native call; one of unknown length
+    (chunked, or content-coded: the runtime decodes it, and content-length counts the coded
+    bytes) a batch at a time, up to the bound."""
+    size = declared_length(fields)
+    if size is not None and size > WHOLE_JSON_BYTES:
+        return []
+    coded = (fields.get("content-encoding") or "identity").strip().lower() != "identity"
+    if size is not None and not coded:
+        return await streams.read_whole(upstream.stream)
+    reader = streams.reader(upstream.stream, BATCH_BYTES)
+    parts, ended = await read_within(reader, WHOLE_JSON_BYTES)
+    if not ended:
+        reader.release()
+        return parts
+    return b"".join(parts)
 
 
 def _broken_off(response: Response, path: str) -> Response:
@@ -153,10 +175,35 @@ def _from_python(chunks: AsyncIterator[bytes], tap: Optional[Tap], streams: Stre
     return client
 
 
+def _unread(head: list[bytes], upstream: UpstreamBody, tap: Tap, streams: Streams,
+            defer: Callable[[Awaitable[Any]], None]) -> Any:
+    """A JSON answer too large to read whole, passed on unread: what was read of it
+    (`head`), then the rest, which the runtime pipes; watched as a file is (_watched), and
+    its row says its usage is unknown."""
+    tap.too_large()
+    if not head:
+        return _watched(upstream, tap, streams, defer)
+    tap.feed(b"")  # its first byte, as far as the row can tell
+    client, writer = streams.channel()
+
+    async def pump() -> None:
+        try:
+            while head:
+                await writer.write(head.pop(0))  # each part let go of once the client has it
+            await writer.pipe(upstream.stream)
+        except Exception:  # the client went away, or the upstream broke off
+            tap.broke_off()
+            upstream.abort()  # the rest may not have been piped yet: nothing else would end it
+        await tap.finish(False)
+
+    defer(pump())
+    return client
+
+
 def _watched(upstream: UpstreamBody, tap: Tap, streams: Streams,
              defer: Callable[[Awaitable[Any]], None]) -> Any:
     """Any body but an answer's events (a file passed through, perhaps of hundreds of MB;
-    a JSON answer too large to be read whole), piped to the client untouched and not
+    a JSON answer too large to read whole), piped to the client untouched and not
     copied: it tells the row nothing but its status, when its head arrived and how it
     ended. A tee keeps for its slower copy what the faster has read, and any copy but one
     the runtime reads whole, which holds all of it, is slower than the client's (measured,

@@ -52,7 +52,9 @@ class Request:
     path: str
     query: str
     headers: Headers
-    read_body: Callable[[], Awaitable[bytes]]
+    # The body, given the most bytes relay will hold of it: None when it holds more (it is
+    # then read no further: bodies.request_body).
+    read_body: Callable[[int], Awaitable[Optional[bytes]]]
 
 
 class Tap(Protocol):
@@ -71,6 +73,9 @@ class Tap(Protocol):
     def broke_off(self) -> None:
         """A body the tap does not read ended early: the client or the upstream went away,
         which cannot be told apart there."""
+
+    def too_large(self) -> None:
+        """The body is a JSON answer too large for relay to read: its usage is unknown."""
 
     async def finish(self, client_gone: bool) -> None: ...
 

@@ -132,12 +132,12 @@ async def set_cache_policy(db: Database, key_id: str, policy: Optional[str]) -> 
     return await get_key(db, key_id)
 
 
-# --- the audit log (migrations/0002_usage.sql) ------------------------------------------
+# --- the audit log (migrations/0002_usage.sql, 0005_usage_basis.sql) ----------------
 
 USAGE_COLUMNS = ("created_at", "day", "key_id", "billing_tag", "session_id", "client", "surface",
                  "provider", "upstream_key_id", "method", "path", "model_requested", "model_served",
                  "stream", "status", "error_type", "input_tokens", "output_tokens",
-                 "cache_creation_tokens", "cache_creation_1h_tokens", "cache_read_tokens",
+                 "cache_creation_tokens", "cache_creation_1h_tokens", "cache_read_tokens", "usage_basis",
                  "cache_markers_added", "ttfb_ms", "total_ms", "cost_usd", "cache_savings_usd")
 # Rows arrive as one JSON array of arrays (one bound parameter, whatever their number: D1
 # allows 100 per statement), which SQLite's json_each unpacks.

@@ -72,6 +72,7 @@ class Reading:
     model: Optional[str] = None
     error_type: Optional[str] = None
     complete: bool = False
+    basis: Optional[str] = None  # the row's usage_basis: None (as reported) or unread
 
     def anthropic_usage(self, usage: Any) -> None:
         if not isinstance(usage, dict):
@@ -169,12 +170,17 @@ class _Reader:
             reading.complete = True
         reading.error(payload)
 
+    def too_large(self) -> None:
+        self.reading.basis = "unread"
+
     def close(self, status: int) -> Reading:
         reading = self.reading
         if self.stream:
             for event, data in self._frames.close():
                 self._frame(event, data)
             return reading
+        if self._too_big:
+            self.too_large()
         payload = None if self._too_big else _json(b"".join(self._parts))
         if isinstance(payload, dict):
             reading.model_from(payload.get("model"))
@@ -216,6 +222,9 @@ class Meter:
     def broke_off(self) -> None:
         self._broken = True
 
+    def too_large(self) -> None:
+        self._reader.too_large()
+
     def row(self, client_gone: bool, now: float) -> dict:
         ex = self.exchange
         reading = self._reader.close(self.status)
@@ -241,7 +250,7 @@ class Meter:
             "upstream_key_id": ex.upstream_key_id, "method": ex.method, "path": ex.path,
             "model_requested": ex.model_requested, "model_served": reading.model,
             "stream": int(ex.stream), "status": self.status, "error_type": error_type,
-            **counts, "cache_markers_added": ex.cache_markers_added,
+            **counts, "usage_basis": reading.basis, "cache_markers_added": ex.cache_markers_added,
             "ttfb_ms": round((first - ex.started) * 1000), "total_ms": round((now - ex.started) * 1000),
             "cost_usd": cost, "cache_savings_usd": savings,
         }

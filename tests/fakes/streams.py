@@ -1,18 +1,19 @@
 """A CPython stand-in for the runtime's stream operations (relay.deliver.Streams).
 
-`Upstream` is an upstream answer's body: its chunks, then how it ends. `FakeStreams` tees,
-pipes and reads such bodies as workerd would (a pipe or a whole read goes on by itself,
-as a task, like the runtime's native pumping), with a client that reads everything or
-hangs up after some chunks, and counts `wakeups`: how many times Python resumed from
-awaiting one of its operations (what costs a Worker CPU per stream).
+`Upstream` is a body (an upstream answer's, or a request's): its chunks, then how it ends.
+`FakeStreams` tees, pipes and reads such bodies as workerd would (a pipe or a whole read
+goes on by itself, as a task, like the runtime's native pumping), with a client that reads
+everything or hangs up after some chunks, and counts `wakeups`: how many times Python
+resumed from awaiting one of its operations (what costs a Worker CPU per stream).
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Optional
+from typing import Any, Awaitable, Callable, Optional
 
-from relay.http import UpstreamBody
+from relay.bodies import declared_length, request_body
+from relay.http import Headers, UpstreamBody
 
 
 class BrokenOff(Exception):
@@ -104,11 +105,29 @@ class Client:
 
 
 class FakeReader:
-    def __init__(self, stream: FakeStream, streams: "FakeStreams"):
-        self.stream, self.streams = stream, streams
+    """A reader; with `batch`, each read gives at least that many bytes, fewer only at the
+    stream's end, after which it gives None without a wake-up (as the adapter's does)."""
+
+    def __init__(self, stream: FakeStream, streams: "FakeStreams", batch: int = 0):
+        self.stream, self.streams, self.batch = stream, streams, batch
+        self._ended = False
 
     async def read(self) -> Optional[bytes]:
-        return await self.streams.woken(self.stream.next())
+        if not self.batch:
+            return await self.streams.woken(self.stream.next())
+        if self._ended:
+            return None
+        return await self.streams.woken(self._batch())
+
+    async def _batch(self) -> Optional[bytes]:
+        parts: list[bytes] = []
+        while sum(map(len, parts)) < self.batch:
+            chunk = await self.stream.next()
+            if chunk is None:
+                self._ended = True
+                break
+            parts.append(chunk)
+        return b"".join(parts) if parts else None
 
     def release(self) -> None:
         self.stream.taken = False
@@ -128,6 +147,10 @@ class FakeWriter:
     async def close(self) -> None:
         await self.streams.woken(asyncio.sleep(0))
         self.client.ended = True
+
+    async def pipe(self, stream: FakeStream) -> None:
+        stream.take()
+        await self.streams.woken(self.streams._pump(stream, self.client))
 
 
 class FakeStreams:
@@ -160,9 +183,9 @@ class FakeStreams:
         client = self._client()
         return client, self.woken(asyncio.ensure_future(self._pump(stream, client)))
 
-    def reader(self, stream: FakeStream) -> FakeReader:
+    def reader(self, stream: FakeStream, batch: int = 0) -> FakeReader:
         stream.take()
-        return FakeReader(stream, self)
+        return FakeReader(stream, self, batch)
 
     def read_whole(self, stream: FakeStream, piped: bool = False) -> Any:
         stream.take()
@@ -201,3 +224,13 @@ class FakeStreams:
         finally:
             await asyncio.sleep(lag)
         return b"".join(parts)
+
+
+def read_body(body: bytes, headers: Optional[Headers] = None) -> Callable[[int], Awaitable[Optional[bytes]]]:
+    """A Request's read_body for `body`: relay's own reading of a request body
+    (bodies.request_body), over these stand-ins."""
+    stream = FakeStream(Upstream([body])) if body else None
+
+    def read(limit: int) -> Awaitable[Optional[bytes]]:
+        return request_body(stream, declared_length(headers or Headers()), limit, FakeStreams())
+    return read

@@ -24,6 +24,8 @@ A test picks a behaviour per request with header fields that relay forwards unto
   reads and M cache writes, whatever the fake's own prompt cache billed.
 - `x-fake-bytes: N` (Anthropic, `GET /v1/files/<id>/content`) - a file of N bytes (bytes
   0 to 255 over and over), streamed in 64 KB chunks as `application/octet-stream`.
+- `x-fake-json-bytes: N` (OpenAI, `POST /v1/embeddings`) - an embeddings answer of about N
+  bytes (`large_embeddings(N)`), chunked in 64 KB pieces, without a content-length.
 
 - `x-fake-<flavour>-scenario: ...` - as `x-fake-scenario`, but only the fake of that flavour
   ("anthropic" or "openai") acts on it (a route's two providers can then behave apart).
@@ -56,6 +58,13 @@ REPLY_TEXT = "Hello from the fake upstream."
 GATE_TIMEOUT_S = 30.0
 FILE_CHUNK_BYTES = 64 * 1024
 _FILE_PATTERN = bytes(range(256)) * (FILE_CHUNK_BYTES // 256 + 1)
+
+
+def large_embeddings(size: int) -> bytes:
+    """An embeddings answer (OpenAI's form) of about `size` bytes: one long vector."""
+    head = b'{"object":"list","model":"text-embedding-3-small","data":[{"object":"embedding","index":0,"embedding":['
+    tail = b'0.5]}],"usage":{"prompt_tokens":8,"total_tokens":8}}'
+    return head + b"0.0123456," * max(0, (size - len(head) - len(tail)) // 10) + tail
 
 
 def file_bytes(start: int, size: int) -> bytes:
@@ -183,6 +192,16 @@ class _Handler(BaseHTTPRequestHandler):
     def _end_stream(self) -> None:
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
+
+    def _send_chunked_json(self, body: bytes) -> None:
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self._provider_fields()
+        self.send_header("transfer-encoding", "chunked")
+        self.end_headers()
+        for start in range(0, len(body), FILE_CHUNK_BYTES):
+            self._chunk(body[start:start + FILE_CHUNK_BYTES])
+        self._end_stream()
 
     def _send_half_then_drop(self, payload) -> None:
         body = json.dumps(payload).encode()
@@ -388,6 +407,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _openai_embeddings(self, seen: Seen, scenario: str) -> None:
         request = seen.json()
+        if seen.header("x-fake-json-bytes"):
+            return self._send_chunked_json(large_embeddings(int(seen.header("x-fake-json-bytes"))))
         inputs = request.get("input")
         inputs = inputs if isinstance(inputs, list) else [inputs]
         self._send_json(200, {"object": "list", "model": request.get("model"), "data": [

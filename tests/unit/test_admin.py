@@ -13,6 +13,7 @@ from relay.config import Settings
 from relay.http import Headers, Request, Response
 from relay.services import Services
 from tests.fakes.platform import SqliteDatabase
+from tests.fakes.streams import read_body
 
 NOW = 1_800_000_000.0  # 2027-01-15T08:00:00Z
 TOKEN = "admin-token-for-unit-tests"
@@ -37,9 +38,7 @@ def call(svc: Services, method: str, path: str, body: Optional[object] = None, *
          headers=BEARER, settings=SETTINGS, now=NOW, query: str = "") -> Response:
     raw = body if isinstance(body, bytes) else b"" if body is None else json.dumps(body).encode()
 
-    async def read_body():
-        return raw
-    request = Request(method, path, query, Headers(headers), read_body)
+    request = Request(method, path, query, Headers(headers), read_body(raw, Headers(headers)))
     return asyncio.run(admin.handle(request, settings, svc, now=now))
 
 

@@ -16,6 +16,7 @@ from relay import cache, layout
 from relay.app import handle
 from relay.http import Headers, Request, Response
 from relay.services import Services
+from tests.fakes.streams import read_body
 
 EPHEMERAL = {"type": "ephemeral"}
 HOUR = {"type": "ephemeral", "ttl": "1h"}
@@ -423,9 +424,7 @@ def post(path: str, body: dict, env: dict) -> tuple[Response, list[bytes]]:
     transport = RecordingTransport()
     raw = json.dumps(body).encode()
 
-    async def read():
-        return raw
-    request = Request("POST", path, "", Headers([("x-api-key", "client-key")]), read)
+    request = Request("POST", path, "", Headers([("x-api-key", "client-key")]), read_body(raw))
     response = asyncio.run(handle(request, {"RELAY_CLIENT_KEYS": "client-key", "ANTHROPIC_API_KEYS": "sk-up", **env},
                                   Services(transport=transport)))
     return response, transport.bodies
@@ -451,9 +450,7 @@ def test_a_body_nested_too_deep_to_parse_is_a_400_not_a_500():
     transport = RecordingTransport()
     raw = b'{"model": "m", "messages": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
 
-    async def read():
-        return raw
-    request = Request("POST", "/v1/messages", "", Headers([("x-api-key", "client-key")]), read)
+    request = Request("POST", "/v1/messages", "", Headers([("x-api-key", "client-key")]), read_body(raw))
     response = asyncio.run(handle(request, {"RELAY_CLIENT_KEYS": "client-key", "ANTHROPIC_API_KEYS": "sk-up"},
                                   Services(transport=transport)))
     assert response.status == 400 and transport.bodies == []

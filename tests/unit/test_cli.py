@@ -17,6 +17,7 @@ from relay.config import Settings
 from relay.http import Headers, Request
 from relay.services import Services
 from tests.fakes.platform import SqliteDatabase
+from tests.fakes.streams import read_body
 
 TOKEN = "cli-admin-token-0001"
 
@@ -48,9 +49,8 @@ class AdminServer:
                     return
                 body = self.rfile.read(int(self.headers.get("content-length") or 0))
 
-                async def read_body():
-                    return body
-                request = Request(self.command, self.path, "", Headers(self.headers.items()), read_body)
+                fields = Headers(self.headers.items())
+                request = Request(self.command, self.path, "", fields, read_body(body, fields))
                 with contextlib.redirect_stdout(outer.log):
                     response = asyncio.run(admin.handle(request, settings, services))
                 self.send_response(response.status)

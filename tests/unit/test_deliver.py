@@ -25,6 +25,7 @@ class RecordingTap:
         self.status = status
         self.fed: list[bytes] = []
         self.broken = False
+        self.unread = False
         self.finished = None  # client_gone, once finished
         self.written = False
 
@@ -33,6 +34,9 @@ class RecordingTap:
 
     def broke_off(self) -> None:
         self.broken = True
+
+    def too_large(self) -> None:
+        self.unread = True
 
     async def finish(self, client_gone: bool) -> None:
         self.finished = client_gone
@@ -122,13 +126,57 @@ def test_a_broken_pipe_is_the_upstreams_if_the_copy_fails_too_within_the_grace_p
     assert tap.finished is blamed_on_the_client and upstream.aborted is blamed_on_the_client
 
 
-def test_a_json_answer_is_read_whole_natively_and_passed_on_as_bytes():
-    document = json.dumps({"type": "message", "usage": {"input_tokens": 3}}).encode()
+DOCUMENT = json.dumps({"type": "message", "usage": {"input_tokens": 3}}).encode()
+
+
+def test_a_json_answer_of_a_declared_length_is_read_whole_natively_and_passed_on_as_bytes():
     tap = RecordingTap()
-    answer, streams = _deliver(Upstream([document[:10], document[10:]]).body(), headers=JSON, tap=tap)
-    assert answer.body == document and tap.fed == [document] and tap.finished is False and tap.written
+    headers = [*JSON, ("content-length", str(len(DOCUMENT)))]
+    answer, streams = _deliver(Upstream([DOCUMENT[:10], DOCUMENT[10:]]).body(), headers=headers, tap=tap)
+    assert answer.body == DOCUMENT and tap.fed == [DOCUMENT] and tap.finished is False and tap.written
     assert streams.whole_reads == [False] and streams.tees == 0 and streams.clients == []
     assert streams.wakeups == 1
+
+
+@pytest.mark.parametrize("headers", [JSON, [*JSON, ("content-encoding", "gzip"), ("content-length", "30")]],
+                         ids=["chunked", "content-coded"])
+def test_a_json_answer_of_unknown_length_is_read_a_batch_at_a_time(headers):
+    """A content-coded answer's content-length counts the coded bytes, not those the runtime
+    gives once it has decoded them: its length is unknown too."""
+    tap = RecordingTap()
+    answer, streams = _deliver(Upstream([DOCUMENT[:10], DOCUMENT[10:]]).body(), headers=headers, tap=tap)
+    assert answer.body == DOCUMENT and tap.fed == [DOCUMENT] and tap.written and not tap.unread
+    assert streams.whole_reads == [] and streams.clients == [] and streams.wakeups == 1  # one batch, short: the end
+
+
+def test_a_long_json_answer_of_unknown_length_wakes_python_once_a_batch(monkeypatch):
+    monkeypatch.setattr(delivery, "BATCH_BYTES", 1000)
+    document = b'{"data": "' + b"x" * 3480 + b'"}'
+    answer, streams = _deliver(Upstream([document[i:i + 100] for i in range(0, len(document), 100)]).body(),
+                               headers=JSON, tap=RecordingTap())
+    assert answer.body == document and streams.wakeups == 4  # 3 batches of 1000 bytes, then the last 492
+
+
+def test_a_chunked_json_answer_past_the_bound_is_passed_on_unread(monkeypatch):
+    """Read up to just past WHOLE_JSON_BYTES: the client gets what was read, then the rest
+    the runtime pipes, every byte in order; the tap holds none of it."""
+    monkeypatch.setattr(delivery, "BATCH_BYTES", 1000)
+    monkeypatch.setattr(delivery, "WHOLE_JSON_BYTES", 4000)
+    parts = [bytes([65 + n % 26]) * 100 for n in range(100)]  # 10,000 bytes
+    upstream, tap = Upstream(parts), RecordingTap()
+    answer, streams = _deliver(upstream.body(), headers=JSON, tap=tap)
+    [client] = streams.clients
+    assert answer.body is client and b"".join(client.received) == b"".join(parts) and client.ended
+    assert tap.unread and tap.fed == [b""] and tap.finished is False and not tap.broken
+    assert streams.wakeups == 5 + 5 + 1  # 5 batches read (past 4000 bytes), each written, the pipe
+
+
+def test_a_client_gone_while_it_gets_an_unread_json_answer_ends_the_upstream_call(monkeypatch):
+    monkeypatch.setattr(delivery, "BATCH_BYTES", 1000)
+    monkeypatch.setattr(delivery, "WHOLE_JSON_BYTES", 4000)
+    upstream, tap = Upstream([b"x" * 100] * 100, ending="hang"), RecordingTap()
+    _, streams = _deliver(upstream.body(), headers=JSON, tap=tap, streams=FakeStreams(hangs_up_after=2))
+    assert upstream.aborted and tap.broken and tap.unread and tap.finished is False
 
 
 @pytest.mark.parametrize("path, shape", [("/v1/messages", "anthropic"), ("/openai/v1/chat/completions", "openai")])
@@ -143,18 +191,20 @@ def test_a_json_answer_that_breaks_off_is_a_502_in_the_clients_format_with_its_c
     assert ("request-id", "r1") not in answer.headers
 
 
-def test_a_json_answer_too_large_to_read_whole_is_piped_uncopied():
+def test_a_json_answer_declared_too_large_to_read_whole_is_piped_uncopied_and_unread():
     headers = [*JSON, ("content-length", str(delivery.WHOLE_JSON_BYTES + 1))]
     tap = RecordingTap()
     answer, streams = _deliver(Upstream([b"{}"]).body(), headers=headers, tap=tap)
     assert answer.body is streams.clients[0] and streams.tees == 0 and streams.whole_reads == []
+    assert tap.unread and tap.fed == [b""] and streams.wakeups == 1
 
 
 def test_other_bodies_are_piped_uncopied_and_only_their_end_is_watched():
     tap, upstream = RecordingTap(), Upstream([b"\x00" * 1000] * 30)
     answer, streams = _deliver(upstream.body(), headers=[("content-type", "application/octet-stream")], tap=tap)
     assert streams.tees == 0 and streams.whole_reads == [] and len(streams.clients[0].received) == 30
-    assert tap.fed == [b""] and tap.finished is False and not tap.broken and streams.wakeups == 1
+    assert tap.fed == [b""] and tap.finished is False and not tap.broken and not tap.unread
+    assert streams.wakeups == 1
 
 
 def test_another_body_that_breaks_off_says_the_connection_was_lost():

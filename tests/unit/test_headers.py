@@ -12,6 +12,7 @@ from relay.headers import client_response_headers, upstream_request_headers
 from relay.http import Headers, Request
 from relay.services import Services
 from tests.fakes.platform import RecordingTransport
+from tests.fakes.streams import read_body
 
 # As the SDKs and Claude Code send them: every one passes byte for byte, in order.
 PASSED = [
@@ -85,9 +86,8 @@ def test_a_providers_configured_fields_may_set_what_no_client_may():
     client = Headers([("authorization", "Bearer client-key"), ("openai-organization", "org-client"),
                       ("openai-project", "proj_client"), ("cookie", "a=b"), ("x-stainless-lang", "python")])
 
-    async def read():
-        return b'{"model": "gpt-4o-mini", "messages": []}'
-    request = Request("POST", "/openai/v1/chat/completions", "", client, read)
+    body = read_body(b'{"model": "gpt-4o-mini", "messages": []}')
+    request = Request("POST", "/openai/v1/chat/completions", "", client, body)
     assert asyncio.run(handle(request, env, Services(transport=transport))).status == 200
     [(_, _, sent, _)] = transport.sent
     assert sent == [("x-stainless-lang", "python"), ("openai-organization", "org-relay"),

@@ -17,6 +17,7 @@ from relay.keys import (KV_REFRESH_SECONDS, KV_WRITE_INTERVAL_SECONDS, MAX_COOLD
                         cooldown_until, pool, preference)
 from relay.services import IsolateState, Services
 from tests.fakes.platform import MemoryKV
+from tests.fakes.streams import read_body
 
 KEYS = ("sk-one", "sk-two", "sk-three")
 NOW = 1_800_000_000.0
@@ -52,9 +53,7 @@ def _request(session=None):
         headers.append(("x-claude-code-session-id", session))
     body = json.dumps({"model": "claude-x", "messages": []}).encode()
 
-    async def read():
-        return body
-    return Request("POST", "/v1/messages", "", Headers(headers), read)
+    return Request("POST", "/v1/messages", "", Headers(headers), read_body(body))
 
 
 ENV = {"RELAY_CLIENT_KEYS": "client", "ANTHROPIC_API_KEYS": ",".join(KEYS)}

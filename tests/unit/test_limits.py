@@ -17,6 +17,7 @@ from relay.http import Headers, Request
 from relay.limits import retry_after, tier_for
 from relay.services import IsolateState, Services
 from tests.fakes.platform import CountingDatabase, CountingLimiter, RecordingTransport, SqliteDatabase
+from tests.fakes.streams import read_body
 
 WRANGLER_TOML = Path(__file__).parents[2] / "wrangler.toml"
 
@@ -99,10 +100,7 @@ def test_spend_is_read_once_per_cache_window_plus_what_this_isolate_recorded():
 
 def _stream_request(services, key):
     body = json.dumps({"model": "claude-sonnet-4-5", "max_tokens": 8, "stream": True, "messages": []}).encode()
-
-    async def read():
-        return body
-    request = Request("POST", "/v1/messages", "", Headers([("x-api-key", key)]), read)
+    request = Request("POST", "/v1/messages", "", Headers([("x-api-key", key)]), read_body(body))
     return asyncio.run(handle(request, {"ANTHROPIC_API_KEYS": "sk-up"}, services))
 
 

@@ -12,6 +12,7 @@ from relay import sse
 from relay.app import handle
 from relay.http import Headers, Request, Response
 from relay.services import Services
+from tests.fakes.streams import read_body
 
 LONE = "\ud800"
 RAW = rb"\ud800"  # as the client writes it
@@ -51,12 +52,10 @@ class RecordingTransport:
 
 def _send(path: str, body: bytes) -> tuple[Response, list[bytes]]:
     transport = RecordingTransport()
-
-    async def read():
-        return body
     headers = Headers([("x-api-key", "client"), ("authorization", "Bearer client"),
                        ("content-type", "application/json")])
-    response = asyncio.run(handle(Request("POST", path, "", headers, read), ENV, Services(transport=transport)))
+    request = Request("POST", path, "", headers, read_body(body))
+    response = asyncio.run(handle(request, ENV, Services(transport=transport)))
     return response, transport.bodies
 
 

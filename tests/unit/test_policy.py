@@ -16,6 +16,7 @@ from relay.http import Headers, Request
 from relay.policy import limited
 from relay.services import Services
 from tests.fakes.platform import RecordingTransport, SqliteDatabase
+from tests.fakes.streams import read_body
 
 NOW = 1_800_000_000.0
 ENV = {"RELAY_CLIENT_KEYS": "static-key", "ANTHROPIC_API_KEYS": "sk-ant-up", "OPENAI_API_KEYS": "sk-oa-up"}
@@ -43,10 +44,8 @@ class Relay:
     def call(self, key: str, method: str, path: str, body: Union[None, bytes, dict] = None):
         raw = body if isinstance(body, bytes) else b"" if body is None else json.dumps(body).encode()
 
-        async def read():
-            return raw
         headers = Headers([("x-api-key", key), ("authorization", f"Bearer {key}")])
-        response = asyncio.run(handle(Request(method, path, "", headers, read), self.env, self.services))
+        response = asyncio.run(handle(Request(method, path, "", headers, read_body(raw)), self.env, self.services))
         return response.status, json.loads(response.body) if response.body else None
 
     @property

@@ -13,6 +13,7 @@ from relay.http import Headers, Request
 from relay.routes import is_safe_path, known_endpoints, resolve, surface_of, variant_of
 from relay.services import Services
 from tests.fakes.platform import RecordingTransport
+from tests.fakes.streams import read_body
 
 ENV = {"RELAY_CLIENT_KEYS": "client-key", "ANTHROPIC_API_KEYS": "sk-ant-up", "OPENAI_API_KEYS": "sk-oa-up"}
 
@@ -22,10 +23,9 @@ def call(method: str, path: str, body: object = None) -> tuple[int, dict, Record
     transport = RecordingTransport()
     raw = b"" if body is None else json.dumps(body).encode()
 
-    async def read():
-        return raw
     headers = Headers([("x-api-key", "client-key"), ("authorization", "Bearer client-key")])
-    response = asyncio.run(handle(Request(method, path, "", headers, read), ENV, Services(transport=transport)))
+    request = Request(method, path, "", headers, read_body(raw))
+    response = asyncio.run(handle(request, ENV, Services(transport=transport)))
     return response.status, json.loads(response.body), transport
 
 

@@ -14,6 +14,7 @@ from relay.config import NAMES, ConfigError, Settings, settings_for
 from relay.http import Headers, Request, Response
 from relay.routes import resolve
 from relay.services import IsolateState, Services
+from tests.fakes.streams import read_body
 
 ENV = {"RELAY_CLIENT_KEYS": "client", "ANTHROPIC_API_KEYS": "sk-ant", "GROQ_API_KEYS": "gsk-1,gsk-2",
        "UPSTREAM_ANTHROPIC_URL": "https://anthropic.test"}
@@ -119,7 +120,7 @@ def test_settings_are_read_and_parsed_once_per_isolate_and_errors_every_time():
 
 def _request(path="/v1/messages", headers=(), body=b"{}", query="beta=true"):
     return Request("POST", path, query, Headers([("x-api-key", "client"), ("content-type", "application/json"),
-                                                 *headers]), lambda: asyncio.sleep(0, body))
+                                                 *headers]), read_body(body))
 
 
 def test_an_openai_target_gets_a_translated_body_and_only_the_fields_it_can_take():

@@ -10,7 +10,8 @@ import pytest
 from relay import pricing
 from relay.bounds import FIELD_CHARS
 from relay.services import Services
-from relay.usage import MAX_ROWS_PER_WRITE, WRITE_ATTEMPTS, Exchange, Meter, ask_for_usage, client_family
+from relay.usage import (MAX_JSON_BYTES, MAX_ROWS_PER_WRITE, WRITE_ATTEMPTS, Exchange, Meter, ask_for_usage,
+                         client_family)
 from tests.fakes.platform import SqliteDatabase
 
 ANTHROPIC_STREAM = (
@@ -268,3 +269,15 @@ def test_a_body_that_broke_off_unread_says_connection_lost():
     meter.broke_off()
     assert meter.row(False, 1_700_000_002.0)["error_type"] == "connection_lost"
     assert _meter("anthropic", content_type="application/octet-stream").row(False, 1_700_000_002.0)["error_type"] is None
+
+
+def test_a_json_answer_too_large_to_read_says_its_usage_is_unread():
+    passed_on = _meter("openai", content_type="application/json")
+    passed_on.too_large()
+    passed_on.feed(b"")
+    too_big = _meter("openai", content_type="application/json")
+    too_big.feed(b'{"usage": {"prompt_tokens": 3}, "data": "' + b"x" * MAX_JSON_BYTES + b'"}')
+    for meter in (passed_on, too_big):
+        row = meter.row(False, 1_700_000_002.0)
+        assert (row["usage_basis"], row["input_tokens"], row["cost_usd"]) == ("unread", None, None)
+        assert row["error_type"] is None

@@ -15,6 +15,7 @@ from relay.config import Settings
 from relay.http import Headers, Request, Response
 from relay.services import Services
 from tests.fakes.platform import CountingDatabase, CountingLimiter, SqliteDatabase
+from tests.fakes.streams import read_body
 
 NOW = 1_800_000_000.0
 ENV = {"ANTHROPIC_API_KEYS": "sk-up", "RELAY_KEY_CACHE_SECONDS": "30"}
@@ -48,9 +49,7 @@ def _auth(services, key, now=NOW, env=ENV):
 def _post(services, key, model="claude-sonnet-4-5"):
     body = json.dumps({"model": model, "max_tokens": 1, "messages": []}).encode()
 
-    async def read():
-        return body
-    request = Request("POST", "/v1/messages", "", Headers([("x-api-key", key)]), read)
+    request = Request("POST", "/v1/messages", "", Headers([("x-api-key", key)]), read_body(body))
     return asyncio.run(handle(request, ENV, services))
 
 

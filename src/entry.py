@@ -10,7 +10,7 @@ import dataclasses
 import json
 import traceback
 
-from js import (JSON, URL, AbortController, Array, Date, IdentityTransformStream, Object, Uint8Array,
+from js import (JSON, URL, AbortController, Array, Date, IdentityTransformStream, Object, Promise, Uint8Array,
                 clearTimeout, fetch, setTimeout)
 from js import Headers as JsHeaders
 from js import Response as JsResponse
@@ -98,10 +98,18 @@ class JsStreams:
             return _JsBatchReader(stream.getReader(_BYOB), batch)
         return _JsReader(stream.getReader())
 
-    def read_whole(self, stream, piped=False):
-        if piped:
-            stream = stream.pipeThrough(IdentityTransformStream.new())
+    def read_whole(self, stream):
         return _bytes(JsResponse.new(stream).arrayBuffer())  # the read starts now
+
+    def collect(self, stream):
+        pipe = IdentityTransformStream.new()
+        whole = JsResponse.new(pipe.readable).arrayBuffer()  # the read starts now
+        # A pipe that fails leaves its destination open (preventAbort), and the rejection
+        # closes it, natively: the read whole then ends with what had arrived. One await
+        # for both, so Python wakes once.
+        filling = stream.pipeTo(pipe.writable, _KEEP_DESTINATION)
+        filling.catch(pipe.writable.close.bind(pipe.writable))
+        return _collected(Promise.allSettled(to_js([filling, whole])))
 
     def channel(self):
         pipe = IdentityTransformStream.new()
@@ -110,6 +118,12 @@ class JsStreams:
 
 async def _bytes(buffer):
     return (await buffer).to_bytes()
+
+
+async def _collected(settled):
+    filling, whole = await settled
+    failure = None if filling.status == "fulfilled" else str(getattr(filling.reason, "name", "Error"))
+    return (whole.value.to_bytes() if whole.status == "fulfilled" else b""), failure
 
 
 class _JsReader:
@@ -180,6 +194,7 @@ def _js_object(mapping):
 
 
 _BYOB = _js_object({"mode": "byob"})
+_KEEP_DESTINATION = _js_object({"preventAbort": True})
 
 
 class D1Database:

@@ -22,7 +22,7 @@ from .routes import surface_of
 # The largest JSON answer relay reads whole before passing it on; a larger one is passed on
 # as it comes, unread (its row cannot tell its usage).
 WHOLE_JSON_BYTES = 16 * 1024 * 1024
-# What the tap reads of an event stream's copy, at most, before the runtime reads the rest whole.
+# What the tap reads of an event stream's copy, at most, before the runtime collects the rest.
 FIRST_EVENT_BYTES = 64 * 1024
 # How long a failed pipe waits for the tap's copy to fail too before it blames the client.
 UPSTREAM_ERROR_GRACE_SECONDS = 0.1
@@ -68,12 +68,17 @@ class Streams(Protocol):
         """With `batch`, each read waits for that many bytes (fewer only at the stream's
         end), so Python wakes once a batch rather than once a network chunk."""
 
-    def read_whole(self, stream: Any, piped: bool = False) -> Awaitable[bytes]:
+    def read_whole(self, stream: Any) -> Awaitable[bytes]:
         """All that is left of `stream`, read natively from now on (before the result is
-        awaited); fails if `stream` does. `piped`: through a native pipe of its own first,
-        for a tee branch: one read whole straight from a tee held its sibling, the client's
-        copy, back (tested: the first of a paced stream's events reached the client 100 ms
-        late)."""
+        awaited); fails if `stream` does."""
+
+    def collect(self, stream: Any) -> Awaitable[tuple[bytes, Optional[str]]]:
+        """All that is left of `stream`, read natively from now on (before the result is
+        awaited), and None if it ended, else the name of the error it failed with: what it
+        gave until then is kept (an upstream body aborted for a client gone: what the
+        provider had sent up to the cut). Through a native pipe of its own, for a tee
+        branch: one read whole straight from a tee held its sibling, the client's copy,
+        back (tested: the first of a paced stream's events reached the client 100 ms late)."""
 
     def channel(self) -> tuple[Any, Writer]:
         """A stream for the client that Python fills through the Writer. A native pipe: when
@@ -240,17 +245,18 @@ async def _observe(copy: Any, piping: Awaitable[None], upstream: UpstreamBody, t
     """Feed the tap its copy of an answer's events, waking Python about three times
     whatever the stream's length: its first event (when the answer began, for the row, and
     an Anthropic stream's message_start, with the input's usage), the end of the client's
-    pipe, and the rest of the copy, which the runtime reads whole meanwhile through a
-    native pipe (see Streams.read_whole). Python woken per network chunk (about half a CPU
-    ms each, measured), or every so often, cost most of a stream's CPU. The rest is held
-    until the stream ends: one answer's events, a few MB.
+    pipe, and the rest of the copy, which the runtime collects meanwhile through a native
+    pipe (see Streams.collect). Python woken per network chunk (about half a CPU ms each,
+    measured), or every so often, cost most of a stream's CPU. The rest is held until the
+    stream ends: one answer's events, a few MB.
 
     If the client's pipe fails while the copy goes on, the client has gone: the upstream
-    call is aborted (the provider stops generating for nobody; a copy being read whole
-    cannot be cancelled) and the row says so. If the upstream breaks off, the copy fails
-    too, and what it had not given the tap is lost; usage sits in a stream's first and
-    last events, so the row keeps what the first event told."""
+    call is aborted (the provider stops generating for nobody; a copy being collected
+    cannot be cancelled) and the row says so. Whether the client left or the upstream broke
+    off, the copy keeps what had arrived up to the cut: the provider's final count of the
+    output never came, and the row counts the output from what did (usage.py)."""
     client_gone = False
+    rest = None
     try:
         reader = streams.reader(copy)
         seen = b""
@@ -261,18 +267,22 @@ async def _observe(copy: Any, piping: Awaitable[None], upstream: UpstreamBody, t
             tap.feed(chunk)
             seen += chunk
         reader.release()
-        rest = streams.read_whole(copy, piped=True)
-        try:
-            await piping
-        except Exception:  # the client went away, or the upstream broke off
+        rest = streams.collect(copy)
+    except Exception as exc:  # the upstream broke off before its first event was whole
+        failure = type(exc).__name__
+    try:
+        await piping
+    except Exception:  # the client went away, or the upstream broke off
+        if rest is not None:
             rest = asyncio.ensure_future(rest)
             if not (await asyncio.wait({rest}, timeout=UPSTREAM_ERROR_GRACE_SECONDS))[0]:
                 client_gone = True
                 upstream.abort()
-        tap.feed(await rest)
-    except Exception as exc:  # the upstream broke off mid-body, or was aborted for a client gone
-        if not client_gone:
-            print(f"relay: upstream body ended with {type(exc).__name__}")
+    if rest is not None:
+        received, failure = await rest
+        tap.feed(received)
+    if failure is not None and not client_gone:
+        print(f"relay: upstream body ended with {failure}")
     await tap.finish(client_gone)
 
 

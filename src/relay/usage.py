@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Optional
 
-from . import limits, pricing, sse, store
+from . import estimate, limits, pricing, sse, store
 from .bounds import clip, stored
 from .layout import dumps
 from .services import Services
@@ -72,7 +72,8 @@ class Reading:
     model: Optional[str] = None
     error_type: Optional[str] = None
     complete: bool = False
-    basis: Optional[str] = None  # the row's usage_basis: None (as reported) or unread
+    output_reported: bool = False  # the provider's final count of the output was read
+    basis: Optional[str] = None  # the row's usage_basis: None (as reported), estimated or unread
 
     def anthropic_usage(self, usage: Any) -> None:
         if not isinstance(usage, dict):
@@ -122,6 +123,9 @@ class _Reader:
         self._size = 0
         self._frames = sse.Frames()
         self._too_big = False
+        # A stream's output deltas, until the provider's final count arrives: a stream cut
+        # short is billed for what passed of it (estimate.py).
+        self._deltas: Optional[list[bytes]] = []
 
     def feed(self, chunk: bytes) -> None:
         if not self.stream:
@@ -138,6 +142,8 @@ class _Reader:
     def _frame(self, event: bytes, data: bytes) -> None:
         reading = self.reading
         if self.surface == "anthropic":
+            if event == b"content_block_delta" and self._deltas is not None:
+                self._deltas.append(data)
             if event not in _ANTHROPIC_EVENTS:
                 return
             if event == b"message_stop":
@@ -150,12 +156,15 @@ class _Reader:
                 reading.anthropic_usage(message.get("usage"))
             elif event == b"message_delta" and isinstance(payload, dict):
                 reading.anthropic_usage(payload.get("usage"))
+                self._reported(isinstance(payload.get("usage"), dict))
             elif event == b"error":
                 reading.error(payload)
             return
         if data.strip() == b"[DONE]":
             reading.complete = True
             return
+        if self._deltas is not None:
+            self._deltas.append(data)
         if reading.model is not None and not _OPENAI_INTERESTING.search(data):
             return
         payload = _json(data)
@@ -164,11 +173,17 @@ class _Reader:
         reading.model_from(payload.get("model"))
         if isinstance(payload.get("usage"), dict):
             reading.openai_usage(payload["usage"])
+            self._reported(True)
         if payload.get("type") == "response.completed" and isinstance(payload.get("response"), dict):
             reading.model_from(payload["response"].get("model"))
             reading.openai_usage(payload["response"].get("usage"))
             reading.complete = True
+            self._reported(isinstance(payload["response"].get("usage"), dict))
         reading.error(payload)
+
+    def _reported(self, reported: bool) -> None:
+        if reported:
+            self.reading.output_reported, self._deltas = True, None
 
     def too_large(self) -> None:
         self.reading.basis = "unread"
@@ -178,6 +193,10 @@ class _Reader:
         if self.stream:
             for event, data in self._frames.close():
                 self._frame(event, data)
+            if not (reading.complete or reading.output_reported) and self._deltas:
+                counted = estimate.output_tokens(self.surface, self._deltas)
+                reading.counts["output_tokens"] = max(reading.counts.get("output_tokens") or 0, counted)
+                reading.basis = "estimated"
             return reading
         if self._too_big:
             self.too_large()

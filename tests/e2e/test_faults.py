@@ -106,6 +106,8 @@ def test_an_upstream_that_drops_the_stream_leaves_a_row_saying_so(relay, tag):
     [row] = rows(relay, tag, 1)
     assert (row["status"], row["error_type"]) == (200, "upstream_disconnected")
     assert row["input_tokens"] > 0
+    # Billed for the output that had passed, not the 1 token message_start counts.
+    assert row["usage_basis"] == "estimated" and row["output_tokens"] > 1
 
 
 def test_an_upstream_that_drops_a_json_answer_midway_gets_502_and_a_row(relay, tag):

@@ -15,6 +15,8 @@ import httpx
 import openai
 import pytest
 
+from tests.fakes.upstream import REPLY_TEXT
+
 from .conftest import CLIENT_KEY, create_key
 from .conftest import session_rows as rows
 from .test_key_limits import CACHE_SECONDS
@@ -143,6 +145,35 @@ def test_a_client_that_hangs_up_mid_stream_cancels_the_upstream_request_and_leav
     assert (row["status"], row["stream"], row["error_type"]) == (200, 1, "client_disconnected")
     assert row["input_tokens"] > 0 and row["total_ms"] < 3000
     assert seen.cut_off  # relay closed the upstream connection: the provider stops generating
+
+
+def _estimated_tokens(deltas: int) -> int:
+    """relay's count of the fake's first `deltas` text deltas (relay/estimate.py): a token for
+    four bytes, at least one a delta. Paced, the fake sends its reply's text, then " ."s."""
+    return -(-len(REPLY_TEXT.encode()) // 4) + deltas - 1
+
+
+def test_a_client_that_hangs_up_mid_stream_is_billed_for_the_output_that_had_passed(relay, anthropic_upstream, tag):
+    """Every Esc in Claude Code is such a hang-up. Its row used to bill the input alone (the
+    output count message_start gives, 1: the final count never came), and a client could
+    take most of an answer for free. Now it counts what relay had received of the stream
+    when it aborted it: at least what the client took, at most what the provider sent."""
+    headers = {"x-api-key": CLIENT_KEY, "x-claude-code-session-id": tag, "x-test-tag": tag,
+               "x-fake-events": "50", "x-fake-pace-ms": "50"}
+    body = {"model": "claude-sonnet-4-5", "max_tokens": 64, "stream": True,
+            "messages": [{"role": "user", "content": "hi"}]}
+    taken = 0
+    with httpx.stream("POST", relay.url + "/v1/messages", headers=headers, json=body) as response:
+        for line in response.iter_lines():
+            taken += line.startswith("data:") and "content_block_delta" in line
+            if taken == 20:
+                break  # and hang up
+    [row] = rows(relay, tag, 1)
+    [seen] = anthropic_upstream.requests(tag)
+    assert seen.cut_off and seen.deltas_sent < 50
+    assert (row["error_type"], row["usage_basis"]) == ("client_disconnected", "estimated")
+    assert _estimated_tokens(taken) <= row["output_tokens"] <= _estimated_tokens(seen.deltas_sent)
+    assert row["cost_usd"] == pytest.approx((row["input_tokens"] * 3 + row["output_tokens"] * 15) / 1e6)
 
 
 def test_an_upstream_answer_without_a_body_leaves_a_row(relay, anthropic_upstream, tag):

@@ -1,10 +1,10 @@
 """A CPython stand-in for the runtime's stream operations (relay.deliver.Streams).
 
 `Upstream` is a body (an upstream answer's, or a request's): its chunks, then how it ends.
-`FakeStreams` tees, pipes and reads such bodies as workerd would (a pipe or a whole read
-goes on by itself, as a task, like the runtime's native pumping), with a client that reads
-everything or hangs up after some chunks, and counts `wakeups`: how many times Python
-resumed from awaiting one of its operations (what costs a Worker CPU per stream).
+`FakeStreams` tees, pipes and reads such bodies as workerd would (a pipe, a whole read or a
+collection goes on by itself, as a task, like the runtime's native pumping), with a client
+that reads everything or hangs up after some chunks, and counts `wakeups`: how many times
+Python resumed from awaiting one of its operations (what costs a Worker CPU per stream).
 """
 
 from __future__ import annotations
@@ -156,14 +156,15 @@ class FakeWriter:
 class FakeStreams:
     """relay.deliver.Streams on CPython. `clients`: every stream handed out for a client
     (pipe, channel), each a `Client` that hangs up after `hangs_up_after` chunks if set.
-    `copy_lag`: how much later than the client's pipe a copy read whole behind its own pipe
+    `copy_lag`: how much later than the client's pipe a copy collected behind its own pipe
     learns how its stream ended (the runtime passes it on through one more pipe)."""
 
     def __init__(self, hangs_up_after: Optional[int] = None, copy_lag: float = 0.0):
         self.hangs_up_after, self.copy_lag = hangs_up_after, copy_lag
         self.wakeups = 0
         self.tees = 0
-        self.whole_reads: list[bool] = []  # `piped`, for each read_whole
+        self.whole_reads = 0
+        self.collects = 0
         self.clients: list[Client] = []
 
     async def woken(self, work: Any) -> Any:
@@ -187,10 +188,15 @@ class FakeStreams:
         stream.take()
         return FakeReader(stream, self, batch)
 
-    def read_whole(self, stream: FakeStream, piped: bool = False) -> Any:
+    def read_whole(self, stream: FakeStream) -> Any:
         stream.take()
-        self.whole_reads.append(piped)
-        return self.woken(asyncio.ensure_future(self._drain(stream, self.copy_lag if piped else 0.0)))
+        self.whole_reads += 1
+        return self.woken(asyncio.ensure_future(self._drain(stream)))
+
+    def collect(self, stream: FakeStream) -> Any:
+        stream.take()
+        self.collects += 1
+        return self.woken(asyncio.ensure_future(self._collect(stream, self.copy_lag)))
 
     def channel(self) -> tuple[Client, FakeWriter]:
         client = self._client()
@@ -216,14 +222,22 @@ class FakeStreams:
         client.ended = True
 
     @staticmethod
-    async def _drain(stream: FakeStream, lag: float) -> bytes:
+    async def _drain(stream: FakeStream) -> bytes:
         parts = []
+        while (chunk := await stream.next()) is not None:
+            parts.append(chunk)
+        return b"".join(parts)
+
+    @staticmethod
+    async def _collect(stream: FakeStream, lag: float) -> tuple[bytes, Optional[str]]:
+        parts, failure = [], None
         try:
             while (chunk := await stream.next()) is not None:
                 parts.append(chunk)
-        finally:
-            await asyncio.sleep(lag)
-        return b"".join(parts)
+        except (BrokenOff, Aborted) as exc:
+            failure = type(exc).__name__
+        await asyncio.sleep(lag)
+        return b"".join(parts), failure
 
 
 def read_body(body: bytes, headers: Optional[Headers] = None) -> Callable[[int], Awaitable[Optional[bytes]]]:

@@ -84,6 +84,7 @@ class Seen:
     body: bytes
     usage: Optional[dict] = None  # the token usage the fake reported for it (Messages, Chat)
     cut_off: bool = False  # its answer could not all be written: the caller (relay) hung up
+    deltas_sent: int = 0  # the text deltas of a stream written to the connection so far
 
     def header(self, name: str) -> Optional[str]:
         values = [v for k, v in self.headers if k.lower() == name.lower()]
@@ -321,6 +322,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self.server.fake._gate(f"{each}-{index}").wait(GATE_TIMEOUT_S)
             self._chunk(_sse("content_block_delta", {"type": "content_block_delta", "index": 0,
                                                      "delta": {"type": "text_delta", "text": piece}}))
+            seen.deltas_sent += 1
             if scenario == "midstream-error":
                 error = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
                 self._chunk(_sse("error", error))
@@ -383,6 +385,7 @@ class _Handler(BaseHTTPRequestHandler):
                 time.sleep(pace)
             self._chunk(_sse(None, {**chunk, "choices": [{"index": 0, "delta": {"content": piece},
                                                           "finish_reason": None}]}))
+            seen.deltas_sent += 1
             if scenario == "midstream-error":
                 self._chunk(_sse(None, {"error": {"message": "Overloaded", "type": "server_error"}}))
                 return self._end_stream()

@@ -74,7 +74,7 @@ def test_an_event_streams_client_gets_every_byte_and_the_tap_its_copy():
     assert answer.body is client and answer.headers == SSE and streams.tees == 1
     assert client.received == events and client.ended
     assert b"".join(tap.fed) == b"".join(events) and tap.finished is False
-    assert streams.whole_reads == [True] and not upstream.aborted  # the copy's rest, behind its own pipe
+    assert streams.collects == 1 and streams.whole_reads == 0 and not upstream.aborted
 
 
 @pytest.mark.parametrize("count", [3, 50, 500])
@@ -100,11 +100,13 @@ def test_a_first_event_that_never_ends_is_read_up_to_its_bound_then_whole():
     assert streams.wakeups == chunks_needed + 2 and len(tap.fed) == chunks_needed + 1
 
 
-def test_a_client_that_hangs_up_mid_stream_aborts_the_upstream_and_the_row_says_so():
-    upstream, tap = Upstream(_events(4), ending="hang"), RecordingTap()
+def test_a_client_that_hangs_up_mid_stream_aborts_the_upstream_and_the_tap_keeps_what_had_come(capsys):
+    """The copy had every event the provider sent up to the cut, more than the client took."""
+    upstream, tap = Upstream(_events(6), ending="hang"), RecordingTap()
     _, streams = _deliver(upstream.body(), tap=tap, streams=FakeStreams(hangs_up_after=2))
-    assert upstream.aborted and tap.finished is True
-    assert tap.fed == _events(4)[:1]  # the first event; the rest of the copy was aborted
+    assert upstream.aborted and tap.finished is True and streams.wakeups == 3
+    assert len(streams.clients[0].received) == 2 and b"".join(tap.fed) == b"".join(_events(6))
+    assert capsys.readouterr().out == ""  # the abort was relay's: nothing went wrong upstream
 
 
 def test_an_upstream_that_breaks_off_mid_stream_is_not_blamed_on_the_client(capsys):
@@ -113,7 +115,14 @@ def test_an_upstream_that_breaks_off_mid_stream_is_not_blamed_on_the_client(caps
     [client] = streams.clients
     assert client.received == _events(6) and client.failed
     assert tap.finished is False and not upstream.aborted
-    assert tap.fed == _events(6)[:1]  # usage sits in the first and last events: the first is kept
+    assert b"".join(tap.fed) == b"".join(_events(6))  # what came before the break
+    assert "upstream body ended with BrokenOff" in capsys.readouterr().out
+
+
+def test_an_upstream_that_breaks_off_before_its_first_event_is_whole_leaves_what_came(capsys):
+    upstream, tap = Upstream([b"event: message_start\ndata: {"], ending="break"), RecordingTap()
+    _, streams = _deliver(upstream.body(), tap=tap)
+    assert tap.fed == [b"event: message_start\ndata: {"] and tap.finished is False and streams.collects == 0
     assert "upstream body ended with BrokenOff" in capsys.readouterr().out
 
 
@@ -134,7 +143,7 @@ def test_a_json_answer_of_a_declared_length_is_read_whole_natively_and_passed_on
     headers = [*JSON, ("content-length", str(len(DOCUMENT)))]
     answer, streams = _deliver(Upstream([DOCUMENT[:10], DOCUMENT[10:]]).body(), headers=headers, tap=tap)
     assert answer.body == DOCUMENT and tap.fed == [DOCUMENT] and tap.finished is False and tap.written
-    assert streams.whole_reads == [False] and streams.tees == 0 and streams.clients == []
+    assert streams.whole_reads == 1 and streams.tees == 0 and streams.clients == []
     assert streams.wakeups == 1
 
 
@@ -146,7 +155,7 @@ def test_a_json_answer_of_unknown_length_is_read_a_batch_at_a_time(headers):
     tap = RecordingTap()
     answer, streams = _deliver(Upstream([DOCUMENT[:10], DOCUMENT[10:]]).body(), headers=headers, tap=tap)
     assert answer.body == DOCUMENT and tap.fed == [DOCUMENT] and tap.written and not tap.unread
-    assert streams.whole_reads == [] and streams.clients == [] and streams.wakeups == 1  # one batch, short: the end
+    assert streams.whole_reads == 0 and streams.clients == [] and streams.wakeups == 1  # one batch, short: the end
 
 
 def test_a_long_json_answer_of_unknown_length_wakes_python_once_a_batch(monkeypatch):
@@ -195,14 +204,14 @@ def test_a_json_answer_declared_too_large_to_read_whole_is_piped_uncopied_and_un
     headers = [*JSON, ("content-length", str(delivery.WHOLE_JSON_BYTES + 1))]
     tap = RecordingTap()
     answer, streams = _deliver(Upstream([b"{}"]).body(), headers=headers, tap=tap)
-    assert answer.body is streams.clients[0] and streams.tees == 0 and streams.whole_reads == []
+    assert answer.body is streams.clients[0] and streams.tees == 0 and streams.whole_reads == 0
     assert tap.unread and tap.fed == [b""] and streams.wakeups == 1
 
 
 def test_other_bodies_are_piped_uncopied_and_only_their_end_is_watched():
     tap, upstream = RecordingTap(), Upstream([b"\x00" * 1000] * 30)
     answer, streams = _deliver(upstream.body(), headers=[("content-type", "application/octet-stream")], tap=tap)
-    assert streams.tees == 0 and streams.whole_reads == [] and len(streams.clients[0].received) == 30
+    assert streams.tees == 0 and streams.whole_reads == 0 and len(streams.clients[0].received) == 30
     assert tap.fed == [b""] and tap.finished is False and not tap.broken and not tap.unread
     assert streams.wakeups == 1
 

@@ -271,6 +271,65 @@ def test_a_body_that_broke_off_unread_says_connection_lost():
     assert _meter("anthropic", content_type="application/octet-stream").row(False, 1_700_000_002.0)["error_type"] is None
 
 
+def _anthropic_delta(text: str, kind: str = "text_delta", field: str = "text") -> bytes:
+    payload = {"type": "content_block_delta", "index": 0, "delta": {"type": kind, field: text}}
+    return b"event: content_block_delta\ndata: " + json.dumps(payload).encode() + b"\n\n"
+
+
+def test_a_stream_cut_short_bills_the_output_that_passed_and_says_it_is_relays_count():
+    """message_start reports one output token; the deltas that passed hold 3 + 1 + 2 more."""
+    meter = _meter("anthropic", db=SqliteDatabase())
+    meter.feed(ANTHROPIC_STREAM.split(b"event: content_block_delta")[0])
+    for text in ("Hello world!", "é", "a" * 5):
+        meter.feed(_anthropic_delta(text))
+    row = meter.row(True, 1_700_000_002.0)
+    assert (row["error_type"], row["usage_basis"]) == ("client_disconnected", "estimated")
+    assert (row["input_tokens"], row["output_tokens"]) == (100, 6)
+    expected = (100 * 3 + 6 * 15 + 1500 * 3.75 + 500 * 6 + 30000 * 0.3) / 1e6
+    assert row["cost_usd"] == pytest.approx(expected)
+    asyncio.run(meter.finish(True))
+    [stored] = asyncio.run(meter._services.db.all("SELECT usage_basis, output_tokens FROM usage"))
+    assert stored == {"usage_basis": "estimated", "output_tokens": 6}
+
+
+def test_an_upstream_that_broke_off_mid_stream_bills_what_passed_too():
+    meter = _meter("anthropic")
+    meter.feed(ANTHROPIC_STREAM.split(b"event: content_block_delta")[0] + _anthropic_delta("x" * 40))
+    row = meter.row(False, 1_700_000_002.0)
+    assert (row["error_type"], row["usage_basis"], row["output_tokens"]) == ("upstream_disconnected", "estimated", 10)
+
+
+def test_a_stream_whose_final_count_arrived_is_not_estimated_even_if_cut_after_it():
+    meter = _meter("anthropic")
+    meter.feed(ANTHROPIC_STREAM.split(b"event: message_stop")[0])
+    row = meter.row(True, 1_700_000_002.0)
+    assert (row["output_tokens"], row["usage_basis"], row["error_type"]) == (42, None, "client_disconnected")
+
+
+def test_a_whole_stream_is_billed_as_reported():
+    meter = _meter("anthropic")
+    meter.feed(ANTHROPIC_STREAM)
+    assert meter.row(False, 1_700_000_002.0)["usage_basis"] is None
+
+
+def test_an_openai_stream_cut_short_bills_its_output_and_leaves_the_input_unknown():
+    """Chat Completions report usage only in their last chunk: the input is unknown."""
+    chunk = OPENAI_STREAM.split(b"\r\n\r\n")[0] + b"\r\n\r\n"  # its delta: "hi"
+    meter = _meter("openai")
+    meter.feed(chunk * 3)
+    row = meter.row(True, 1_700_000_002.0)
+    assert (row["input_tokens"], row["output_tokens"], row["usage_basis"]) == (None, 3, "estimated")
+    assert row["cost_usd"] == pytest.approx(3 * 0.6 / 1e6)  # gpt-4o-mini: $0.60 per million out
+
+
+def test_an_openai_stream_that_ended_without_usage_is_not_estimated():
+    """The client said include_usage: false, and the stream ended: nothing was cut short."""
+    meter = _meter("openai")
+    meter.feed(OPENAI_STREAM.split(b"\r\n\r\n")[0] + b"\r\n\r\ndata: [DONE]\r\n\r\n")
+    row = meter.row(False, 1_700_000_002.0)
+    assert (row["output_tokens"], row["usage_basis"], row["error_type"]) == (None, None, None)
+
+
 def test_a_json_answer_too_large_to_read_says_its_usage_is_unread():
     passed_on = _meter("openai", content_type="application/json")
     passed_on.too_large()

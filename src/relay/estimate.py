@@ -2,11 +2,12 @@
 
 A provider reports a stream's output tokens in its last events (Anthropic's message_delta,
 OpenAI's usage chunk or response.completed), which a stream cut short (the client hung up,
-the upstream broke off) never carries: its row would bill the input alone, whatever the
-provider generated, and a client could take most of an answer for free. What passed is
-counted instead, from the text of its deltas: a token for about four bytes of UTF-8 (close
-for English prose and code; low for CJK text, nearer a token a character), and at least one
-for each delta that carries output. The row says the count is relay's (usage_basis).
+the upstream broke off or sent an error event) never carries: its row would bill the input
+alone, whatever the provider generated, and a client could take most of an answer for
+free. What passed is counted instead, from the text of its deltas: a token for about four
+bytes of UTF-8 (close for English prose and code; low for CJK text, nearer a token a
+character), and at least one for each delta that carries output. The row says the count is
+relay's (usage_basis).
 """
 
 from __future__ import annotations

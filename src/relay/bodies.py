@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Optional
 
-from .http import Headers
+from .http import Headers, whole_number
 
 if TYPE_CHECKING:  # deliver imports this module
     from .deliver import Reader, Streams
@@ -26,9 +26,8 @@ BATCH_BYTES = 1024 * 1024
 
 
 def declared_length(headers: Headers) -> Optional[int]:
-    """The body's length its content-length declares, or None (none, or not a number)."""
-    declared = (headers.get("content-length") or "").strip()
-    return int(declared) if declared.isdigit() else None
+    """The body's length its content-length declares, or None (none, or not ASCII digits)."""
+    return whole_number((headers.get("content-length") or "").strip())
 
 
 async def read_within(reader: Reader, limit: int) -> tuple[list[bytes], bool]:

@@ -63,7 +63,7 @@ def test_no_body_is_an_empty_one():
 
 
 @pytest.mark.parametrize("value, length", [("120", 120), (" 7 ", 7), ("", None), ("-1", None), ("1e3", None),
-                                           (None, None)])
+                                           ("²", None), ("٣", None), (None, None)])
 def test_declared_length(value, length):
     headers = Headers([] if value is None else [("content-length", value)])
     assert declared_length(headers) == length

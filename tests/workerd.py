@@ -1,4 +1,4 @@
-"""Run relay on a real local workerd (through the pinned `wrangler dev`), with local D1.
+"""Run relay on a real local workerd (through `wrangler dev`, pinned), with local D1.
 
 Each `LocalWorker` gets its own folder holding a copy of the project's wrangler.toml
 (paths made absolute, the local runtime's flags added: devtools/runtime.py), the vendored

@@ -16,6 +16,7 @@ from relay import cache, layout
 from relay.app import handle
 from relay.http import Headers, Request, Response
 from relay.services import Services
+from tests.fakes.platform import RecordingTransport
 from tests.fakes.streams import read_body
 
 EPHEMERAL = {"type": "ephemeral"}
@@ -408,18 +409,6 @@ def test_shapes_relay_does_not_understand_never_raise(body):
 
 # --- in the pipeline ----------------------------------------------------------------------
 
-class RecordingTransport:
-    def __init__(self):
-        self.bodies: list[bytes] = []
-
-    async def send(self, method, url, headers, body, timeout=None):
-        self.bodies.append(body)
-        return Response(200, [("content-type", "application/json")], b"{}")
-
-    async def discard(self, body):
-        pass
-
-
 def post(path: str, body: dict, env: dict) -> tuple[Response, list[bytes]]:
     transport = RecordingTransport()
     raw = json.dumps(body).encode()
@@ -427,7 +416,7 @@ def post(path: str, body: dict, env: dict) -> tuple[Response, list[bytes]]:
     request = Request("POST", path, "", Headers([("x-api-key", "client-key")]), read_body(raw))
     response = asyncio.run(handle(request, {"RELAY_CLIENT_KEYS": "client-key", "ANTHROPIC_API_KEYS": "sk-up", **env},
                                   Services(transport=transport)))
-    return response, transport.bodies
+    return response, [body for *_, body in transport.sent]
 
 
 CONVERSATION = {"model": "claude-sonnet-4-5", "max_tokens": 5, "system": LONG,
@@ -453,7 +442,7 @@ def test_a_body_nested_too_deep_to_parse_is_a_400_not_a_500():
     request = Request("POST", "/v1/messages", "", Headers([("x-api-key", "client-key")]), read_body(raw))
     response = asyncio.run(handle(request, {"RELAY_CLIENT_KEYS": "client-key", "ANTHROPIC_API_KEYS": "sk-up"},
                                   Services(transport=transport)))
-    assert response.status == 400 and transport.bodies == []
+    assert response.status == 400 and transport.sent == []
 
 
 def test_an_unknown_relay_cache_policy_is_a_named_misconfiguration():

@@ -12,29 +12,17 @@ from relay import store
 from relay.app import handle
 from relay.auth import MISSES_CACHED, RECORDS_CACHED, Caller, Refusal, authenticate
 from relay.config import Settings
-from relay.http import Headers, Request, Response
+from relay.http import Headers, Request
 from relay.services import Services
-from tests.fakes.platform import CountingDatabase, CountingLimiter, SqliteDatabase
+from tests.fakes.platform import CountingDatabase, CountingLimiter, RecordingTransport, SqliteDatabase
 from tests.fakes.streams import read_body
 
 NOW = 1_800_000_000.0
 ENV = {"ANTHROPIC_API_KEYS": "sk-up", "RELAY_KEY_CACHE_SECONDS": "30"}
 
 
-class OkTransport:
-    def __init__(self):
-        self.calls = 0
-
-    async def send(self, method, url, headers, body, timeout=None):
-        self.calls += 1
-        return Response(200, [("content-type", "application/json")], b"{}")
-
-    async def discard(self, body):
-        pass
-
-
 def _services(**kwargs) -> Services:
-    return Services(transport=OkTransport(), db=SqliteDatabase(), **kwargs)
+    return Services(transport=RecordingTransport(), db=SqliteDatabase(), **kwargs)
 
 
 def _create(services, **fields):
@@ -105,7 +93,7 @@ def test_a_flood_of_unknown_keys_costs_a_query_per_well_formed_one_and_leaves_va
     """20,000 random keys, half of them in the form of relay's keys: the others cost no D1
     query; each well-formed one costs one, and the keys that work stay cached (before, the
     whole cache was flushed past 10,000 lookups, and every valid key went to D1 again)."""
-    services = Services(transport=OkTransport(), db=CountingDatabase())
+    services = Services(transport=RecordingTransport(), db=CountingDatabase())
     made = [_create(services, name=f"user-{n}") for n in range(3)]
     services.db.statements.clear()
     assert all(isinstance(caller, Caller) for caller in _auth_all(services, [key for _, key in made]))
@@ -122,7 +110,7 @@ def test_a_flood_of_unknown_keys_costs_a_query_per_well_formed_one_and_leaves_va
 
 
 def test_an_unknown_key_retried_costs_one_query_per_cache_window():
-    services = Services(transport=OkTransport(), db=CountingDatabase())
+    services = Services(transport=RecordingTransport(), db=CountingDatabase())
     unknown = store.new_key()
     for now in (NOW, NOW + 1, NOW + 29):
         assert _auth(services, unknown, now=now) == Refusal(401, "invalid relay key")
@@ -145,7 +133,7 @@ def test_a_key_made_after_it_was_tried_works_once_the_miss_is_old():
 @pytest.mark.parametrize("key", ["rk-" + "a" * 39, "rk-" + "a" * 41, "rk_" + "a" * 40, "RK-" + "a" * 40,
                                  "rk-" + "a" * 39 + "=", "rk-" + "a" * 39 + "é", "sk-ant-api03-xyz", "relay"])
 def test_a_key_not_in_the_form_of_relays_keys_is_refused_without_a_query(key):
-    services = Services(transport=OkTransport(), db=CountingDatabase())
+    services = Services(transport=RecordingTransport(), db=CountingDatabase())
     assert _auth(services, key) == Refusal(401, "invalid relay key")
     assert services.db.statements == [] and services.state.unknown_keys == {}
 
@@ -164,7 +152,7 @@ def test_past_its_bound_the_record_cache_drops_its_oldest_record():
 
 
 def test_static_keys_from_the_secret_work_without_d1():
-    services = Services(transport=OkTransport())
+    services = Services(transport=RecordingTransport())
     caller = _auth(services, "static-one", env={**ENV, "RELAY_CLIENT_KEYS": "static-zero,static-one"})
     assert isinstance(caller, Caller) and caller.key_id.startswith("static-")
     assert "one" not in caller.key_id
@@ -178,7 +166,7 @@ def test_a_model_outside_the_allow_list_is_forbidden_before_the_upstream():
     forbidden = _post(services, key, "claude-opus-4-1")
     assert forbidden.status == 403
     assert json.loads(forbidden.body)["error"]["type"] == "permission_error"
-    assert services.transport.calls == 1
+    assert len(services.transport.sent) == 1
 
 
 def test_over_the_rate_limit_is_a_429_before_the_upstream():
@@ -187,7 +175,7 @@ def test_over_the_rate_limit_is_a_429_before_the_upstream():
 
     statuses = [_post(services, key).status for _ in range(4)]
     assert statuses == [200, 200, 429, 429]
-    assert services.transport.calls == 2
+    assert len(services.transport.sent) == 2
     limited = _post(services, key)
     assert 1 <= int(dict(limited.headers)["retry-after"]) <= 60
     assert key not in limited.body.decode()

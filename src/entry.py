@@ -329,11 +329,14 @@ async def serve(js_request, ctx):
         request = _to_request(js_request)
         response = await handle(request, _Vars(_Isolate.env), services)
         await _discard_unread_body(js_request)
-        answer = await delivery.deliver(response, request.path, _STREAMS, services.defer)
+        return _to_js_response(await delivery.deliver(response, request.path, _STREAMS, services.defer))
     except Exception:
         print("relay: internal error in the Workers adapter\n" + traceback.format_exc())
-        answer = error_response(surface_of(URL.new(js_request.url).pathname), 500,
-                                "relay failed to handle this request")
+        return _to_js_response(error_response(surface_of(URL.new(js_request.url).pathname), 500,
+                                              "relay failed to handle this request"))
+
+
+def _to_js_response(answer):
     body = to_js(answer.body) if isinstance(answer.body, bytes) else answer.body
     return JsResponse.new(body, status=answer.status, headers=_js_headers(answer.headers))
 

@@ -9,6 +9,7 @@ start. wrangler.toml stays as a deploy needs it; `local_flags` are what a local 
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from pathlib import Path
@@ -31,6 +32,13 @@ PYTHON_MODULES = ROOT / "python_modules"
 LOCAL_FLAGS = ("python_workers_development", "no_python_workers_20250116", "no_python_workers_314")
 
 
+@functools.cache
+def _bundle_dir() -> Path:
+    """The local Pyodide bundle's folder, checked (and built if need be) once per process:
+    every wrangler call a test makes (each D1 query) takes this environment."""
+    return pyodide_bundle.build()
+
+
 def env(base: dict[str, str] | None = None) -> dict[str, str]:
     """The environment wrangler, miniflare and workerd run in: Node 22 first on PATH, workerd
     through the wrapper that hands it the bundle's folder, no telemetry, no `Request.cf`
@@ -41,7 +49,7 @@ def env(base: dict[str, str] | None = None) -> dict[str, str]:
         "PATH": f"{NODE_BIN}{os.pathsep}{base.get('PATH', '')}",
         "MINIFLARE_WORKERD_PATH": str(WORKERD_WRAPPER),
         "RELAY_WORKERD_BINARY": str(WORKERD_BINARY),
-        "RELAY_PYODIDE_BUNDLE_DIR": str(pyodide_bundle.build()),
+        "RELAY_PYODIDE_BUNDLE_DIR": str(_bundle_dir()),
         "WRANGLER_SEND_METRICS": "false",
         "CLOUDFLARE_CF_FETCH_ENABLED": "false",
         "NO_COLOR": "1",

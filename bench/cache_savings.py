@@ -2,8 +2,8 @@
 
     python -m bench.cache_savings [--turns 50]
 
-Runs relay on workerd (tests/workerd.py) in front of the fake Anthropic upstream, which
-caches and bills like the API (tests/fakes/prompt_cache.py), with two virtual keys made
+Runs relay on workerd (devtools/local_worker.py) in front of the fake Anthropic upstream, which
+caches and bills like the API (devtools/fake_prompt_cache.py), with two virtual keys made
 through the admin API: one with cache policy `off`, one per policy measured.
 
 Savings: a 50-turn tool-calling session (a ~17K-token system prompt and 12 tools of ~8K
@@ -24,23 +24,49 @@ import json
 import platform
 import random
 import uuid
-from datetime import datetime, timezone
-from typing import Iterator
+from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import httpx
 
-from tests.fakes.upstream import FakeUpstream
-from tests.workerd import LocalWorker
+from devtools.fake_upstream import FakeUpstream
+from devtools.local_worker import LocalWorker
 
 ADMIN_TOKEN = "bench-admin-token"
 UPSTREAM_KEY = "sk-ant-bench-upstream"
 MODEL = "claude-sonnet-4-5"
-PRICE = {"input_tokens": 1.0, "ephemeral_5m_input_tokens": 1.25, "ephemeral_1h_input_tokens": 2.0,
-         "cache_read_input_tokens": 0.1}
+PRICE = {
+    "input_tokens": 1.0,
+    "ephemeral_5m_input_tokens": 1.25,
+    "ephemeral_1h_input_tokens": 2.0,
+    "cache_read_input_tokens": 0.1,
+}
 MARK = {"type": "ephemeral"}
 PAUSE_AFTER_TURN, PAUSE_SECONDS = 25, 600
-WORDS = ("file", "module", "change", "test", "error", "function", "value", "request", "cache", "build", "the",
-         "a", "when", "never", "always", "check", "return", "read", "write", "user", "project", "line")
+WORDS = (
+    "file",
+    "module",
+    "change",
+    "test",
+    "error",
+    "function",
+    "value",
+    "request",
+    "cache",
+    "build",
+    "the",
+    "a",
+    "when",
+    "never",
+    "always",
+    "check",
+    "return",
+    "read",
+    "write",
+    "user",
+    "project",
+    "line",
+)
 
 
 def prose(rng: random.Random, size: int) -> str:
@@ -54,10 +80,18 @@ def prose(rng: random.Random, size: int) -> str:
 
 
 def tools(rng: random.Random, nonce: str) -> list[dict]:
-    return [{"name": f"Tool{i}", "description": f"[{nonce}] " + prose(rng, 2600),
-             "input_schema": {"type": "object", "properties": {"path": {"type": "string"},
-                                                               "pattern": {"type": "string"}},
-                              "required": ["path"]}} for i in range(12)]
+    return [
+        {
+            "name": f"Tool{i}",
+            "description": f"[{nonce}] " + prose(rng, 2600),
+            "input_schema": {
+                "type": "object",
+                "properties": {"path": {"type": "string"}, "pattern": {"type": "string"}},
+                "required": ["path"],
+            },
+        }
+        for i in range(12)
+    ]
 
 
 def history(rng: random.Random, turns: int) -> Iterator[list[dict]]:
@@ -67,12 +101,25 @@ def history(rng: random.Random, turns: int) -> Iterator[list[dict]]:
     for turn in range(1, turns):
         calls = 11 if turn % 10 == 0 else 1
         ids = [f"toolu_{turn}_{i}" for i in range(calls)]
-        messages.append({"role": "assistant", "content": [{"type": "text", "text": "Let me look."}] + [
-            {"type": "tool_use", "id": tool_id, "name": "Tool1", "input": {"path": f"src/f{turn}.py"}}
-            for tool_id in ids]})
-        messages.append({"role": "user", "content": [
-            {"type": "tool_result", "tool_use_id": tool_id, "content": prose(rng, 1500 if calls == 1 else 300)}
-            for tool_id in ids]})
+        messages.append(
+            {
+                "role": "assistant",
+                "content": [{"type": "text", "text": "Let me look."}]
+                + [
+                    {"type": "tool_use", "id": tool_id, "name": "Tool1", "input": {"path": f"src/f{turn}.py"}}
+                    for tool_id in ids
+                ],
+            }
+        )
+        messages.append(
+            {
+                "role": "user",
+                "content": [
+                    {"type": "tool_result", "tool_use_id": tool_id, "content": prose(rng, 1500 if calls == 1 else 300)}
+                    for tool_id in ids
+                ],
+            }
+        )
         yield list(messages)
 
 
@@ -84,31 +131,44 @@ def bodies(shape: str, turns: int) -> Iterator[dict]:
     tool_list = tools(rng, nonce)
     for messages in history(rng, turns):
         if shape == "plain":
-            yield {"model": MODEL, "max_tokens": 1024, "system": system_text, "tools": tool_list,
-                   "messages": messages}
+            yield {"model": MODEL, "max_tokens": 1024, "system": system_text, "tools": tool_list, "messages": messages}
             continue
         last = dict(messages[-1])
         content = last["content"] if isinstance(last["content"], list) else [{"type": "text", "text": last["content"]}]
         last["content"] = content[:-1] + [{**content[-1], "cache_control": MARK}]
-        yield {"model": MODEL, "messages": messages[:-1] + [last], "system": [
-            {"type": "text", "text": "x-anthropic-billing-header: cc_version=2.1"},
-            {"type": "text", "text": "You are Claude Code, Anthropic's official CLI for Claude.", "cache_control": MARK},
-            {"type": "text", "text": system_text, "cache_control": MARK}], "tools": tool_list,
-               "max_tokens": 32000}
+        yield {
+            "model": MODEL,
+            "messages": messages[:-1] + [last],
+            "system": [
+                {"type": "text", "text": "x-anthropic-billing-header: cc_version=2.1"},
+                {
+                    "type": "text",
+                    "text": "You are Claude Code, Anthropic's official CLI for Claude.",
+                    "cache_control": MARK,
+                },
+                {"type": "text", "text": system_text, "cache_control": MARK},
+            ],
+            "tools": tool_list,
+            "max_tokens": 32000,
+        }
 
 
 def cost(usage: dict) -> float:
     created = usage.get("cache_creation") or {"ephemeral_5m_input_tokens": usage["cache_creation_input_tokens"]}
-    billed = {"input_tokens": usage["input_tokens"], "cache_read_input_tokens": usage["cache_read_input_tokens"],
-              **created}
+    billed = {
+        "input_tokens": usage["input_tokens"],
+        "cache_read_input_tokens": usage["cache_read_input_tokens"],
+        **created,
+    }
     return sum(PRICE[name] * tokens for name, tokens in billed.items())
 
 
 def replay(client: httpx.Client, fake: FakeUpstream, key: str, shape: str, turns: int) -> dict:
     total, refused, read = 0.0, 0, 0
     for turn, body in enumerate(bodies(shape, turns), start=1):
-        answer = client.post("/v1/messages", content=json.dumps(body, ensure_ascii=False).encode(),
-                             headers={"x-api-key": key})
+        answer = client.post(
+            "/v1/messages", content=json.dumps(body, ensure_ascii=False).encode(), headers={"x-api-key": key}
+        )
         if answer.status_code != 200:
             refused += 1
             continue
@@ -123,8 +183,13 @@ def replay(client: httpx.Client, fake: FakeUpstream, key: str, shape: str, turns
 def sized_body(size: int) -> bytes:
     """A marker-free Messages body of about `size` bytes: system, tools, then history."""
     rng = random.Random(size)
-    body = {"model": MODEL, "max_tokens": 1024, "system": prose(rng, 8000), "tools": tools(rng, "latency"),
-            "messages": []}
+    body = {
+        "model": MODEL,
+        "max_tokens": 1024,
+        "system": prose(rng, 8000),
+        "tools": tools(rng, "latency"),
+        "messages": [],
+    }
     messages = history(rng, 10_000)
     while len(json.dumps(body)) < size:
         body["messages"] = next(messages)
@@ -132,8 +197,11 @@ def sized_body(size: int) -> bytes:
 
 
 def create_key(client: httpx.Client, policy: str) -> str:
-    answer = client.post("/admin/keys", json={"name": f"bench {policy}", "cache_policy": policy},
-                         headers={"authorization": f"Bearer {ADMIN_TOKEN}"})
+    answer = client.post(
+        "/admin/keys",
+        json={"name": f"bench {policy}", "cache_policy": policy},
+        headers={"authorization": f"Bearer {ADMIN_TOKEN}"},
+    )
     answer.raise_for_status()
     return answer.json()["key"]
 
@@ -142,13 +210,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--turns", type=int, default=50)
     args = parser.parse_args()
-    print(f"# relay prompt-cache bench, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, "
-          f"{platform.machine()} {platform.processor() or platform.system()}, Python {platform.python_version()}")
-    with FakeUpstream("anthropic") as fake, LocalWorker({
-            "ANTHROPIC_API_KEYS": UPSTREAM_KEY, "UPSTREAM_ANTHROPIC_URL": fake.url,
-            "RELAY_ADMIN_TOKEN": ADMIN_TOKEN, "RELAY_CACHE_POLICY": "off"}) as worker, \
-            httpx.Client(base_url=worker.url, timeout=120,
-                         headers={"anthropic-version": "2023-06-01", "content-type": "application/json"}) as client:
+    print(
+        f"# relay prompt-cache bench, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
+        f"{platform.machine()} {platform.processor() or platform.system()}, Python {platform.python_version()}"
+    )
+    with (
+        FakeUpstream("anthropic") as fake,
+        LocalWorker(
+            {
+                "ANTHROPIC_API_KEYS": UPSTREAM_KEY,
+                "UPSTREAM_ANTHROPIC_URL": fake.url,
+                "RELAY_ADMIN_TOKEN": ADMIN_TOKEN,
+                "RELAY_CACHE_POLICY": "off",
+            }
+        ) as worker,
+        httpx.Client(
+            base_url=worker.url,
+            timeout=120,
+            headers={"anthropic-version": "2023-06-01", "content-type": "application/json"},
+        ) as client,
+    ):
         keys = {policy: create_key(client, policy) for policy in ("off", "auto", "auto-1h")}
         savings(client, fake, keys, args.turns)
 
@@ -161,8 +242,10 @@ def savings(client: httpx.Client, fake: FakeUpstream, keys: dict[str, str], turn
         results = {policy: replay(client, fake, key, shape, turns) for policy, key in keys.items()}
         for policy, result in results.items():
             change = result["cost"] / results["off"]["cost"] - 1
-            print(f"| {shape} | {policy} | {result['cost']:,.0f} | {change:+.1%} | {result['read']:,} "
-                  f"| {result['refused']} |")
+            print(
+                f"| {shape} | {policy} | {result['cost']:,.0f} | {change:+.1%} | {result['read']:,} "
+                f"| {result['refused']} |"
+            )
 
 
 if __name__ == "__main__":

@@ -8,9 +8,9 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Optional, Sequence
 from urllib.parse import urlsplit
 
 # Throw-away keys for a loopback-only run; never real ones.
@@ -29,7 +29,7 @@ class Endpoint:
 
     url: str
     headers: dict[str, str] = field(default_factory=dict)
-    client_key: Optional[str] = None
+    client_key: str | None = None
     listener_only: bool = False
 
     @property
@@ -55,14 +55,22 @@ def _tail(log: Path, lines: int = 15) -> str:
         return ""
 
 
-def serve(stack: contextlib.ExitStack, command: Sequence[str], *, port: int, cwd: Path,
-          env: Mapping[str, str], log: Path) -> None:
+def serve(
+    stack: contextlib.ExitStack, command: Sequence[str], *, port: int, cwd: Path, env: Mapping[str, str], log: Path
+) -> None:
     """Start a server in a session of its own (so that its whole process tree can be measured
     and stopped), output to `log`; return once it accepts connections on `port`. The stack
     stops it, also when it fails to start."""
     with open(log, "wb") as output:
-        process = subprocess.Popen(list(command), cwd=cwd, env=dict(env), stdout=output, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, start_new_session=True)
+        process = subprocess.Popen(
+            list(command),
+            cwd=cwd,
+            env=dict(env),
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     stack.callback(_stop_session, process)
     wait_for_port(port, process, SERVER_START_S, log)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import httpx
 
@@ -47,7 +47,7 @@ def probe(endpoint: Endpoint, client: httpx.Client, headers_seen: Callable[[str]
     return verdicts(seen[0], endpoint.client_key)
 
 
-def verdicts(received: Headers, client_key: Optional[str]) -> dict[str, str]:
+def verdicts(received: Headers, client_key: str | None) -> dict[str, str]:
     fields: dict[str, list[str]] = {}
     for name, value in received:
         fields.setdefault(name.lower(), []).append(value)

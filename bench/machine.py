@@ -7,7 +7,7 @@ import os
 import platform
 import re
 import subprocess
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -44,7 +44,7 @@ def _package_version(name: str, node_modules: Path = ROOT / "node_modules") -> s
 def _python_package_version(name: str, venv: Path) -> str:
     """A package's version in another venv, from its dist-info folder's name."""
     found = sorted(venv.glob(f"lib/python*/site-packages/{name}-*.dist-info"))
-    return found[0].name[len(name) + 1:-len(".dist-info")] if found else "not installed"
+    return found[0].name[len(name) + 1 : -len(".dist-info")] if found else "not installed"
 
 
 def _compatibility_date() -> str:
@@ -54,7 +54,9 @@ def _compatibility_date() -> str:
 
 def _node_version() -> str:
     try:
-        return subprocess.run([str(NODE_BIN / "node"), "--version"], capture_output=True, text=True, timeout=10).stdout.strip()
+        return subprocess.run(
+            [str(NODE_BIN / "node"), "--version"], capture_output=True, text=True, timeout=10
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "?"
 
@@ -68,19 +70,23 @@ def describe() -> list[tuple[str, str]]:
     memory_kib = _first("/proc/meminfo", "MemTotal").split()[0]
     memory = f"{int(memory_kib) / 1024 / 1024:.1f} GiB" if memory_kib.isdigit() else "?"
     return [
-        ("date (UTC)", datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M")),
+        ("date (UTC)", datetime.now(UTC).strftime("%Y-%m-%d %H:%M")),
         ("CPUs (nproc)", str(os.cpu_count())),
         ("CPU model", _first("/proc/cpuinfo", "model name")),
         ("memory", memory),
         ("OS", f"{_os_name()}, Linux {platform.release()}"),
         ("load average at start (1/5/15 min)", load_average()),
         ("wrangler / workerd", f"{_package_version('wrangler')} / {_package_version('workerd')}"),
-        ("Workers runtime (Python Workers)",
-         f"Pyodide {_package_version('pyodide')} (local `dev` bundle, README \"Runtime\"), "
-         f"compatibility date {_compatibility_date()}"),
+        (
+            "Workers runtime (Python Workers)",
+            f'Pyodide {_package_version("pyodide")} (local `dev` bundle, README "Runtime"), '
+            f"compatibility date {_compatibility_date()}",
+        ),
         ("Node / Python (bench) / httpx", f"{_node_version()} / {platform.python_version()} / {httpx.__version__}"),
-        ("LiteLLM / Portkey gateway / claude-code-router",
-         f"{_python_package_version('litellm', PEERS_VENV)} / "
-         f"{_package_version('@portkey-ai/gateway', NODE_MODULES)} / "
-         f"{_package_version('@musistudio/claude-code-router', NODE_MODULES)}"),
+        (
+            "LiteLLM / Portkey gateway / claude-code-router",
+            f"{_python_package_version('litellm', PEERS_VENV)} / "
+            f"{_package_version('@portkey-ai/gateway', NODE_MODULES)} / "
+            f"{_package_version('@musistudio/claude-code-router', NODE_MODULES)}",
+        ),
     ]

@@ -6,7 +6,7 @@ workerd in front of the Worker, about 2 ms a request here) and an inspector that
 each request's network events to wrangler's Node process (about 1.3 CPU ms a request
 there, competing for this machine's two cores). `bench/miniflare_serve.mjs` serves the
 Worker with the same workerd and the same bindings, read from the same wrangler.toml,
-without them. The tests keep using `wrangler dev` (tests/workerd.py), as a developer does.
+without them. The tests keep using `wrangler dev` (devtools/local_worker.py), as a developer does.
 """
 
 from __future__ import annotations
@@ -14,11 +14,12 @@ from __future__ import annotations
 import base64
 import json
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from devtools import runtime
-from tests.workerd import ROOT, LocalWorker
+from devtools.local_worker import ROOT, LocalWorker
 
 SERVE = ROOT / "bench" / "miniflare_serve.mjs"
 OPTIONS_FILE = "miniflare.json"
@@ -34,7 +35,8 @@ def options(config: Path, vars: Mapping[str, str], state_dir: Path, port: int) -
     settings = tomllib.loads(text)
     main = (config.parent / settings["main"]).resolve()
     found: dict[str, Any] = {
-        "host": "127.0.0.1", "port": port,
+        "host": "127.0.0.1",
+        "port": port,
         "compatibilityDate": settings["compatibility_date"],
         "compatibilityFlags": runtime.compatibility_flags(text),
         "bindings": {**settings.get("vars", {}), **vars},
@@ -67,8 +69,13 @@ def _vendored(modules_root: Path) -> list[dict[str, Any]]:
     for path in sorted(p for p in runtime.PYTHON_MODULES.rglob("*") if p.is_file()):
         relative = path.relative_to(runtime.PYTHON_MODULES)
         kind = "ESModule" if relative.parts[0] == "workers" and path.suffix in (".js", ".mjs") else "Data"
-        modules.append({"type": kind, "path": str(modules_root / "python_modules" / relative),
-                        "base64": base64.b64encode(path.read_bytes()).decode()})
+        modules.append(
+            {
+                "type": kind,
+                "path": str(modules_root / "python_modules" / relative),
+                "base64": base64.b64encode(path.read_bytes()).decode(),
+            }
+        )
     return modules
 
 

@@ -14,11 +14,11 @@ import os
 import tempfile
 from pathlib import Path
 
+from devtools.local_worker import ROOT, free_port
 from devtools.runtime import NODE_BIN
-from tests.workerd import ROOT, free_port
 
-from .endpoint import GATEWAY_KEY, UPSTREAM_KEY, Endpoint, serve
 from . import cache_savings, scenarios
+from .endpoint import GATEWAY_KEY, UPSTREAM_KEY, Endpoint, serve
 from .scenarios import PACED
 
 PEERS = ROOT / "bench" / "peers"
@@ -63,20 +63,44 @@ def litellm(upstream: str, stack: contextlib.ExitStack) -> Endpoint:
     home = _workdir(stack, "litellm")
     config = home / "config.yaml"
     # JSON is YAML: no YAML writer needed.
-    config.write_text(json.dumps({
-        "model_list": [{"model_name": model, "litellm_params": {
-            "model": f"anthropic/{model}", "api_base": upstream, "api_key": UPSTREAM_KEY}} for model in MODELS],
-        "litellm_settings": {"telemetry": False, "callbacks": [], "success_callback": [], "failure_callback": []},
-        # Its documented switch to pass the client's `x-*` and `anthropic-beta` fields on: Claude
-        # Code's betas need it, and so do the fake's `x-fake-*` pacing fields the scenarios use.
-        "general_settings": {"master_key": GATEWAY_KEY, "forward_client_headers_to_llm_api": True},
-    }, indent=2))
+    config.write_text(
+        json.dumps(
+            {
+                "model_list": [
+                    {
+                        "model_name": model,
+                        "litellm_params": {
+                            "model": f"anthropic/{model}",
+                            "api_base": upstream,
+                            "api_key": UPSTREAM_KEY,
+                        },
+                    }
+                    for model in MODELS
+                ],
+                "litellm_settings": {
+                    "telemetry": False,
+                    "callbacks": [],
+                    "success_callback": [],
+                    "failure_callback": [],
+                },
+                # Its documented switch to pass the client's `x-*` and `anthropic-beta` fields on: Claude
+                # Code's betas need it, and so do the fake's `x-fake-*` pacing fields the scenarios use.
+                "general_settings": {"master_key": GATEWAY_KEY, "forward_client_headers_to_llm_api": True},
+            },
+            indent=2,
+        )
+    )
     port = free_port()
     # The cost map from the package itself (no download at start-up), no telemetry, no UI docs.
-    env = _env(home, LITELLM_LOCAL_MODEL_COST_MAP="True", LITELLM_TELEMETRY="False", NO_DOCS="True",
-               NO_REDOC="True")
-    serve(stack, [str(LITELLM), "--config", str(config), "--host", "127.0.0.1", "--port", str(port),
-                  "--num_workers", "1"], port=port, cwd=home, env=env, log=home / "litellm.log")
+    env = _env(home, LITELLM_LOCAL_MODEL_COST_MAP="True", LITELLM_TELEMETRY="False", NO_DOCS="True", NO_REDOC="True")
+    serve(
+        stack,
+        [str(LITELLM), "--config", str(config), "--host", "127.0.0.1", "--port", str(port), "--num_workers", "1"],
+        port=port,
+        cwd=home,
+        env=env,
+        log=home / "litellm.log",
+    )
     return Endpoint(f"http://127.0.0.1:{port}", {"x-api-key": GATEWAY_KEY}, client_key=GATEWAY_KEY)
 
 
@@ -88,14 +112,25 @@ def portkey(upstream: str, stack: contextlib.ExitStack) -> Endpoint:
     _require(PORTKEY)
     home = _workdir(stack, "portkey")
     port = free_port()
-    serve(stack, [NODE, str(PORTKEY), f"--port={port}", "--headless"], port=port, cwd=home,
-          env=_env(home, NODE_ENV="production"), log=home / "portkey.log")
-    return Endpoint(f"http://127.0.0.1:{port}", {"x-portkey-provider": "anthropic",
-                                                "x-portkey-custom-host": f"{upstream}/v1",
-                                                # It drops unknown fields unless named here: the
-                                                # fake's pacing fields, and nothing of the client's.
-                                                "x-portkey-forward-headers": ",".join(PACED),
-                                                "x-api-key": UPSTREAM_KEY})
+    serve(
+        stack,
+        [NODE, str(PORTKEY), f"--port={port}", "--headless"],
+        port=port,
+        cwd=home,
+        env=_env(home, NODE_ENV="production"),
+        log=home / "portkey.log",
+    )
+    return Endpoint(
+        f"http://127.0.0.1:{port}",
+        {
+            "x-portkey-provider": "anthropic",
+            "x-portkey-custom-host": f"{upstream}/v1",
+            # It drops unknown fields unless named here: the
+            # fake's pacing fields, and nothing of the client's.
+            "x-portkey-forward-headers": ",".join(PACED),
+            "x-api-key": UPSTREAM_KEY,
+        },
+    )
 
 
 def claude_code_router(upstream: str, stack: contextlib.ExitStack) -> Endpoint:
@@ -106,12 +141,27 @@ def claude_code_router(upstream: str, stack: contextlib.ExitStack) -> Endpoint:
     home = _workdir(stack, "ccr")
     port = free_port()
     (home / ".claude-code-router").mkdir()
-    (home / ".claude-code-router" / "config.json").write_text(json.dumps({
-        "LOG": False, "HOST": "127.0.0.1", "PORT": port, "APIKEY": GATEWAY_KEY, "NON_INTERACTIVE_MODE": True,
-        "Providers": [{"name": "fake", "api_base_url": f"{upstream}/v1/messages", "api_key": UPSTREAM_KEY,
-                       "models": list(MODELS), "transformer": {"use": ["Anthropic"]}}],
-        "Router": {"default": f"fake,{MODELS[0]}"},
-    }, indent=2))
-    serve(stack, [NODE, str(CLAUDE_CODE_ROUTER), "start"], port=port, cwd=home, env=_env(home),
-          log=home / "ccr.log")
+    (home / ".claude-code-router" / "config.json").write_text(
+        json.dumps(
+            {
+                "LOG": False,
+                "HOST": "127.0.0.1",
+                "PORT": port,
+                "APIKEY": GATEWAY_KEY,
+                "NON_INTERACTIVE_MODE": True,
+                "Providers": [
+                    {
+                        "name": "fake",
+                        "api_base_url": f"{upstream}/v1/messages",
+                        "api_key": UPSTREAM_KEY,
+                        "models": list(MODELS),
+                        "transformer": {"use": ["Anthropic"]},
+                    }
+                ],
+                "Router": {"default": f"fake,{MODELS[0]}"},
+            },
+            indent=2,
+        )
+    )
+    serve(stack, [NODE, str(CLAUDE_CODE_ROUTER), "start"], port=port, cwd=home, env=_env(home), log=home / "ccr.log")
     return Endpoint(f"http://127.0.0.1:{port}", {"x-api-key": GATEWAY_KEY}, client_key=GATEWAY_KEY)

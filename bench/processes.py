@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Optional
 
 PROC = Path("/proc")
 LISTEN = "0A"  # the TCP state "listening" in /proc/net/tcp
@@ -19,14 +18,14 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
 
 
-def _stat_fields(pid: int) -> Optional[list[str]]:
+def _stat_fields(pid: int) -> list[str] | None:
     """The fields of /proc/<pid>/stat after the command name (which may hold spaces):
     index 0 is field 3 (state), so field n is at n - 3."""
     try:
         text = (PROC / str(pid) / "stat").read_text()
     except OSError:
         return None
-    return text[text.rindex(")") + 2:].split()
+    return text[text.rindex(")") + 2 :].split()
 
 
 def _pids() -> list[int]:
@@ -47,7 +46,7 @@ def _listening_inodes(port: int) -> set[str]:
     return inodes
 
 
-def listener(port: int) -> Optional[int]:
+def listener(port: int) -> int | None:
     """The process listening on a local TCP port, if this user may see it."""
     sockets = {f"socket:[{inode}]" for inode in _listening_inodes(port)}
     for pid in _pids():

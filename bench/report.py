@@ -4,7 +4,8 @@ kept from the previous file."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Mapping, Optional, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from . import header_fidelity
 from .scenarios import Scenario
@@ -55,25 +56,25 @@ READING = f"""\
 """
 
 
-def _ms(value: Optional[float], signed: bool = False) -> str:
+def _ms(value: float | None, signed: bool = False) -> str:
     if value is None:
         return "–"
     return f"{value:+.2f}" if signed else f"{value:.2f}"
 
 
-def _times(value: Optional[float]) -> str:
+def _times(value: float | None) -> str:
     return "–" if value is None else f"{value:.2f}×"
 
 
-def _minus(value: float, reference: Optional[float]) -> Optional[float]:
+def _minus(value: float, reference: float | None) -> float | None:
     return None if reference is None else value - reference
 
 
-def _p50(row: Optional[Summary]) -> Optional[float]:
+def _p50(row: Summary | None) -> float | None:
     return row and row.p50
 
 
-def _rate(row: Optional[Summary]) -> Optional[float]:
+def _rate(row: Summary | None) -> float | None:
     return row and row.rate
 
 
@@ -82,7 +83,7 @@ def _cpu(row: Summary) -> str:
 
 
 # A table's columns: (heading, cell from (row, direct's row, JS floor's row)).
-Cell = Callable[[Summary, Optional[Summary], Optional[Summary]], str]
+Cell = Callable[[Summary, Summary | None, Summary | None], str]
 LATENCY_COLUMNS: tuple[tuple[str, Cell], ...] = (
     ("p50 ms", lambda row, direct, floor: _ms(row.p50)),
     ("p99 ms", lambda row, direct, floor: _ms(row.p99)),
@@ -93,12 +94,18 @@ LATENCY_COLUMNS: tuple[tuple[str, Cell], ...] = (
     ("CPU ms/req", lambda row, direct, floor: _cpu(row)),
     ("samples", lambda row, direct, floor: str(row.samples)),
 )
-STREAM_COLUMNS: tuple[tuple[str, Cell], ...] = LATENCY_COLUMNS[:-1] + (
-    ("first byte p50 ms", lambda row, direct, floor: _ms(row.first_byte_p50)),
-    ("first byte p99 ms", lambda row, direct, floor: _ms(row.first_byte_p99)),
-    (f"first byte + vs {DIRECT}",
-     lambda row, direct, floor: _ms(_minus(row.first_byte_p50, direct and direct.first_byte_p50), signed=True)),
-) + LATENCY_COLUMNS[-1:]
+STREAM_COLUMNS: tuple[tuple[str, Cell], ...] = (
+    LATENCY_COLUMNS[:-1]
+    + (
+        ("first byte p50 ms", lambda row, direct, floor: _ms(row.first_byte_p50)),
+        ("first byte p99 ms", lambda row, direct, floor: _ms(row.first_byte_p99)),
+        (
+            f"first byte + vs {DIRECT}",
+            lambda row, direct, floor: _ms(_minus(row.first_byte_p50, direct and direct.first_byte_p50), signed=True),
+        ),
+    )
+    + LATENCY_COLUMNS[-1:]
+)
 RATE_COLUMNS: tuple[tuple[str, Cell], ...] = (
     ("requests/s", lambda row, direct, floor: f"{row.rate:.0f}"),
     (f"× {DIRECT}", lambda row, direct, floor: _times(ratio(row.rate, _rate(direct)))),
@@ -113,15 +120,14 @@ COLUMNS = {"latency": LATENCY_COLUMNS, "stream": STREAM_COLUMNS, "rate": RATE_CO
 
 def _table(rows: Mapping[str, Summary], columns: Sequence[tuple[str, Cell]]) -> list[str]:
     direct, floor = rows.get(DIRECT), rows.get(JS_FLOOR)
-    lines = ["| target | " + " | ".join(heading for heading, _ in columns) + " |",
-             "|---|" + "---:|" * len(columns)]
+    lines = ["| target | " + " | ".join(heading for heading, _ in columns) + " |", "|---|" + "---:|" * len(columns)]
     for name, row in rows.items():
         lines.append(f"| {name} | " + " | ".join(cell(row, direct, floor) for _, cell in columns) + " |")
     return lines
 
 
 # relay against a peer: (what, scenario key, value from a summary, True when higher is better).
-Comparison = tuple[str, str, Callable[[Summary], Optional[float]], bool]
+Comparison = tuple[str, str, Callable[[Summary], float | None], bool]
 COMPARISONS: tuple[Comparison, ...] = (
     ("time to first byte p50 (burst)", "ttfb", lambda s: s.p50, False),
     ("time to first byte p99 (burst)", "ttfb", lambda s: s.p99, False),
@@ -138,7 +144,7 @@ COMPARISONS: tuple[Comparison, ...] = (
 EVEN = 0.05  # within 5%: neither is ahead
 
 
-def _verdict(relay: Optional[float], peer: Optional[float], higher_is_better: bool) -> tuple[str, Optional[bool]]:
+def _verdict(relay: float | None, peer: float | None, higher_is_better: bool) -> tuple[str, bool | None]:
     """The cell "relay / peer" and whether relay is ahead (None: even or unknown)."""
     times = ratio(relay, peer)
     if times is None:
@@ -149,7 +155,7 @@ def _verdict(relay: Optional[float], peer: Optional[float], higher_is_better: bo
     return f"{times:.2f}× {'relay' if ahead else '**peer**'} ahead", ahead
 
 
-def _against(results: "Results", ours: str, peer: str) -> dict[str, tuple[str, Optional[bool]]]:
+def _against(results: Results, ours: str, peer: str) -> dict[str, tuple[str, bool | None]]:
     """Per measure (COMPARISONS, then memory): the cell `ours / peer` and whether ours is ahead."""
     verdicts = {}
     for what, key, value, higher in COMPARISONS:
@@ -159,21 +165,29 @@ def _against(results: "Results", ours: str, peer: str) -> dict[str, tuple[str, O
     return verdicts
 
 
-def _versus_peers(targets: Sequence[Target], results: "Results") -> list[str]:
+def _versus_peers(targets: Sequence[Target], results: Results) -> list[str]:
     peers = [t.name for t in targets if t.peer and t.name not in results.left_out]
     if not peers or RELAY not in results.headers:
         return []
-    out = ["## relay against each peer", "",
-           "Each cell is relay's value divided by the peer's (for requests/s a number above 1 means "
-           "relay served more; for the rest, below 1 means relay was faster or cheaper), then who is "
-           f"ahead; within {EVEN:.0%} counts as even. relay's figures include workerd's own cost, "
-           f"which alone is the {JS_FLOOR} row of each table, and Python's, which with it is the "
-           f"{PY_FLOOR} row; the lists below say where those floors, which run none of relay's code, "
-           f"lose to the peer too.", "",
-           "| measure | " + " | ".join(peers) + " |", "|---|" + "---:|" * len(peers)]
+    out = [
+        "## relay against each peer",
+        "",
+        "Each cell is relay's value divided by the peer's (for requests/s a number above 1 means "
+        "relay served more; for the rest, below 1 means relay was faster or cheaper), then who is "
+        f"ahead; within {EVEN:.0%} counts as even. relay's figures include workerd's own cost, "
+        f"which alone is the {JS_FLOOR} row of each table, and Python's, which with it is the "
+        f"{PY_FLOOR} row; the lists below say where those floors, which run none of relay's code, "
+        f"lose to the peer too.",
+        "",
+        "| measure | " + " | ".join(peers) + " |",
+        "|---|" + "---:|" * len(peers),
+    ]
     relay = {name: _against(results, RELAY, name) for name in peers}
-    floors = {floor: {name: _against(results, floor, name) for name in peers}
-              for floor in (JS_FLOOR, PY_FLOOR) if floor in results.headers}
+    floors = {
+        floor: {name: _against(results, floor, name) for name in peers}
+        for floor in (JS_FLOOR, PY_FLOOR)
+        if floor in results.headers
+    }
     for what in relay[peers[0]]:
         out.append(f"| {what} | " + " | ".join(relay[name][what][0] for name in peers) + " |")
     out.append("")
@@ -185,55 +199,90 @@ def _versus_peers(targets: Sequence[Target], results: "Results") -> list[str]:
         notes = []
         for floor, against in floors.items():
             also = [what for what in lost if against[name][what][1] is False]
-            notes.append(f"The {floor} loses to it on "
-                         + (f"{len(also)} of these: {', '.join(also)}." if also else "none of these."))
+            notes.append(
+                f"The {floor} loses to it on "
+                + (f"{len(also)} of these: {', '.join(also)}." if also else "none of these.")
+            )
         out.append(f"- relay loses to {name} on: {', '.join(lost)}. " + " ".join(notes))
     return out + [""]
 
 
-def _memory(targets: Sequence[Target], results: "Results") -> list[str]:
-    out = ["### Resident memory and idle CPU", "",
-           "The sum of the resident set sizes of the target's processes after the last round, and the "
-           "CPU they used while left idle for a moment after the warm-up round (part of every CPU "
-           "ms/req figure above, most in the long paced streams).", "",
-           "| target | processes' RSS MiB | idle CPU % of a core |", "|---|---:|---:|"]
-    out += [f"| {t.name} | {results.rss_bytes[t.name] / 2 ** 20:.0f} | {results.idle_cpu_percent.get(t.name, 0):.1f} |"
-            for t in targets if t.name in results.rss_bytes]
+def _memory(targets: Sequence[Target], results: Results) -> list[str]:
+    out = [
+        "### Resident memory and idle CPU",
+        "",
+        "The sum of the resident set sizes of the target's processes after the last round, and the "
+        "CPU they used while left idle for a moment after the warm-up round (part of every CPU "
+        "ms/req figure above, most in the long paced streams).",
+        "",
+        "| target | processes' RSS MiB | idle CPU % of a core |",
+        "|---|---:|---:|",
+    ]
+    out += [
+        f"| {t.name} | {results.rss_bytes[t.name] / 2**20:.0f} | {results.idle_cpu_percent.get(t.name, 0):.1f} |"
+        for t in targets
+        if t.name in results.rss_bytes
+    ]
     return out + [""]
 
 
-def _headers(targets: Sequence[Target], results: "Results") -> list[str]:
+def _headers(targets: Sequence[Target], results: Results) -> list[str]:
     names = [t.name for t in targets if t.name in results.headers]
-    out = ["### Header fidelity", "",
-           "One request per target with the fields Claude Code sends (`anthropic-version`, "
-           "`anthropic-beta`, eight `x-stainless-*`, `x-claude-code-session-id`) and the target's own "
-           "client key; \"yes\" when the fake upstream recorded each field with the value sent, and "
-           "(last row) when the client's key reached the upstream in no field at all.", "",
-           "| field | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
-    out += [f"| {row} | " + " | ".join(results.headers[name][row] for name in names) + " |"
-            for row in header_fidelity.ROWS]
+    out = [
+        "### Header fidelity",
+        "",
+        "One request per target with the fields Claude Code sends (`anthropic-version`, "
+        "`anthropic-beta`, eight `x-stainless-*`, `x-claude-code-session-id`) and the target's own "
+        'client key; "yes" when the fake upstream recorded each field with the value sent, and '
+        "(last row) when the client's key reached the upstream in no field at all.",
+        "",
+        "| field | " + " | ".join(names) + " |",
+        "|---|" + "---|" * len(names),
+    ]
+    out += [
+        f"| {row} | " + " | ".join(results.headers[name][row] for name in names) + " |" for row in header_fidelity.ROWS
+    ]
     return out + [""]
 
 
-def render(machine: Sequence[tuple[str, str]], targets: Sequence[Target], scenarios: Sequence[Scenario],
-           results: "Results", rounds: int) -> str:
+def render(
+    machine: Sequence[tuple[str, str]],
+    targets: Sequence[Target],
+    scenarios: Sequence[Scenario],
+    results: Results,
+    rounds: int,
+) -> str:
     """The generated part of BENCHMARKS.md."""
-    out = ["# Benchmarks", "",
-           "Generated by `make bench` (`python -m bench.run --write`); rerun it rather than editing by hand "
-           "(the hand-written part at the end is kept).",
-           "", "Targets, all in front of the same fake Anthropic upstream (`tests/fakes/upstream.py`) on loopback:",
-           ""]
+    out = [
+        "# Benchmarks",
+        "",
+        "Generated by `make bench` (`python -m bench.run --write`); rerun it rather than editing by hand "
+        "(the hand-written part at the end is kept).",
+        "",
+        "Targets, all in front of the same fake Anthropic upstream (`devtools/fake_upstream.py`) on loopback:",
+        "",
+    ]
     out += [f"- **{target.name}**: {target.description}." for target in targets if target.name not in results.left_out]
     if results.left_out:
         out += ["", "Left out of this run:", ""]
         out += [f"- **{name}**: {why}" for name, why in results.left_out.items()]
     out += ["", "## Machine", "", "| | |", "|---|---|"]
     out += [f"| {what} | {value} |" for what, value in machine]
-    out += ["", "## Results", "", f"{rounds} measured round{'s' if rounds != 1 else ''}; per round and target, "
-            "each scenario sends the number of requests its section names.", ""]
+    out += [
+        "",
+        "## Results",
+        "",
+        f"{rounds} measured round{'s' if rounds != 1 else ''}; per round and target, "
+        "each scenario sends the number of requests its section names.",
+        "",
+    ]
     for scenario in scenarios:
-        out += [f"### {scenario.title}", "", f"{scenario.explanation} {scenario.per_round} requests per target "
-                "per round.", ""]
+        out += [
+            f"### {scenario.title}",
+            "",
+            f"{scenario.explanation} {scenario.per_round} requests per target per round.",
+            "",
+        ]
         out += _table(results.summaries[scenario.key], COLUMNS[scenario.kind]) + [""]
     out += _memory(targets, results) + _headers(targets, results) + _versus_peers(targets, results)
     out.append(READING)

@@ -7,12 +7,12 @@ import argparse
 import contextlib
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import httpx
 
-from tests.workerd import ROOT
+from devtools.local_worker import ROOT
 
 from . import header_fidelity, machine, processes, report
 from .endpoint import Endpoint
@@ -39,8 +39,9 @@ class Results:
     left_out: dict[str, str] = field(default_factory=dict)
 
 
-def _start(targets: Sequence[Target], upstream: str, stack: contextlib.ExitStack,
-           results: Results) -> dict[str, Endpoint]:
+def _start(
+    targets: Sequence[Target], upstream: str, stack: contextlib.ExitStack, results: Results
+) -> dict[str, Endpoint]:
     endpoints = {}
     for target in targets:
         print(f"starting {target.name} ...", file=sys.stderr, flush=True)
@@ -67,15 +68,24 @@ def measure(targets: Sequence[Target], scenarios: Sequence[Scenario], rounds: in
         upstream = stack.enter_context(UpstreamProcess())
         endpoints = _start(targets, upstream.url, stack, results)
         running = [target for target in targets if target.name in endpoints]
-        clients = {name: stack.enter_context(httpx.Client(base_url=endpoint.url, timeout=TIMEOUT_S,
-                                                          headers={**ANTHROPIC_HEADERS, **endpoint.headers}))
-                   for name, endpoint in endpoints.items()}
+        clients = {
+            name: stack.enter_context(
+                httpx.Client(
+                    base_url=endpoint.url, timeout=TIMEOUT_S, headers={**ANTHROPIC_HEADERS, **endpoint.headers}
+                )
+            )
+            for name, endpoint in endpoints.items()
+        }
         # The gateways' own processes; direct has none (its server is the fake upstream).
-        pids = {target.name: processes.serving(endpoints[target.name].port, endpoints[target.name].listener_only)
-                for target in running if endpoints[target.name].url != upstream.url}
+        pids = {
+            target.name: processes.serving(endpoints[target.name].port, endpoints[target.name].listener_only)
+            for target in running
+            if endpoints[target.name].url != upstream.url
+        }
         for round_number in range(rounds + 1):
-            print(f"round {round_number}/{rounds}{' (warm-up)' if not round_number else ''}", file=sys.stderr,
-                  flush=True)
+            print(
+                f"round {round_number}/{rounds}{' (warm-up)' if not round_number else ''}", file=sys.stderr, flush=True
+            )
             shift = round_number % len(running)
             order = [*running[shift:], *running[:shift]]
             for scenario in scenarios:
@@ -92,15 +102,19 @@ def measure(targets: Sequence[Target], scenarios: Sequence[Scenario], rounds: in
             if not round_number:
                 results.idle_cpu_percent = _idle_cpu(pids)
         for target in running:
-            results.headers[target.name] = header_fidelity.probe(endpoints[target.name], clients[target.name],
-                                                                 upstream.headers_seen)
+            results.headers[target.name] = header_fidelity.probe(
+                endpoints[target.name], clients[target.name], upstream.headers_seen
+            )
             if target.name in pids:
                 results.rss_bytes[target.name] = processes.rss_bytes(pids[target.name])
     for scenario in scenarios:
         results.summaries[scenario.key] = {
-            target.name: _combined(batches[scenario.key, target.name],
-                                   cpu[scenario.key, target.name] if target.name in pids else None)
-            for target in running if target.runs(scenario.key)}
+            target.name: _combined(
+                batches[scenario.key, target.name], cpu[scenario.key, target.name] if target.name in pids else None
+            )
+            for target in running
+            if target.runs(scenario.key)
+        }
     return results
 
 
@@ -113,17 +127,26 @@ def _idle_cpu(pids: dict[str, list[int]]) -> dict[str, float]:
 
 
 def _combined(batches: list[Batch], cpu_seconds: float | None) -> Summary:
-    return summarize([ms for batch in batches for ms in batch.samples_ms], sum(b.requests for b in batches),
-                     sum(b.seconds for b in batches), [ms for batch in batches for ms in batch.first_byte_ms],
-                     cpu_seconds)
+    return summarize(
+        [ms for batch in batches for ms in batch.samples_ms],
+        sum(b.requests for b in batches),
+        sum(b.seconds for b in batches),
+        [ms for batch in batches for ms in batch.first_byte_ms],
+        cpu_seconds,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS, help="measured rounds (default %(default)s)")
     parser.add_argument("--write", action="store_true", help=f"write the report to {OUTPUT.name}")
-    parser.add_argument("--only", action="append", metavar="TARGET", choices=[t.name for t in TARGETS],
-                        help="measure only this target (repeatable; for trying a change, not for --write)")
+    parser.add_argument(
+        "--only",
+        action="append",
+        metavar="TARGET",
+        choices=[t.name for t in TARGETS],
+        help="measure only this target (repeatable; for trying a change, not for --write)",
+    )
     args = parser.parse_args(argv)
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")

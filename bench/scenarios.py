@@ -12,8 +12,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import httpx
 
@@ -131,8 +131,10 @@ async def _load(endpoint: Endpoint, requests: int) -> Batch:
     samples: list[float] = []
     todo = iter(range(requests))
     limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
-    async with httpx.AsyncClient(base_url=endpoint.url, headers={**ANTHROPIC_HEADERS, **endpoint.headers},
-                                 limits=limits, timeout=TIMEOUT_S) as client:
+    async with httpx.AsyncClient(
+        base_url=endpoint.url, headers={**ANTHROPIC_HEADERS, **endpoint.headers}, limits=limits, timeout=TIMEOUT_S
+    ) as client:
+
         async def worker() -> None:
             for _ in todo:  # the workers share one iterator: `requests` in all
                 start = time.perf_counter()
@@ -153,35 +155,63 @@ def _posting(body: bytes) -> Callable[[Endpoint, httpx.Client, int], Batch]:
             _check(client.post("/v1/messages", content=body))
             samples.append(_ms_since(start))
         return Batch(samples, requests, time.perf_counter() - began)
+
     return run
 
 
 SCENARIOS = (
-    Scenario("ttfb", "Time to first byte, streaming `/v1/messages` (burst)",
-             "From sending a small streaming request to the first body byte at the client (the "
-             "upstream's `message_start` event; the upstream sends the whole stream at once), one "
-             "request at a time on a kept-alive connection.",
-             "latency", 20, _first_byte),
-    Scenario("sse", f"SSE events paced {PACE_MS} ms apart upstream",
-             f"The fake upstream sends {PACED_EVENTS} text deltas {PACE_MS} ms apart; each sample is the "
-             "time between two consecutive deltas at the client, so + vs direct is the delay a hop adds "
-             f"per event. A pass-through that buffers or delays events shows gaps above {PACE_MS} ms (or "
-             "bunched near 0 ms and a long one). The first-byte columns time the same paced streams.",
-             "stream", 4, _event_gaps),
-    Scenario("load", f"Small requests at concurrency {CONCURRENCY}",
-             f"{CONCURRENCY} connections send small non-streaming requests back to back; requests/s "
-             "over the batch, and each request's latency under that load.",
-             "rate", 160, _under_load),
-    Scenario("large", f"{LARGE_BODY_BYTES // 1000} KB request body, non-streaming",
-             f"A {len(LARGE) // 1000} KB `/v1/messages` body shaped like a coding agent's (system prompt, "
-             "12 tools, tool-calling history; `bench.cache_savings.sized_body`) without cache markers, and "
-             "its whole answer, one request at a time. relay's cache policy `auto` adds its markers to it; "
-             "`relay, cache off` forwards it as it is: their difference is what adding the markers costs.",
-             "latency", 10, _posting(LARGE)),
-    *(Scenario(key, f"{len(body) / 1e6:.0f} MB request body, non-streaming (CPU per KB)",
-               f"The 200 KB body's shape with its history repeated to {len(body) / 1e6:.1f} MB, one "
-               "request at a time, for relay and the floors: CPU ms/req divided by the body's KB is "
-               "relay's work per KB, flat across the sizes when that work is linear in the body.",
-               "latency", per_round, _posting(body))
-      for (key, body), per_round in zip(SCALED.items(), (4, 1))),
+    Scenario(
+        "ttfb",
+        "Time to first byte, streaming `/v1/messages` (burst)",
+        "From sending a small streaming request to the first body byte at the client (the "
+        "upstream's `message_start` event; the upstream sends the whole stream at once), one "
+        "request at a time on a kept-alive connection.",
+        "latency",
+        20,
+        _first_byte,
+    ),
+    Scenario(
+        "sse",
+        f"SSE events paced {PACE_MS} ms apart upstream",
+        f"The fake upstream sends {PACED_EVENTS} text deltas {PACE_MS} ms apart; each sample is the "
+        "time between two consecutive deltas at the client, so + vs direct is the delay a hop adds "
+        f"per event. A pass-through that buffers or delays events shows gaps above {PACE_MS} ms (or "
+        "bunched near 0 ms and a long one). The first-byte columns time the same paced streams.",
+        "stream",
+        4,
+        _event_gaps,
+    ),
+    Scenario(
+        "load",
+        f"Small requests at concurrency {CONCURRENCY}",
+        f"{CONCURRENCY} connections send small non-streaming requests back to back; requests/s "
+        "over the batch, and each request's latency under that load.",
+        "rate",
+        160,
+        _under_load,
+    ),
+    Scenario(
+        "large",
+        f"{LARGE_BODY_BYTES // 1000} KB request body, non-streaming",
+        f"A {len(LARGE) // 1000} KB `/v1/messages` body shaped like a coding agent's (system prompt, "
+        "12 tools, tool-calling history; `bench.cache_savings.sized_body`) without cache markers, and "
+        "its whole answer, one request at a time. relay's cache policy `auto` adds its markers to it; "
+        "`relay, cache off` forwards it as it is: their difference is what adding the markers costs.",
+        "latency",
+        10,
+        _posting(LARGE),
+    ),
+    *(
+        Scenario(
+            key,
+            f"{len(body) / 1e6:.0f} MB request body, non-streaming (CPU per KB)",
+            f"The 200 KB body's shape with its history repeated to {len(body) / 1e6:.1f} MB, one "
+            "request at a time, for relay and the floors: CPU ms/req divided by the body's KB is "
+            "relay's work per KB, flat across the sizes when that work is linear in the body.",
+            "latency",
+            per_round,
+            _posting(body),
+        )
+        for (key, body), per_round in zip(SCALED.items(), (4, 1))
+    ),
 )

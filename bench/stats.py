@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional, Sequence
 
 
 def percentile(samples: Sequence[float], q: float) -> float:
@@ -17,7 +17,7 @@ def percentile(samples: Sequence[float], q: float) -> float:
     return ordered[min(len(ordered), max(1, rank)) - 1]
 
 
-def ratio(value: Optional[float], reference: Optional[float]) -> Optional[float]:
+def ratio(value: float | None, reference: float | None) -> float | None:
     """value / reference, or None when either is missing or the reference is not positive."""
     if value is None or reference is None or reference <= 0:
         return None
@@ -32,15 +32,24 @@ class Summary:
     p99: float
     samples: int
     rate: float  # requests per second of wall time
-    first_byte_p50: Optional[float] = None  # when the scenario timed first bytes too
-    first_byte_p99: Optional[float] = None
-    cpu_ms_per_request: Optional[float] = None  # the target's processes' CPU time / requests
+    first_byte_p50: float | None = None  # when the scenario timed first bytes too
+    first_byte_p99: float | None = None
+    cpu_ms_per_request: float | None = None  # the target's processes' CPU time / requests
 
 
-def summarize(samples_ms: Sequence[float], requests: int, seconds: float, first_byte_ms: Sequence[float] = (),
-              cpu_seconds: Optional[float] = None) -> Summary:
-    return Summary(percentile(samples_ms, 50), percentile(samples_ms, 99), len(samples_ms),
-                   requests / seconds if seconds > 0 else 0.0,
-                   percentile(first_byte_ms, 50) if first_byte_ms else None,
-                   percentile(first_byte_ms, 99) if first_byte_ms else None,
-                   cpu_seconds * 1000 / requests if cpu_seconds is not None and requests else None)
+def summarize(
+    samples_ms: Sequence[float],
+    requests: int,
+    seconds: float,
+    first_byte_ms: Sequence[float] = (),
+    cpu_seconds: float | None = None,
+) -> Summary:
+    return Summary(
+        percentile(samples_ms, 50),
+        percentile(samples_ms, 99),
+        len(samples_ms),
+        requests / seconds if seconds > 0 else 0.0,
+        percentile(first_byte_ms, 50) if first_byte_ms else None,
+        percentile(first_byte_ms, 99) if first_byte_ms else None,
+        cpu_seconds * 1000 / requests if cpu_seconds is not None and requests else None,
+    )

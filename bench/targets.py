@@ -10,15 +10,15 @@ start is left out of the run with its reason instead of failing it.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
 
+from devtools.local_worker import ROOT
 from relay.config import DEFAULT_CACHE_POLICY
-from tests.workerd import ROOT
 
 from . import peer_gateways
-from .miniflare_worker import MiniflareWorker
 from .endpoint import UPSTREAM_KEY, Endpoint
+from .miniflare_worker import MiniflareWorker
 
 PASSTHROUGH_CONFIG = ROOT / "bench" / "passthrough" / "wrangler.toml"
 PY_PASSTHROUGH_CONFIG = ROOT / "bench" / "passthrough_py" / "wrangler.toml"
@@ -33,7 +33,7 @@ class Target:
     name: str
     description: str
     start: Callable[[str, contextlib.ExitStack], Endpoint]  # (upstream URL, stack) -> endpoint
-    scenarios: Optional[frozenset[str]] = None  # the scenario keys it runs; None: all
+    scenarios: frozenset[str] | None = None  # the scenario keys it runs; None: all
     peer: bool = False  # a peer gateway: left out, with the reason, if it cannot start
 
     def runs(self, scenario_key: str) -> bool:
@@ -46,11 +46,20 @@ def _direct(upstream: str, stack: contextlib.ExitStack) -> Endpoint:
 
 def _relay(cache_policy: str) -> Callable[[str, contextlib.ExitStack], Endpoint]:
     def start(upstream: str, stack: contextlib.ExitStack) -> Endpoint:
-        worker = stack.enter_context(MiniflareWorker({
-            "RELAY_CLIENT_KEYS": RELAY_KEY, "ANTHROPIC_API_KEYS": UPSTREAM_KEY, "OPENAI_API_KEYS": UPSTREAM_KEY,
-            "UPSTREAM_ANTHROPIC_URL": upstream, "RELAY_DEFAULT_RPM": RELAY_RPM,
-            "RELAY_CACHE_POLICY": cache_policy}))
+        worker = stack.enter_context(
+            MiniflareWorker(
+                {
+                    "RELAY_CLIENT_KEYS": RELAY_KEY,
+                    "ANTHROPIC_API_KEYS": UPSTREAM_KEY,
+                    "OPENAI_API_KEYS": UPSTREAM_KEY,
+                    "UPSTREAM_ANTHROPIC_URL": upstream,
+                    "RELAY_DEFAULT_RPM": RELAY_RPM,
+                    "RELAY_CACHE_POLICY": cache_policy,
+                }
+            )
+        )
         return Endpoint(worker.url, {"x-api-key": RELAY_KEY}, client_key=RELAY_KEY, listener_only=True)
+
     return start
 
 
@@ -58,6 +67,7 @@ def _floor(config) -> Callable[[str, contextlib.ExitStack], Endpoint]:
     def start(upstream: str, stack: contextlib.ExitStack) -> Endpoint:
         worker = stack.enter_context(MiniflareWorker({"UPSTREAM_URL": upstream}, config=config, migrate=False))
         return Endpoint(worker.url, {"x-api-key": UPSTREAM_KEY}, listener_only=True)
+
     return start
 
 
@@ -70,27 +80,57 @@ PY_FLOOR = "Python floor"
 RELAY = "relay"
 TARGETS = (
     Target(DIRECT, "the client talks to the fake upstream itself: the reference", _direct),
-    Target(JS_FLOOR, "a JavaScript Worker that only forwards (`bench/passthrough/`), on the same "
-                     "workerd as relay, served the same way: the platform's floor", _floor(PASSTHROUGH_CONFIG)),
-    Target(PY_FLOOR, "the same pass-through written in Python (`bench/passthrough_py/`), served the same way: "
-                     "what running Python (Pyodide) in workerd costs before any of relay's code",
-           _floor(PY_PASSTHROUGH_CONFIG)),
-    Target(RELAY, "relay on workerd, served by miniflare (`bench/miniflare_worker.py`: the runtime and "
-                  "bindings of `wrangler dev` without its development tooling, see below) with a static relay key and its "
-                  f"defaults: rate-limit check, audit row, cache policy `{DEFAULT_CACHE_POLICY}` "
-                  "(prompt-cache markers added)", _relay(DEFAULT_CACHE_POLICY)),
-    Target("relay, cache off", "the same relay with `RELAY_CACHE_POLICY=off` (no markers added), in the "
-                               "large-body scenario only: what the markers cost", _relay("off"),
-           scenarios=frozenset({"large"})),
-    Target("LiteLLM", "LiteLLM proxy 1.80.0 (`litellm --config`, one uvicorn worker) on its `/v1/messages` "
-                      "route, model `anthropic/...` with the fake as `api_base`, master key, client headers forwarded "
-                      "(`forward_client_headers_to_llm_api`), callbacks and telemetry off, local cost map", peer_gateways.litellm, peer=True,
-           scenarios=PEER_SCENARIOS),
-    Target("Portkey", "Portkey's gateway 1.15.2 on Node (`start-server.js --headless`, `NODE_ENV=production`), "
-                      "provider `anthropic` with the fake as custom host and the fake's `x-fake-*` pacing fields "
-                      "as forward headers (request headers)",
-           peer_gateways.portkey, peer=True, scenarios=PEER_SCENARIOS),
-    Target("claude-code-router", "claude-code-router 2.0.0 (`ccr start`) with the fake as its one provider "
-                                 "through its `Anthropic` transformer, logging off, an APIKEY",
-           peer_gateways.claude_code_router, peer=True, scenarios=PEER_SCENARIOS),
+    Target(
+        JS_FLOOR,
+        "a JavaScript Worker that only forwards (`bench/passthrough/`), on the same "
+        "workerd as relay, served the same way: the platform's floor",
+        _floor(PASSTHROUGH_CONFIG),
+    ),
+    Target(
+        PY_FLOOR,
+        "the same pass-through written in Python (`bench/passthrough_py/`), served the same way: "
+        "what running Python (Pyodide) in workerd costs before any of relay's code",
+        _floor(PY_PASSTHROUGH_CONFIG),
+    ),
+    Target(
+        RELAY,
+        "relay on workerd, served by miniflare (`bench/miniflare_worker.py`: the runtime and "
+        "bindings of `wrangler dev` without its development tooling, see below) with a static relay key and its "
+        f"defaults: rate-limit check, audit row, cache policy `{DEFAULT_CACHE_POLICY}` "
+        "(prompt-cache markers added)",
+        _relay(DEFAULT_CACHE_POLICY),
+    ),
+    Target(
+        "relay, cache off",
+        "the same relay with `RELAY_CACHE_POLICY=off` (no markers added), in the "
+        "large-body scenario only: what the markers cost",
+        _relay("off"),
+        scenarios=frozenset({"large"}),
+    ),
+    Target(
+        "LiteLLM",
+        "LiteLLM proxy 1.80.0 (`litellm --config`, one uvicorn worker) on its `/v1/messages` "
+        "route, model `anthropic/...` with the fake as `api_base`, master key, client headers forwarded "
+        "(`forward_client_headers_to_llm_api`), callbacks and telemetry off, local cost map",
+        peer_gateways.litellm,
+        peer=True,
+        scenarios=PEER_SCENARIOS,
+    ),
+    Target(
+        "Portkey",
+        "Portkey's gateway 1.15.2 on Node (`start-server.js --headless`, `NODE_ENV=production`), "
+        "provider `anthropic` with the fake as custom host and the fake's `x-fake-*` pacing fields "
+        "as forward headers (request headers)",
+        peer_gateways.portkey,
+        peer=True,
+        scenarios=PEER_SCENARIOS,
+    ),
+    Target(
+        "claude-code-router",
+        "claude-code-router 2.0.0 (`ccr start`) with the fake as its one provider "
+        "through its `Anthropic` transformer, logging off, an APIKEY",
+        peer_gateways.claude_code_router,
+        peer=True,
+        scenarios=PEER_SCENARIOS,
+    ),
 )

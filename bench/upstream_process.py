@@ -1,4 +1,4 @@
-"""The fake Anthropic upstream (`tests/fakes/upstream.py`) in a process of its own, so that it
+"""The fake Anthropic upstream (`devtools/fake_upstream.py`) in a process of its own, so that it
 shares no interpreter lock with the load generator, and can still be asked what it received.
 
 The child prints its base URL on its first line, then answers each line it reads on stdin
@@ -12,10 +12,9 @@ import contextlib
 import json
 import subprocess
 import sys
-from typing import Optional
 
-from tests.fakes.upstream import FakeUpstream
-from tests.workerd import ROOT
+from devtools.fake_upstream import FakeUpstream
+from devtools.local_worker import ROOT
 
 START_S = 30.0
 
@@ -24,12 +23,17 @@ class UpstreamProcess:
     """A context manager: `url` is where targets send requests; `headers_seen(marker)` asks the child."""
 
     def __init__(self) -> None:
-        self._process: Optional[subprocess.Popen] = None
+        self._process: subprocess.Popen | None = None
         self.url = ""
 
-    def __enter__(self) -> "UpstreamProcess":
-        self._process = subprocess.Popen([sys.executable, "-m", "bench.upstream_process"], cwd=ROOT, text=True,
-                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    def __enter__(self) -> UpstreamProcess:
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "bench.upstream_process"],
+            cwd=ROOT,
+            text=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
         try:
             self.url = self._line()
         except BaseException:

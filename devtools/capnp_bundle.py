@@ -66,12 +66,12 @@ class _Segment:
         return start
 
     def point(self, at: int, pointer: bytes) -> None:
-        self.buffer[at * WORD:(at + 1) * WORD] = pointer
+        self.buffer[at * WORD : (at + 1) * WORD] = pointer
 
     def bytes_list(self, at: int, content: bytes) -> None:
         """A Data (or, with its NUL already in `content`, a Text) that pointer word `at` points to."""
         start = self.allocate(_words(len(content)))
-        self.buffer[start * WORD:start * WORD + len(content)] = content
+        self.buffer[start * WORD : start * WORD + len(content)] = content
         self.point(at, _list_pointer(start - at - 1, _BYTE, len(content)))
 
 
@@ -88,7 +88,7 @@ def encode(modules: list[Module]) -> bytes:
     segment.point(tag, _struct_pointer(len(modules), _MODULE_DATA_WORDS, _MODULE_POINTERS))
     for index, module in enumerate(modules):
         start = (tag + 1 + index * element_words) * WORD
-        segment.buffer[start:start + 4] = struct.pack("<HH", module.type, BODY_TAGS[module.kind])
+        segment.buffer[start : start + 4] = struct.pack("<HH", module.type, BODY_TAGS[module.kind])
         pointers = tag + 1 + index * element_words + _MODULE_DATA_WORDS
         segment.bytes_list(pointers, module.name.encode() + b"\0")
         segment.bytes_list(pointers + 1, module.body)

@@ -57,9 +57,12 @@ _THROW_ON_EVAL = "(() => { throw new Error('relay: the Pyodide glue may not eval
 _WRAPPERS = ("newWasmModule", "wasmInstantiate", "monotonicDateNow", "getRandomValues")
 # (what, its replacement, how many times the pinned glue holds it)
 ADAPTATIONS = (
-    ("export default _createPyodideModule;",
-     f"import {{ {', '.join(_WRAPPERS)} }} from 'pyodide-internal:builtin_wrappers';\n"
-     "export default _createPyodideModule; export { _createPyodideModule };", 1),
+    (
+        "export default _createPyodideModule;",
+        f"import {{ {', '.join(_WRAPPERS)} }} from 'pyodide-internal:builtin_wrappers';\n"
+        "export default _createPyodideModule; export { _createPyodideModule };",
+        1,
+    ),
     ("new WebAssembly.Module(", "newWasmModule(", 4),
     ("WebAssembly.instantiate(", "wasmInstantiate(", 2),
     ("Date.now", "monotonicDateNow", 22),
@@ -78,8 +81,10 @@ def adapt_glue(glue: str) -> str:
     for before, after, count in ADAPTATIONS:
         found = glue.count(before)
         if found != count:
-            raise BundleError(f"pyodide.asm.mjs holds {before!r} {found} times, not {count}: "
-                              f"it is not Pyodide {PYODIDE_VERSION}'s glue")
+            raise BundleError(
+                f"pyodide.asm.mjs holds {before!r} {found} times, not {count}: "
+                f"it is not Pyodide {PYODIDE_VERSION}'s glue"
+            )
         glue = glue.replace(before, after)
     return glue
 
@@ -90,25 +95,31 @@ def _read_inputs(package: Path) -> dict[str, bytes]:
     except (OSError, ValueError, KeyError):
         raise BundleError(f"no npm pyodide package at {package}: run `make setup`") from None
     if version != PYODIDE_VERSION:
-        raise BundleError(f"npm pyodide is {version} at {package}; this workerd needs {PYODIDE_VERSION} "
-                          f"(package.json pins it: run `make setup`)")
+        raise BundleError(
+            f"npm pyodide is {version} at {package}; this workerd needs {PYODIDE_VERSION} "
+            f"(package.json pins it: run `make setup`)"
+        )
     files = {}
     for name, digest in INPUTS.items():
         content = (package / name).read_bytes()
         if hashlib.sha256(content).hexdigest() != digest:
-            raise BundleError(f"{package / name} is not the file npm pyodide {PYODIDE_VERSION} ships "
-                              f"(its SHA-256 differs): reinstall with `make setup`")
+            raise BundleError(
+                f"{package / name} is not the file npm pyodide {PYODIDE_VERSION} ships "
+                f"(its SHA-256 differs): reinstall with `make setup`"
+            )
         files[name] = content
     return files
 
 
 def bundle(files: dict[str, bytes]) -> bytes:
     glue = adapt_glue(files["pyodide.asm.mjs"].decode())
-    return encode([
-        Module(MODULE_PREFIX + "pyodide.asm", "src", glue.encode()),
-        Module(MODULE_PREFIX + "pyodide.asm.wasm", "wasm", files["pyodide.asm.wasm"]),
-        Module(MODULE_PREFIX + "python_stdlib.zip", "data", files["python_stdlib.zip"]),
-    ])
+    return encode(
+        [
+            Module(MODULE_PREFIX + "pyodide.asm", "src", glue.encode()),
+            Module(MODULE_PREFIX + "pyodide.asm.wasm", "wasm", files["pyodide.asm.wasm"]),
+            Module(MODULE_PREFIX + "python_stdlib.zip", "data", files["python_stdlib.zip"]),
+        ]
+    )
 
 
 def _stamp() -> str:

@@ -16,8 +16,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from devtools import runtime  # noqa: E402
-from tests.fakes.upstream import FakeUpstream  # noqa: E402
-from tests.workerd import DATABASE, WRANGLER  # noqa: E402
+from devtools.fake_upstream import FakeUpstream  # noqa: E402
+from devtools.local_worker import DATABASE, WRANGLER  # noqa: E402
 
 PORT = 8787
 DEMO_KEY = "relay-demo-key"
@@ -32,21 +32,35 @@ def main() -> int:
     fakes: list[FakeUpstream] = []
     if not (ROOT / ".dev.vars").exists():
         fakes = [FakeUpstream("anthropic").start(), FakeUpstream("openai").start()]
-        demo = {"RELAY_CLIENT_KEYS": DEMO_KEY, "RELAY_ADMIN_TOKEN": DEMO_ADMIN_TOKEN,
-                "ANTHROPIC_API_KEYS": "demo-upstream-key", "OPENAI_API_KEYS": "demo-upstream-key", "UPSTREAM_ANTHROPIC_URL": fakes[0].url,
-                "UPSTREAM_OPENAI_URL": fakes[1].url}
+        demo = {
+            "RELAY_CLIENT_KEYS": DEMO_KEY,
+            "RELAY_ADMIN_TOKEN": DEMO_ADMIN_TOKEN,
+            "ANTHROPIC_API_KEYS": "demo-upstream-key",
+            "OPENAI_API_KEYS": "demo-upstream-key",
+            "UPSTREAM_ANTHROPIC_URL": fakes[0].url,
+            "UPSTREAM_OPENAI_URL": fakes[1].url,
+        }
         extra = [arg for name, value in demo.items() for arg in ("--var", f"{name}:{value}")]
-        print(f"""
+        print(
+            f"""
 relay demo mode (no .dev.vars): fake upstreams at {fakes[0].url} and {fakes[1].url}
   export ANTHROPIC_BASE_URL=http://127.0.0.1:{PORT} ANTHROPIC_API_KEY={DEMO_KEY}
   export OPENAI_BASE_URL=http://127.0.0.1:{PORT}/openai/v1 OPENAI_API_KEY={DEMO_KEY}
   usage page: http://127.0.0.1:{PORT}/admin/ (admin token {DEMO_ADMIN_TOKEN})
-""", flush=True)
-    subprocess.run([str(WRANGLER), "d1", "migrations", "apply", DATABASE, "--local"],
-                   cwd=ROOT, env={**env, "CI": "true"}, check=True, stdin=subprocess.DEVNULL)
+""",
+            flush=True,
+        )
+    subprocess.run(
+        [str(WRANGLER), "d1", "migrations", "apply", DATABASE, "--local"],
+        cwd=ROOT,
+        env={**env, "CI": "true"},
+        check=True,
+        stdin=subprocess.DEVNULL,
+    )
     try:
-        return subprocess.call([str(WRANGLER), "dev", "--ip", "127.0.0.1", "--port", str(PORT), *flags, *extra],
-                               cwd=ROOT, env=env)
+        return subprocess.call(
+            [str(WRANGLER), "dev", "--ip", "127.0.0.1", "--port", str(PORT), *flags, *extra], cwd=ROOT, env=env
+        )
     except KeyboardInterrupt:
         return 0
     finally:

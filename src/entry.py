@@ -1,7 +1,7 @@
 """Workers adapter: runtime objects in, plain Python to relay's core, a streaming Response out.
 
 This is the only module that imports the runtime (js, pyodide, workers). It wraps and
-decides nothing: how an answer's body reaches the client is relay.deliver's, over the
+decides nothing: how an answer's body reaches the client is relay.pipeline.deliver's, over the
 native stream operations lent here (JsStreams), so SSE reaches the client chunk by chunk
 with no Python code on the byte path.
 """
@@ -10,20 +10,32 @@ import dataclasses
 import json
 import traceback
 
-from js import (JSON, URL, AbortController, Array, Date, IdentityTransformStream, Object, Promise, Uint8Array,
-                clearTimeout, fetch, setTimeout)
+from js import (
+    JSON,
+    URL,
+    AbortController,
+    Array,
+    Date,
+    IdentityTransformStream,
+    Object,
+    Promise,
+    Uint8Array,
+    clearTimeout,
+    fetch,
+    setTimeout,
+)
 from js import Headers as JsHeaders
 from js import Response as JsResponse
 from pyodide.ffi import JsNull, to_js
 from workers import WorkerEntrypoint, import_from_javascript
 
-from relay import deliver as delivery
-from relay.app import handle
-from relay.bodies import declared_length, request_body
-from relay.errors import error_response
-from relay.http import Headers, Request, Response, UpstreamBody, UpstreamTimeout, UpstreamUnreachable
-from relay.limits import RPM_PREFIX
-from relay.routes import surface_of
+from relay.http.bodies import declared_length, request_body
+from relay.http.errors import error_response
+from relay.http.messages import Headers, Request, Response, UpstreamBody, UpstreamTimeout, UpstreamUnreachable
+from relay.limits.key_limits import RPM_PREFIX
+from relay.pipeline import deliver
+from relay.pipeline.app import handle
+from relay.pipeline.endpoints import surface_of
 from relay.services import IsolateState, Services
 
 
@@ -78,7 +90,7 @@ class FetchTransport:
             await body.stream.cancel()
 
     def chunks(self, body):
-        return delivery.chunks(_JsReader(body.stream.getReader()))
+        return deliver.chunks(_JsReader(body.stream.getReader()))
 
 
 class JsStreams:
@@ -263,8 +275,11 @@ class _Isolate:
         if cls.services is None:
             env = cls.env = import_from_javascript("cloudflare:workers").env
             bindings = set(Object.keys(env).to_py())
-            limiters = {int(name[len(RPM_PREFIX):]): RateLimitBinding(getattr(env, name))
-                        for name in bindings if name.startswith(RPM_PREFIX) and name[len(RPM_PREFIX):].isdigit()}
+            limiters = {
+                int(name[len(RPM_PREFIX) :]): RateLimitBinding(getattr(env, name))
+                for name in bindings
+                if name.startswith(RPM_PREFIX) and name[len(RPM_PREFIX) :].isdigit()
+            }
             cls.services = Services(
                 transport=FetchTransport(),
                 db=D1Database(env.DB) if "DB" in bindings else None,
@@ -329,11 +344,12 @@ async def serve(js_request, ctx):
         request = _to_request(js_request)
         response = await handle(request, _Vars(_Isolate.env), services)
         await _discard_unread_body(js_request)
-        return _to_js_response(await delivery.deliver(response, request.path, _STREAMS, services.defer))
+        return _to_js_response(await deliver.deliver(response, request.path, _STREAMS, services.defer))
     except Exception:
         print("relay: internal error in the Workers adapter\n" + traceback.format_exc())
-        return _to_js_response(error_response(surface_of(URL.new(js_request.url).pathname), 500,
-                                              "relay failed to handle this request"))
+        return _to_js_response(
+            error_response(surface_of(URL.new(js_request.url).pathname), 500, "relay failed to handle this request")
+        )
 
 
 def _to_js_response(answer):

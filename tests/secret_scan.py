@@ -8,10 +8,7 @@ text `pytest` shows or writes to a report file; and every warning.
 
 from __future__ import annotations
 
-import os
-import stat
-from pathlib import Path
-from typing import Iterable, Iterator, Sequence, Union
+from collections.abc import Iterable, Sequence
 
 # (where, text) of every test report and warning so far.
 REPORTS: list[tuple[str, str]] = []
@@ -29,17 +26,6 @@ def keep_warning(message: str, nodeid: str) -> None:
     REPORTS.append((f"a warning ({nodeid or 'no test'})", f"{nodeid}\n{message}"))
 
 
-def read_files(root: Path, skip: frozenset[str] = frozenset()) -> Iterator[tuple[str, bytes]]:
-    """(path relative to `root`, contents) of every regular file under `root` (symbolic
-    links are not followed) but those whose relative path is in `skip`, one at a time."""
-    for folder, _, names in os.walk(root):
-        for name in sorted(names):
-            path = Path(folder, name)
-            relative = str(path.relative_to(root))
-            if relative not in skip and stat.S_ISREG(path.lstat().st_mode):
-                yield relative, path.read_bytes()
-
-
 def redact(text: str, secrets: Sequence[str]) -> str:
     """`text` with each secret replaced by its number: fit for a message."""
     for number, secret in enumerate(secrets):
@@ -47,13 +33,16 @@ def redact(text: str, secrets: Sequence[str]) -> str:
     return text
 
 
-def leaks(secrets: Sequence[str], places: Iterable[tuple[str, Union[str, bytes]]]) -> list[str]:
+def leaks(secrets: Sequence[str], places: Iterable[tuple[str, str | bytes]]) -> list[str]:
     """One line per place whose contents hold a secret: the place (redacted) and the secrets'
     numbers in `secrets`."""
     found = []
     for where, contents in places:
-        numbers = [n for n, secret in enumerate(secrets)
-                   if (secret if isinstance(contents, str) else secret.encode()) in contents]
+        numbers = [
+            n
+            for n, secret in enumerate(secrets)
+            if (secret if isinstance(contents, str) else secret.encode()) in contents
+        ]
         if numbers:
             found.append(f"{redact(where, secrets)}: secrets number {numbers}")
     return found

@@ -1,7 +1,7 @@
-"""`python -m relay`: the key-management CLI (see relay/cli.py)."""
+"""`python -m relay`: the key-management CLI (see relay/admin/api/cli.py)."""
 
 import sys
 
-from .cli import main
+from relay.admin.cli import main
 
 sys.exit(main())

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping, Optional
 
-from . import limits, pricing, routing
-from .cache import POLICIES
-from .services import IsolateState
+from relay.limits import key_limits
+from relay.prompt_cache.markers import POLICIES
+from relay.providers import model_routes
+from relay.services import IsolateState
+from relay.usage import pricing
 
 DEFAULT_ANTHROPIC_URL = "https://api.anthropic.com"
 DEFAULT_OPENAI_URL = "https://api.openai.com/v1"
@@ -33,7 +35,7 @@ NAMES = (
     "RELAY_DEFAULT_RPM",
     "RELAY_PRICES",
     "RELAY_UPSTREAM_TIMEOUT_SECONDS",
-    routing.VAR,
+    model_routes.VAR,
     "RELAY_CACHE_POLICY",
 )
 
@@ -42,18 +44,18 @@ class ConfigError(Exception):
     """A var or secret has a value relay cannot use; the message names it, never its value."""
 
 
-def _split(value: Optional[str]) -> tuple[str, ...]:
+def _split(value: str | None) -> tuple[str, ...]:
     return tuple(part.strip() for part in (value or "").split(",") if part.strip())
 
 
-def _base_url(env: Mapping[str, Optional[str]], name: str, default: str) -> str:
+def _base_url(env: Mapping[str, str | None], name: str, default: str) -> str:
     url = (env.get(name) or default).strip().rstrip("/")
     if not url.startswith(("https://", "http://")):
         raise ConfigError(f"{name} must be an http(s) URL")
     return url
 
 
-def _whole_number(env: Mapping[str, Optional[str]], name: str, default: int, minimum: int = 1) -> int:
+def _whole_number(env: Mapping[str, str | None], name: str, default: int, minimum: int = 1) -> int:
     raw = env.get(name)
     if raw is None or raw.strip() == "":
         return default
@@ -66,14 +68,14 @@ def _whole_number(env: Mapping[str, Optional[str]], name: str, default: int, min
     return value
 
 
-def _cache_policy(env: Mapping[str, Optional[str]]) -> str:
+def _cache_policy(env: Mapping[str, str | None]) -> str:
     policy = (env.get("RELAY_CACHE_POLICY") or DEFAULT_CACHE_POLICY).strip().lower()
     if policy not in POLICIES:
         raise ConfigError(f"RELAY_CACHE_POLICY must be one of {', '.join(POLICIES)}")
     return policy
 
 
-def _cors_origins(value: Optional[str]) -> tuple[str, ...]:
+def _cors_origins(value: str | None) -> tuple[str, ...]:
     """Unset means any origin (relay authenticates by key, not cookie); "" means none."""
     return ("*",) if value is None else _split(value)
 
@@ -83,16 +85,16 @@ class Settings:
     client_keys: tuple[str, ...]
     cors_origins: tuple[str, ...]
     max_body_bytes: int
-    admin_token: Optional[str]
+    admin_token: str | None
     key_cache_seconds: int
     default_rpm: int
-    routes: routing.Table  # providers and model routes (RELAY_ROUTES over the defaults)
+    routes: model_routes.Table  # providers and model routes (RELAY_ROUTES over the defaults)
     cache_policy: str
     prices: tuple = ()  # RELAY_PRICES entries, consulted before pricing.BUILT_IN
     upstream_timeout: float = DEFAULT_UPSTREAM_TIMEOUT_SECONDS  # seconds to the upstream's headers
 
     @classmethod
-    def from_env(cls, env: Mapping[str, Optional[str]]) -> "Settings":
+    def from_env(cls, env: Mapping[str, str | None]) -> Settings:
         upstream_keys = {
             "anthropic": _split(env.get("ANTHROPIC_API_KEYS")),
             "openai": _split(env.get("OPENAI_API_KEYS")),
@@ -107,16 +109,15 @@ class Settings:
             max_body_bytes=_whole_number(env, "RELAY_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
             admin_token=(env.get("RELAY_ADMIN_TOKEN") or "").strip() or None,
             key_cache_seconds=_whole_number(env, "RELAY_KEY_CACHE_SECONDS", DEFAULT_KEY_CACHE_SECONDS, 0),
-            default_rpm=_whole_number(env, "RELAY_DEFAULT_RPM", DEFAULT_RPM, limits.MIN_RPM),
+            default_rpm=_whole_number(env, "RELAY_DEFAULT_RPM", DEFAULT_RPM, key_limits.MIN_RPM),
             prices=_prices(env.get("RELAY_PRICES")),
-            upstream_timeout=_whole_number(env, "RELAY_UPSTREAM_TIMEOUT_SECONDS",
-                                           DEFAULT_UPSTREAM_TIMEOUT_SECONDS),
-            routes=_routes(env, routing.default_providers(upstream_urls, upstream_keys)),
+            upstream_timeout=_whole_number(env, "RELAY_UPSTREAM_TIMEOUT_SECONDS", DEFAULT_UPSTREAM_TIMEOUT_SECONDS),
+            routes=_routes(env, model_routes.default_providers(upstream_urls, upstream_keys)),
             cache_policy=_cache_policy(env),
         )
 
 
-def settings_for(env: Mapping[str, Optional[str]], state: IsolateState) -> Settings:
+def settings_for(env: Mapping[str, str | None], state: IsolateState) -> Settings:
     """`Settings.from_env(env)`, read and parsed once per isolate and kept in `state`.
 
     A Worker's vars and secrets change only with a new deployment, which starts new
@@ -134,14 +135,14 @@ def settings_for(env: Mapping[str, Optional[str]], state: IsolateState) -> Setti
 _RESERVED = tuple(name for name in NAMES if name not in ("ANTHROPIC_API_KEYS", "OPENAI_API_KEYS"))
 
 
-def _routes(env: Mapping[str, Optional[str]], defaults: dict) -> routing.Table:
+def _routes(env: Mapping[str, str | None], defaults: dict) -> model_routes.Table:
     try:
-        return routing.parse(env.get(routing.VAR), env, defaults, _RESERVED)
-    except routing.RoutesError as exc:
-        raise ConfigError(f"{routing.VAR} {exc}") from None
+        return model_routes.parse(env.get(model_routes.VAR), env, defaults, _RESERVED)
+    except model_routes.RoutesError as exc:
+        raise ConfigError(f"{model_routes.VAR} {exc}") from None
 
 
-def _prices(value: Optional[str]) -> tuple:
+def _prices(value: str | None) -> tuple:
     try:
         return pricing.parse_overrides(value)
     except ValueError as exc:

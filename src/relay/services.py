@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Mapping, Optional, Protocol, Sequence
+from typing import Any, Protocol
 
-from .http import Transport
+from relay.http.messages import Transport
 
 
 class Database(Protocol):
@@ -25,7 +26,7 @@ class Database(Protocol):
 class KeyValue(Protocol):
     """A store shared by every isolate and location, eventually consistent (Workers KV)."""
 
-    async def get(self, key: str) -> Optional[str]: ...
+    async def get(self, key: str) -> str | None: ...
 
     async def put(self, key: str, value: str, ttl_seconds: int) -> None: ...
 
@@ -41,17 +42,17 @@ class IsolateState:
     round-robin turn."""
 
     def __init__(self) -> None:
-        self.settings: Any = None                            # config.Settings, once read (config.settings_for)
-        self.relay_keys: dict[str, tuple[Any, float]] = {}   # key hash -> (its D1 record, fetched at) (auth.py)
-        self.unknown_keys: dict[str, float] = {}             # key hash -> when D1 last had no such key
-        self.cooldowns: dict[str, dict[str, float]] = {}     # provider -> {upstream key id: cool until}
-        self.cooldowns_read_at: dict[str, float] = {}        # provider -> when KV was last read
+        self.settings: Any = None  # config.Settings, once read (config.settings_for)
+        self.relay_keys: dict[str, tuple[Any, float]] = {}  # key hash -> (its D1 record, fetched at) (auth.py)
+        self.unknown_keys: dict[str, float] = {}  # key hash -> when D1 last had no such key
+        self.cooldowns: dict[str, dict[str, float]] = {}  # provider -> {upstream key id: cool until}
+        self.cooldowns_read_at: dict[str, float] = {}  # provider -> when KV was last read
         # provider -> {upstream key id: (cool until as KV holds it, as far as known; when written)}
         self.shared_cooldowns: dict[str, dict[str, tuple[float, float]]] = {}
         self.turn = 0
-        self.usage_write_failures = 0                        # audit rows D1 refused
-        self.usage_group: Optional[list[dict]] = None        # audit rows still taking others (usage.py)
-        self.spend: dict[str, dict] = {}                     # relay key id -> month's spend (limits.py)
+        self.usage_write_failures = 0  # audit rows D1 refused
+        self.usage_group: list[dict] | None = None  # audit rows still taking others (usage.py)
+        self.spend: dict[str, dict] = {}  # relay key id -> month's spend (limits.py)
 
 
 class Background:
@@ -72,8 +73,8 @@ class Background:
 @dataclass
 class Services:
     transport: Transport
-    db: Optional[Database] = None
-    kv: Optional[KeyValue] = None
+    db: Database | None = None
+    kv: KeyValue | None = None
     # Rate-limit bindings by their requests-per-minute tier (see limits.py).
     limiters: Mapping[int, RateLimiter] = field(default_factory=dict)
     state: IsolateState = field(default_factory=IsolateState)

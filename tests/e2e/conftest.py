@@ -14,9 +14,10 @@ import uuid
 import httpx
 import pytest
 
-from tests import secret_scan, wiretap
-from tests.fakes.upstream import FakeUpstream
-from tests.workerd import LocalWorker, trace_workers
+from devtools import wiretap
+from devtools.fake_upstream import FakeUpstream
+from devtools.local_worker import LocalWorker, read_files, trace_workers
+from tests import secret_scan
 
 CLIENT_KEY = "relay-test-client-key-0001"
 OTHER_CLIENT_KEY = "relay-test-client-key-0002"
@@ -49,7 +50,7 @@ def no_secret_where_it_does_not_belong(tmp_path_factory):
     """After the whole suite: no secret (`every_secret()`) in
 
     - anything a Worker sent a client: status line, header fields and body of every answer
-      (through the wiretap in front of each Worker: `tests/wiretap.py`), except the new key
+      (through the wiretap in front of each Worker: `devtools/wiretap.py`), except the new key
       in the answer to `POST /admin/keys` that issues it;
     - the folder of any Worker: its log, local D1, KV and cache files, except `.dev.vars`
       (or a miniflare-served Worker's options), where a Worker's secrets live by design
@@ -71,20 +72,27 @@ def no_secret_where_it_does_not_belong(tmp_path_factory):
     secrets = every_secret(connections)
     assert answers and TRACES.folders, "nothing to scan: no Worker ran, or no client reached one"
     assert secret_scan.REPORTS, "no test report was kept (tests/conftest.py)"
-    unread = sorted({(answer.unread_coding, answer.method, answer.path())
-                     for answer in answers if answer.unread_coding})
-    assert not unread, secret_scan.redact(f"answers the scan cannot read (content coding, method, path): {unread}",
-                                          secrets)
+    unread = sorted(
+        {(answer.unread_coding, answer.method, answer.path()) for answer in answers if answer.unread_coding}
+    )
+    assert not unread, secret_scan.redact(
+        f"answers the scan cannot read (content coding, method, path): {unread}", secrets
+    )
     places = itertools.chain(
         _answers(connections),
-        ((f"Worker {w}'s {path}", contents) for w, folder in enumerate(TRACES.folders)
-         for path, contents in folder.items()),
+        (
+            (f"Worker {w}'s {path}", contents)
+            for w, folder in enumerate(TRACES.folders)
+            for path, contents in folder.items()
+        ),
         secret_scan.REPORTS,
-        ((f"temporary file {path}", contents)
-         for path, contents in secret_scan.read_files(tmp_path_factory.getbasetemp())))
+        ((f"temporary file {path}", contents) for path, contents in read_files(tmp_path_factory.getbasetemp())),
+    )
     found = secret_scan.leaks(secrets, places)
-    assert not found, (f"secrets appear where they must not (numbered in SECRETS, ISSUED, then the keys the admin "
-                       f"API issued; {len(secrets)} in all):\n{secret_scan.summary(found)}")
+    assert not found, (
+        f"secrets appear where they must not (numbered in SECRETS, ISSUED, then the keys the admin "
+        f"API issued; {len(secrets)} in all):\n{secret_scan.summary(found)}"
+    )
 
 
 def every_secret(connections: list[tuple[list[wiretap.Answer], bytes]]) -> list[str]:
@@ -116,17 +124,19 @@ def openai_upstream():
 
 @pytest.fixture(scope="session")
 def relay(anthropic_upstream, openai_upstream):
-    worker = LocalWorker({
-        "RELAY_CLIENT_KEYS": f"{CLIENT_KEY},{OTHER_CLIENT_KEY}",
-        "ANTHROPIC_API_KEYS": ANTHROPIC_UPSTREAM_KEY,
-        "OPENAI_API_KEYS": OPENAI_UPSTREAM_KEY,
-        "UPSTREAM_ANTHROPIC_URL": anthropic_upstream.url,
-        "UPSTREAM_OPENAI_URL": openai_upstream.url,
-        "RELAY_CORS_ORIGINS": ALLOWED_ORIGIN,
-        "RELAY_MAX_BODY_BYTES": str(MAX_BODY_BYTES),
-        "RELAY_ADMIN_TOKEN": ADMIN_TOKEN,
-        "RELAY_KEY_CACHE_SECONDS": "2",
-    }).start()
+    worker = LocalWorker(
+        {
+            "RELAY_CLIENT_KEYS": f"{CLIENT_KEY},{OTHER_CLIENT_KEY}",
+            "ANTHROPIC_API_KEYS": ANTHROPIC_UPSTREAM_KEY,
+            "OPENAI_API_KEYS": OPENAI_UPSTREAM_KEY,
+            "UPSTREAM_ANTHROPIC_URL": anthropic_upstream.url,
+            "UPSTREAM_OPENAI_URL": openai_upstream.url,
+            "RELAY_CORS_ORIGINS": ALLOWED_ORIGIN,
+            "RELAY_MAX_BODY_BYTES": str(MAX_BODY_BYTES),
+            "RELAY_ADMIN_TOKEN": ADMIN_TOKEN,
+            "RELAY_KEY_CACHE_SECONDS": "2",
+        }
+    ).start()
     yield worker
     try:
         rows = json.dumps(_every_d1_row(worker))
@@ -150,8 +160,9 @@ def tag():
 
 def create_key(relay: LocalWorker, **fields) -> dict:
     """A virtual relay key made through the admin API (the key is registered in ISSUED)."""
-    response = httpx.post(relay.url + "/admin/keys", json={"name": "e2e", **fields},
-                          headers={"authorization": f"Bearer {ADMIN_TOKEN}"})
+    response = httpx.post(
+        relay.url + "/admin/keys", json={"name": "e2e", **fields}, headers={"authorization": f"Bearer {ADMIN_TOKEN}"}
+    )
     assert response.status_code == 201, response.text
     ISSUED.append(response.json()["key"])
     return response.json()

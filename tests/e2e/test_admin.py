@@ -36,10 +36,18 @@ def d1_rows(relay) -> str:
 
 
 def test_create_list_show_revoke(relay, admin):
-    created = admin.post("/admin/keys", json={"name": "e2e admin", "billing_tag": "team-e2e",
-                                              "allowed_models": ["claude-haiku-*"], "rpm_limit": 30,
-                                              "max_concurrent_streams": 3, "monthly_budget_usd": 20,
-                                              "expires_at": "2099-01-01T00:00:00Z"})
+    created = admin.post(
+        "/admin/keys",
+        json={
+            "name": "e2e admin",
+            "billing_tag": "team-e2e",
+            "allowed_models": ["claude-haiku-*"],
+            "rpm_limit": 30,
+            "max_concurrent_streams": 3,
+            "monthly_budget_usd": 20,
+            "expires_at": "2099-01-01T00:00:00Z",
+        },
+    )
     assert created.status_code == 201, created.text
     assert created.headers["content-type"] == "application/json"
     record = created.json()
@@ -71,19 +79,19 @@ def test_create_list_show_revoke(relay, admin):
 def test_bad_requests(admin):
     bad = admin.post("/admin/keys", json={"name": "x", "rpm_limit": 0, "secret": 1})
     assert bad.status_code == 400
-    assert bad.json()["error"]["message"] == ("unknown fields: secret; rpm_limit must be a positive "
-                                              "whole number")
-    assert admin.post("/admin/keys", content=b"{nope", headers={"content-type": "application/json"}
-                      ).status_code == 400
+    assert bad.json()["error"]["message"] == ("unknown fields: secret; rpm_limit must be a positive whole number")
+    assert admin.post("/admin/keys", content=b"{nope", headers={"content-type": "application/json"}).status_code == 400
     assert admin.get("/admin/keys/rk_00000000").status_code == 404
     assert admin.get("/admin/users").status_code == 404
     wrong = admin.put("/admin/keys", json={})
     assert wrong.status_code == 405 and wrong.headers["allow"] == "GET, POST"
 
 
-@pytest.mark.parametrize("authorization", [None, "Bearer not-the-admin-token", f"Bearer {CLIENT_KEY}",
-                                           f"Bearer {ADMIN_TOKEN}-and-more"],
-                         ids=["none", "a-wrong-token", "a-relay-key", "the-admin-token-and-more"])  # ids name no key
+@pytest.mark.parametrize(
+    "authorization",
+    [None, "Bearer not-the-admin-token", f"Bearer {CLIENT_KEY}", f"Bearer {ADMIN_TOKEN}-and-more"],
+    ids=["none", "a-wrong-token", "a-relay-key", "the-admin-token-and-more"],
+)  # ids name no key
 def test_only_the_admin_token_opens_the_admin_api(relay, authorization):
     headers = {"authorization": authorization} if authorization else {}
     for method, path in (("GET", "/admin/keys"), ("POST", "/admin/keys"), ("GET", "/admin/keys/rk_00000000")):
@@ -93,14 +101,18 @@ def test_only_the_admin_token_opens_the_admin_api(relay, authorization):
 
 
 def test_a_virtual_key_does_not_open_the_admin_api_and_the_admin_token_is_no_relay_key(
-        relay, admin, anthropic_upstream, tag):
+    relay, admin, anthropic_upstream, tag
+):
     key = admin.post("/admin/keys", json={"name": "not an admin"}).json()["key"]
     assert httpx.get(relay.url + "/admin/keys", headers={"authorization": f"Bearer {key}"}).status_code == 401
 
     body = {"model": "claude-haiku-4-5", "max_tokens": 1, "messages": [{"role": "user", "content": "hi"}]}
     for headers in ({"x-api-key": ADMIN_TOKEN}, {"authorization": f"Bearer {ADMIN_TOKEN}"}):
-        answer = httpx.post(relay.url + "/v1/messages", json=body,
-                            headers={**headers, "anthropic-version": "2023-06-01", "x-test-tag": tag})
+        answer = httpx.post(
+            relay.url + "/v1/messages",
+            json=body,
+            headers={**headers, "anthropic-version": "2023-06-01", "x-test-tag": tag},
+        )
         assert answer.status_code == 401
     assert anthropic_upstream.requests(tag) == []
 
@@ -111,22 +123,41 @@ def test_an_rpm_limit_below_the_lowest_rate_limit_tier_is_refused(relay, admin, 
         refused = admin.post("/admin/keys", json={"name": "too slow", "rpm_limit": rpm})
         assert refused.status_code == 400  # (not its text: a key, if one was made)
         assert "rpm_limit must be at least 10" in refused.json()["error"]["message"]
-    by_cli = relay_cli("keys", "create", "--name", "too slow", "--rpm", "5", "--url", relay.url,
-                       "--admin-token", ADMIN_TOKEN)
+    by_cli = relay_cli(
+        "keys", "create", "--name", "too slow", "--rpm", "5", "--url", relay.url, "--admin-token", ADMIN_TOKEN
+    )
     assert by_cli.returncode != 0 and "rpm_limit must be at least 10" in by_cli.stderr
     assert "too slow" not in admin.get("/admin/keys").text
 
     lowest = admin.post("/admin/keys", json={"name": "slowest", "rpm_limit": 10}).json()
-    answer = httpx.post(relay.url + "/v1/messages", headers={"x-api-key": lowest["key"], "x-test-tag": tag,
-                                                             "anthropic-version": "2023-06-01"},
-                        json={"model": "claude-haiku-4-5", "max_tokens": 1, "messages": []})
+    answer = httpx.post(
+        relay.url + "/v1/messages",
+        headers={"x-api-key": lowest["key"], "x-test-tag": tag, "anthropic-version": "2023-06-01"},
+        json={"model": "claude-haiku-4-5", "max_tokens": 1, "messages": []},
+    )
     assert answer.status_code == 200 and len(anthropic_upstream.requests(tag)) == 1
 
 
 def test_the_cli_creates_lists_and_revokes_and_d1_holds_only_the_hash(relay):
-    created = relay_cli("keys", "create", "--name", "cli e2e", "--tag", "team-cli", "--models",
-                  "claude-haiku-*", "gpt-4o-mini", "--rpm", "60", "--expires", "2099-06-30T12:00:00Z",
-                  "--url", relay.url, "--admin-token", ADMIN_TOKEN)
+    created = relay_cli(
+        "keys",
+        "create",
+        "--name",
+        "cli e2e",
+        "--tag",
+        "team-cli",
+        "--models",
+        "claude-haiku-*",
+        "gpt-4o-mini",
+        "--rpm",
+        "60",
+        "--expires",
+        "2099-06-30T12:00:00Z",
+        "--url",
+        relay.url,
+        "--admin-token",
+        ADMIN_TOKEN,
+    )
     assert created.returncode == 0, created.stderr
     assert "store this key now" in created.stderr
     record = json.loads(created.stdout)

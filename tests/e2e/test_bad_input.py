@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.fakes.upstream import FakeUpstream
-from tests.workerd import LocalWorker, free_port
+from devtools.fake_upstream import FakeUpstream
+from devtools.local_worker import LocalWorker, free_port
 
 from .conftest import CLIENT_KEY, MAX_BODY_BYTES
 
@@ -74,21 +74,28 @@ class TestRejectedBeforeTheUpstream:
         assert response.json()["type"] == "error"
 
     def test_missing_key(self, relay):
-        response = httpx.post(relay.url + "/v1/messages", json={"model": "m"},
-                              headers={"anthropic-version": "2023-06-01"})
+        response = httpx.post(
+            relay.url + "/v1/messages", json={"model": "m"}, headers={"anthropic-version": "2023-06-01"}
+        )
         _anthropic_error(response, 401, "authentication_error")
 
     def test_the_client_cannot_pass_its_own_upstream_key(self, relay):
         """A caller without a relay key cannot reach the upstream by sending a provider key."""
-        response = httpx.post(relay.url + "/v1/messages", json={"model": "m"},
-                              headers={"x-api-key": "sk-ant-api03-someone-elses", "authorization": "Bearer x"})
+        response = httpx.post(
+            relay.url + "/v1/messages",
+            json={"model": "m"},
+            headers={"x-api-key": "sk-ant-api03-someone-elses", "authorization": "Bearer x"},
+        )
         _anthropic_error(response, 401, "authentication_error")
 
 
 def test_large_body_under_the_limit_arrives_intact(relay, anthropic_upstream, tag):
     text = "päd " * (200 * 1024 // 5)
-    response = httpx.post(relay.url + "/v1/messages", headers={**ANTHROPIC, "x-test-tag": tag},
-                          json={"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": text}]})
+    response = httpx.post(
+        relay.url + "/v1/messages",
+        headers={**ANTHROPIC, "x-test-tag": tag},
+        json={"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": text}]},
+    )
 
     assert response.status_code == 200
     (seen,) = anthropic_upstream.requests(tag)
@@ -97,8 +104,11 @@ def test_large_body_under_the_limit_arrives_intact(relay, anthropic_upstream, ta
 
 def test_other_paths_pass_through_with_any_body(relay, anthropic_upstream, tag):
     """Paths relay does not interpret (files, batches, ...) are forwarded as bytes."""
-    response = httpx.post(relay.url + "/v1/files?x=1", content=b"\x00binary\xff",
-                          headers={**ANTHROPIC, "content-type": "application/octet-stream", "x-test-tag": tag})
+    response = httpx.post(
+        relay.url + "/v1/files?x=1",
+        content=b"\x00binary\xff",
+        headers={**ANTHROPIC, "content-type": "application/octet-stream", "x-test-tag": tag},
+    )
 
     assert response.status_code == 404  # the fake has no files API; the answer is its own
     (seen,) = anthropic_upstream.requests(tag)
@@ -107,8 +117,14 @@ def test_other_paths_pass_through_with_any_body(relay, anthropic_upstream, tag):
 
 def test_unreachable_upstream_and_missing_key():
     closed = f"http://127.0.0.1:{free_port()}"
-    with LocalWorker({"RELAY_CLIENT_KEYS": CLIENT_KEY, "ANTHROPIC_API_KEYS": "sk-ant-unreachable-test",
-                      "UPSTREAM_ANTHROPIC_URL": closed, "UPSTREAM_OPENAI_URL": closed + "/v1"}) as worker:
+    with LocalWorker(
+        {
+            "RELAY_CLIENT_KEYS": CLIENT_KEY,
+            "ANTHROPIC_API_KEYS": "sk-ant-unreachable-test",
+            "UPSTREAM_ANTHROPIC_URL": closed,
+            "UPSTREAM_OPENAI_URL": closed + "/v1",
+        }
+    ) as worker:
         unreachable = httpx.post(worker.url + "/v1/messages", json={"model": "m"}, headers=ANTHROPIC)
         no_key = httpx.post(worker.url + "/openai/v1/chat/completions", json={"model": "m"}, headers=OPENAI)
         log = worker.log()
@@ -120,9 +136,17 @@ def test_unreachable_upstream_and_missing_key():
 
 
 def test_invalid_configuration_is_reported_at_the_first_request():
-    with FakeUpstream("anthropic") as fake, LocalWorker({
-            "RELAY_CLIENT_KEYS": CLIENT_KEY, "ANTHROPIC_API_KEYS": "sk-a", "UPSTREAM_ANTHROPIC_URL": fake.url,
-            "RELAY_MAX_BODY_BYTES": "lots"}) as worker:
+    with (
+        FakeUpstream("anthropic") as fake,
+        LocalWorker(
+            {
+                "RELAY_CLIENT_KEYS": CLIENT_KEY,
+                "ANTHROPIC_API_KEYS": "sk-a",
+                "UPSTREAM_ANTHROPIC_URL": fake.url,
+                "RELAY_MAX_BODY_BYTES": "lots",
+            }
+        ) as worker,
+    ):
         answer = httpx.post(worker.url + "/v1/messages", json={"model": "m"}, headers=ANTHROPIC)
 
     message = _anthropic_error(answer, 500, "api_error")
@@ -132,8 +156,9 @@ def test_invalid_configuration_is_reported_at_the_first_request():
 
 def test_large_body_without_a_key_gets_the_401_not_a_reset(relay, anthropic_upstream):
     before = anthropic_upstream.count
-    response = httpx.post(relay.url + "/v1/messages", content=b"x" * (4 * MAX_BODY_BYTES),
-                          headers={"content-type": "application/json"})
+    response = httpx.post(
+        relay.url + "/v1/messages", content=b"x" * (4 * MAX_BODY_BYTES), headers={"content-type": "application/json"}
+    )
 
     _anthropic_error(response, 401, "authentication_error")
     assert anthropic_upstream.count == before

@@ -14,7 +14,7 @@ import httpx
 
 from bench import processes
 from bench.miniflare_worker import MiniflareWorker
-from tests.fakes.upstream import large_embeddings
+from devtools.fake_upstream import large_embeddings
 
 from .conftest import ANTHROPIC_UPSTREAM_KEY, CLIENT_KEY, OPENAI_UPSTREAM_KEY
 from .conftest import session_rows as rows
@@ -26,18 +26,31 @@ ANSWER_BYTES = 40 * 1024 * 1024
 
 
 def _worker(anthropic_upstream, openai_upstream) -> MiniflareWorker:
-    return MiniflareWorker({"RELAY_CLIENT_KEYS": CLIENT_KEY, "ANTHROPIC_API_KEYS": ANTHROPIC_UPSTREAM_KEY,
-                            "OPENAI_API_KEYS": OPENAI_UPSTREAM_KEY, "UPSTREAM_ANTHROPIC_URL": anthropic_upstream.url,
-                            "UPSTREAM_OPENAI_URL": openai_upstream.url})
+    return MiniflareWorker(
+        {
+            "RELAY_CLIENT_KEYS": CLIENT_KEY,
+            "ANTHROPIC_API_KEYS": ANTHROPIC_UPSTREAM_KEY,
+            "OPENAI_API_KEYS": OPENAI_UPSTREAM_KEY,
+            "UPSTREAM_ANTHROPIC_URL": anthropic_upstream.url,
+            "UPSTREAM_OPENAI_URL": openai_upstream.url,
+        }
+    )
 
 
 def test_a_100_mb_chunked_request_body_is_refused_without_being_held(anthropic_upstream, openai_upstream, tag):
     """Read whole first, it had the Worker grow by 294 MB before the 413 (18 MB now): relay
     stops reading just past its limit (16 MB), and the client still gets relay's 413."""
-    headers = {"x-api-key": CLIENT_KEY, "anthropic-version": "2023-06-01", "x-claude-code-session-id": tag,
-               "x-test-tag": tag, "content-type": "application/json"}
-    with _worker(anthropic_upstream, openai_upstream) as worker, \
-            httpx.Client(base_url=worker.url, timeout=60) as client:
+    headers = {
+        "x-api-key": CLIENT_KEY,
+        "anthropic-version": "2023-06-01",
+        "x-claude-code-session-id": tag,
+        "x-test-tag": tag,
+        "content-type": "application/json",
+    }
+    with (
+        _worker(anthropic_upstream, openai_upstream) as worker,
+        httpx.Client(base_url=worker.url, timeout=60) as client,
+    ):
         assert client.get("/v1/models", headers=headers).status_code == 200
         serving = processes.session(worker.pid)
         before = peak = processes.rss_bytes(serving)
@@ -64,17 +77,23 @@ def test_a_100_mb_chunked_request_body_is_refused_without_being_held(anthropic_u
 
 
 def test_a_large_chunked_json_answer_passes_whole_and_the_worker_does_not_hold_it(
-        anthropic_upstream, openai_upstream, tag):
+    anthropic_upstream, openai_upstream, tag
+):
     """A 40 MB embeddings answer without a content-length was read whole before a byte of
     it went on (the Worker grew by 235 MB; 28 MB now): relay reads up to its bound (16 MB),
     then passes what it read and the rest on unread, and its row says so."""
-    headers = {"authorization": f"Bearer {CLIENT_KEY}", "x-claude-code-session-id": tag,
-               "x-fake-json-bytes": str(ANSWER_BYTES),
-               "accept-encoding": "identity"}  # the bytes relay passes on, not the runtime's gzip of them
+    headers = {
+        "authorization": f"Bearer {CLIENT_KEY}",
+        "x-claude-code-session-id": tag,
+        "x-fake-json-bytes": str(ANSWER_BYTES),
+        "accept-encoding": "identity",
+    }  # the bytes relay passes on, not the runtime's gzip of them
     body = {"model": "text-embedding-3-small", "input": "hi"}
     expected = large_embeddings(ANSWER_BYTES)
-    with _worker(anthropic_upstream, openai_upstream) as worker, \
-            httpx.Client(base_url=worker.url + "/openai/v1", timeout=60) as client:
+    with (
+        _worker(anthropic_upstream, openai_upstream) as worker,
+        httpx.Client(base_url=worker.url + "/openai/v1", timeout=60) as client,
+    ):
         small = client.post("/embeddings", json=body, headers={**headers, "x-fake-json-bytes": "4096"})
         assert small.content == large_embeddings(4096)
         serving = processes.session(worker.pid)

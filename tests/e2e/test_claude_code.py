@@ -15,8 +15,8 @@ import re
 import anthropic
 import pytest
 
+from devtools.fake_upstream import REPLY_TEXT, Seen
 from tests.clients import relay_cli, run_claude
-from tests.fakes.upstream import REPLY_TEXT, Seen
 
 from .conftest import ADMIN_TOKEN, ANTHROPIC_UPSTREAM_KEY, CLIENT_KEY, ISSUED, SECRETS, create_key, session_rows
 
@@ -24,8 +24,16 @@ from .conftest import ADMIN_TOKEN, ANTHROPIC_UPSTREAM_KEY, CLIENT_KEY, ISSUED, S
 # the key, the body's length and the test's own tag; `connection` is hop-by-hop, and the
 # runtime sets `accept-encoding` on outgoing requests (README, "Headers").
 # Fields of one hop, and `cf-worker`, which the platform adds to every subrequest a Worker makes.
-_PER_HOP = {"host", "x-api-key", "authorization", "content-length", "x-test-tag", "connection", "accept-encoding",
-            "cf-worker"}
+_PER_HOP = {
+    "host",
+    "x-api-key",
+    "authorization",
+    "content-length",
+    "x-test-tag",
+    "connection",
+    "accept-encoding",
+    "cf-worker",
+}
 _WORKDIR = re.compile(r"relay-claude-home-[A-Za-z0-9_-]+")  # the CLI writes "_" as "-" in paths it derives
 
 
@@ -76,7 +84,10 @@ def test_say_hi_through_relay(relay, anthropic_upstream, tag):
     [row] = session_rows(relay, seen.header("x-claude-code-session-id"), 1)
     assert (row["client"], row["status"], row["stream"], row["error_type"]) == ("claude-cli", 200, 1, None)
     assert (row["input_tokens"], row["cache_creation_tokens"], row["cache_read_tokens"]) == (
-        seen.usage["input_tokens"], seen.usage["cache_creation_input_tokens"], seen.usage["cache_read_input_tokens"])
+        seen.usage["input_tokens"],
+        seen.usage["cache_creation_input_tokens"],
+        seen.usage["cache_read_input_tokens"],
+    )
     assert row["output_tokens"] == 12 and row["cost_usd"] > 0
 
 
@@ -135,15 +146,15 @@ def test_a_wrong_relay_key_stops_the_cli_and_never_reaches_the_upstream(relay, a
 
 
 def test_a_key_made_with_the_key_cli_serves_the_sdk_and_claude_code(relay, anthropic_upstream, tag):
-    created = relay_cli("keys", "create", "--name", "claude code e2e", "--url", relay.url,
-                        env={"RELAY_ADMIN_TOKEN": ADMIN_TOKEN})
+    created = relay_cli(
+        "keys", "create", "--name", "claude code e2e", "--url", relay.url, env={"RELAY_ADMIN_TOKEN": ADMIN_TOKEN}
+    )
     assert created.returncode == 0, created.stderr
     key = json.loads(created.stdout)["key"]
     ISSUED.append(key)
 
     sdk = anthropic.Anthropic(base_url=relay.url, api_key=key, max_retries=0, default_headers={"x-test-tag": tag})
-    message = sdk.messages.create(model="claude-haiku-4-5", max_tokens=16,
-                                  messages=[{"role": "user", "content": "hi"}])
+    message = sdk.messages.create(model="claude-haiku-4-5", max_tokens=16, messages=[{"role": "user", "content": "hi"}])
     assert message.content[0].text == REPLY_TEXT
     run = run_claude(relay.url, api_key=key, headers={"x-test-tag": tag})
     assert run.returncode == 0, run.stderr

@@ -10,9 +10,14 @@ REQUESTED = "x-api-key, anthropic-version, anthropic-dangerous-direct-browser-ac
 
 
 def _preflight(relay, origin, path="/v1/messages"):
-    return httpx.options(relay.url + path, headers={
-        "origin": origin, "access-control-request-method": "POST",
-        "access-control-request-headers": REQUESTED})
+    return httpx.options(
+        relay.url + path,
+        headers={
+            "origin": origin,
+            "access-control-request-method": "POST",
+            "access-control-request-headers": REQUESTED,
+        },
+    )
 
 
 def test_preflight_from_an_allowed_origin(relay, anthropic_upstream):
@@ -35,9 +40,16 @@ def test_preflight_from_another_origin_is_refused(relay):
 
 
 def test_response_to_an_allowed_origin_exposes_provider_fields(relay):
-    response = httpx.post(relay.url + "/v1/messages", headers={
-        "origin": ALLOWED_ORIGIN, "x-api-key": CLIENT_KEY, "anthropic-version": "2023-06-01",
-        "x-fake-scenario": "status-429"}, json={"model": "m", "max_tokens": 1, "messages": []})
+    response = httpx.post(
+        relay.url + "/v1/messages",
+        headers={
+            "origin": ALLOWED_ORIGIN,
+            "x-api-key": CLIENT_KEY,
+            "anthropic-version": "2023-06-01",
+            "x-fake-scenario": "status-429",
+        },
+        json={"model": "m", "max_tokens": 1, "messages": []},
+    )
 
     assert response.status_code == 429
     assert response.headers["access-control-allow-origin"] == ALLOWED_ORIGIN

@@ -22,9 +22,11 @@ def test_a_request_without_a_body_is_answered(relay):
 
 def test_an_upstream_answer_without_a_body_passes_as_it_is(relay, tag):
     """An answer's missing body is JsNull too (a 204's)."""
-    response = httpx.post(relay.url + "/v1/messages", json=MESSAGE,
-                          headers={**ANTHROPIC, "x-test-tag": tag, "x-fake-scenario": "status-204",
-                                   "x-claude-code-session-id": tag})
+    response = httpx.post(
+        relay.url + "/v1/messages",
+        json=MESSAGE,
+        headers={**ANTHROPIC, "x-test-tag": tag, "x-fake-scenario": "status-204", "x-claude-code-session-id": tag},
+    )
     assert (response.status_code, response.content) == (204, b"")
     assert audit_rows(relay, f"session_id = '{tag}'", 1)[0]["status"] == 204
 
@@ -41,11 +43,12 @@ def test_sql_null_reaches_relay_as_none(relay):
 def test_an_upstream_status_the_runtime_cannot_pass_on_is_a_bad_gateway(relay, tag):
     """The runtime's Response takes statuses 200-599 only; relay answers 502 in the client's
     format (never the runtime's 500 with a Python traceback) and logs the request."""
-    response = httpx.post(relay.url + "/v1/messages", json=MESSAGE,
-                          headers={**ANTHROPIC, "x-test-tag": tag, "x-fake-scenario": "status-600",
-                                   "x-claude-code-session-id": tag})
+    response = httpx.post(
+        relay.url + "/v1/messages",
+        json=MESSAGE,
+        headers={**ANTHROPIC, "x-test-tag": tag, "x-fake-scenario": "status-600", "x-claude-code-session-id": tag},
+    )
     assert response.status_code == 502, response.text
     assert response.json()["error"]["type"] == "api_error"
     assert "Traceback" not in response.text
     assert audit_rows(relay, f"session_id = '{tag}'", 1)[0]["status"] == 502
-

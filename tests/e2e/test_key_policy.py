@@ -13,8 +13,8 @@ import anthropic
 import httpx
 import pytest
 
+from devtools.fake_upstream import REPLY_TEXT
 from tests.clients import run_claude
-from tests.fakes.upstream import REPLY_TEXT
 
 from .conftest import CLIENT_KEY, create_key
 from .conftest import session_rows as rows
@@ -25,15 +25,23 @@ OPUS = {**HAIKU, "model": "claude-opus-4-1"}
 # Endpoints relay does not read, each asked for with a body naming a model the key may not use.
 UNREAD = [
     ("anthropic", "POST", "/v1/messages/batches", {"requests": [{"custom_id": "a", "params": OPUS}]}),
-    ("anthropic", "POST", "/v1/complete", {"model": "claude-opus-4-1", "prompt": "\n\nHuman: hi\n\nAssistant:",
-                                           "max_tokens_to_sample": 8}),
+    (
+        "anthropic",
+        "POST",
+        "/v1/complete",
+        {"model": "claude-opus-4-1", "prompt": "\n\nHuman: hi\n\nAssistant:", "max_tokens_to_sample": 8},
+    ),
     ("anthropic", "GET", "/v1/messages/batches", None),
     ("anthropic", "GET", "/v1/files", None),
     ("openai", "POST", "/openai/v1/fine_tuning/jobs", {"model": "gpt-4o", "training_file": "file-x"}),
     ("openai", "POST", "/openai/v1/images/generations", {"model": "gpt-image-1", "prompt": "a cat"}),
     ("openai", "POST", "/openai/v1/audio/speech", {"model": "tts-1", "input": "hi", "voice": "alloy"}),
-    ("openai", "POST", "/openai/v1/batches", {"input_file_id": "file-x", "endpoint": "/v1/chat/completions",
-                                              "completion_window": "24h"}),
+    (
+        "openai",
+        "POST",
+        "/openai/v1/batches",
+        {"input_file_id": "file-x", "endpoint": "/v1/chat/completions", "completion_window": "24h"},
+    ),
     ("openai", "POST", "/openai/v1/realtime/sessions", {"model": "gpt-4o-realtime-preview"}),
 ]
 
@@ -51,8 +59,11 @@ VARIANTS = [
 
 
 def _headers(surface: str, key: str, tag: str) -> dict[str, str]:
-    auth = {"x-api-key": key, "anthropic-version": "2023-06-01"} if surface == "anthropic" \
+    auth = (
+        {"x-api-key": key, "anthropic-version": "2023-06-01"}
+        if surface == "anthropic"
         else {"authorization": f"Bearer {key}"}
+    )
     return {**auth, "x-test-tag": tag, "x-claude-code-session-id": tag}
 
 
@@ -74,21 +85,27 @@ class Key:
 @pytest.fixture(scope="module")
 def limited_keys(relay):
     """A key with an allowed-model list, one with only a budget, one with only a stream limit."""
-    made = {"allow-list": create_key(relay, allowed_models=["claude-haiku-*", "gpt-4o-mini"]),
-            "budget": create_key(relay, monthly_budget_usd=100),
-            "streams": create_key(relay, max_concurrent_streams=1)}
+    made = {
+        "allow-list": create_key(relay, allowed_models=["claude-haiku-*", "gpt-4o-mini"]),
+        "budget": create_key(relay, monthly_budget_usd=100),
+        "streams": create_key(relay, max_concurrent_streams=1),
+    }
     return {kind: Key(record["id"], record["key"]) for kind, record in made.items()}
 
 
 # What relay must read of a request to keep each limit, as a refusal names it.
-READS = {"allow-list": "whose model relay reads", "budget": "whose cost relay reads",
-         "streams": "whose streams relay reads"}
+READS = {
+    "allow-list": "whose model relay reads",
+    "budget": "whose cost relay reads",
+    "streams": "whose streams relay reads",
+}
 
 
 @pytest.mark.parametrize("kind", READS)
 @pytest.mark.parametrize("surface, method, path, body", UNREAD, ids=[f"{m} {p}" for _, m, p, _ in UNREAD])
 def test_a_limited_key_cannot_reach_an_endpoint_relay_does_not_read(
-        relay, anthropic_upstream, openai_upstream, limited_keys, tag, kind, surface, method, path, body):
+    relay, anthropic_upstream, openai_upstream, limited_keys, tag, kind, surface, method, path, body
+):
     key = limited_keys[kind]
     answer = httpx.request(method, relay.url + path, json=body, headers=_headers(surface, key.key, tag))
     message = _error(answer, 403, surface)
@@ -111,49 +128,75 @@ def test_a_key_without_limits_still_reaches_every_v1_path(relay, anthropic_upstr
 def test_a_limited_key_reads_the_model_list_and_counts_tokens(relay, anthropic_upstream, limited_keys, tag, kind):
     headers = _headers("anthropic", limited_keys[kind].key, tag)
     assert httpx.get(relay.url + "/v1/models", headers=headers).status_code == 200
-    counted = httpx.post(relay.url + "/v1/messages/count_tokens", headers=headers,
-                         json={"model": "claude-haiku-4-5", "messages": HAIKU["messages"]})
+    counted = httpx.post(
+        relay.url + "/v1/messages/count_tokens",
+        headers=headers,
+        json={"model": "claude-haiku-4-5", "messages": HAIKU["messages"]},
+    )
     assert counted.status_code == 200 and counted.json()["input_tokens"] > 0
     assert httpx.post(relay.url + "/v1/messages", json=HAIKU, headers=headers).status_code == 200
-    assert [s.path for s in anthropic_upstream.requests(tag)] == ["/v1/models", "/v1/messages/count_tokens",
-                                                                  "/v1/messages"]
+    assert [s.path for s in anthropic_upstream.requests(tag)] == [
+        "/v1/models",
+        "/v1/messages/count_tokens",
+        "/v1/messages",
+    ]
 
 
 def test_a_stream_limited_key_cannot_stream_past_its_limit_through_an_endpoint_relay_does_not_read(
-        relay, anthropic_upstream, tag):
+    relay, anthropic_upstream, tag
+):
     """With its one stream held open, a legacy completion streaming would be a second one
     that relay neither sees stream nor counts."""
     key = create_key(relay, max_concurrent_streams=1)
-    client = anthropic.Anthropic(base_url=relay.url, api_key=key["key"], max_retries=0,
-                                 default_headers={"x-test-tag": tag, "x-claude-code-session-id": tag})
+    client = anthropic.Anthropic(
+        base_url=relay.url,
+        api_key=key["key"],
+        max_retries=0,
+        default_headers={"x-test-tag": tag, "x-claude-code-session-id": tag},
+    )
     gate = f"{tag}-gate"
     with client.messages.stream(**HAIKU, extra_headers={"x-fake-gate": gate}) as held:
         assert next(iter(held)).type == "message_start"
         with pytest.raises(anthropic.RateLimitError):  # the limit, where relay reads the stream
             client.messages.create(**HAIKU, stream=True)
-        legacy = httpx.post(relay.url + "/v1/complete", headers=_headers("anthropic", key["key"], tag),
-                            json={"model": "claude-2.1", "prompt": "\n\nHuman: hi\n\nAssistant:",
-                                  "max_tokens_to_sample": 8, "stream": True})
+        legacy = httpx.post(
+            relay.url + "/v1/complete",
+            headers=_headers("anthropic", key["key"], tag),
+            json={
+                "model": "claude-2.1",
+                "prompt": "\n\nHuman: hi\n\nAssistant:",
+                "max_tokens_to_sample": 8,
+                "stream": True,
+            },
+        )
         message = _error(legacy, 403, "anthropic")
-        assert message.startswith(f"relay key {key['id']} has a limit on open streams, so it may use only the "
-                                  f"endpoints whose streams relay reads")
+        assert message.startswith(
+            f"relay key {key['id']} has a limit on open streams, so it may use only the "
+            f"endpoints whose streams relay reads"
+        )
         anthropic_upstream.release(gate)
         assert held.get_final_text() == REPLY_TEXT
     assert [s.path for s in anthropic_upstream.requests(tag)] == ["/v1/messages"]
 
 
-@pytest.mark.parametrize("surface, path, body, model", [
-    ("anthropic", "/v1/messages", {**HAIKU, "model": "claude-2.1"}, "claude-2.1"),
-    ("openai", "/openai/v1/chat/completions", {"model": "o3", "stream": True, "messages": HAIKU["messages"]}, "o3"),
-])
+@pytest.mark.parametrize(
+    "surface, path, body, model",
+    [
+        ("anthropic", "/v1/messages", {**HAIKU, "model": "claude-2.1"}, "claude-2.1"),
+        ("openai", "/openai/v1/chat/completions", {"model": "o3", "stream": True, "messages": HAIKU["messages"]}, "o3"),
+    ],
+)
 def test_a_budget_key_cannot_spend_on_a_model_relay_cannot_price(
-        relay, anthropic_upstream, openai_upstream, limited_keys, tag, surface, path, body, model):
+    relay, anthropic_upstream, openai_upstream, limited_keys, tag, surface, path, body, model
+):
     """Its row would cost NULL, nothing against the budget: the key could spend without end."""
     key = limited_keys["budget"]
     answer = httpx.post(relay.url + path, json=body, headers=_headers(surface, key.key, tag))
     message = _error(answer, 403, surface)
-    assert message == (f"relay key {key.id} has a monthly budget, and relay has no price for model {model}: "
-                       f"its cost would count nothing against the budget (RELAY_PRICES can give it one)")
+    assert message == (
+        f"relay key {key.id} has a monthly budget, and relay has no price for model {model}: "
+        f"its cost would count nothing against the budget (RELAY_PRICES can give it one)"
+    )
     assert anthropic_upstream.requests(tag) == openai_upstream.requests(tag) == []
     [row] = rows(relay, tag, 1)
     assert (row["status"], row["model_requested"], row["cost_usd"]) == (403, model, None)
@@ -171,8 +214,11 @@ def test_claude_code_works_with_a_key_that_has_both_limits(relay, anthropic_upst
 def test_an_allow_list_key_must_name_its_model(relay, openai_upstream, limited_keys, tag):
     """A stored prompt (or a previous response) chooses a model relay cannot check."""
     headers = _headers("openai", limited_keys["allow-list"].key, tag)
-    stored = httpx.post(relay.url + "/openai/v1/responses", headers=headers,
-                        json={"prompt": {"id": "pmpt_opus_behind_it", "version": "2"}, "input": "hi"})
+    stored = httpx.post(
+        relay.url + "/openai/v1/responses",
+        headers=headers,
+        json={"prompt": {"id": "pmpt_opus_behind_it", "version": "2"}, "input": "hi"},
+    )
     assert "names no model" in _error(stored, 403, "openai")
     assert openai_upstream.requests(tag) == []
 
@@ -180,26 +226,35 @@ def test_an_allow_list_key_must_name_its_model(relay, openai_upstream, limited_k
 def test_a_model_given_twice_is_refused_for_a_limited_key(relay, anthropic_upstream, limited_keys, tag):
     """relay would check the last one; an upstream may take the first."""
     body = b'{"model": "claude-opus-4-1", "model": "claude-haiku-4-5", "max_tokens": 8, "messages": []}'
-    answer = httpx.post(relay.url + "/v1/messages", content=body,
-                        headers={**_headers("anthropic", limited_keys["allow-list"].key, tag),
-                                 "content-type": "application/json"})
+    answer = httpx.post(
+        relay.url + "/v1/messages",
+        content=body,
+        headers={**_headers("anthropic", limited_keys["allow-list"].key, tag), "content-type": "application/json"},
+    )
     assert "more than once" in _error(answer, 400, "anthropic")
     assert anthropic_upstream.requests(tag) == []
 
 
 def test_a_budget_key_cannot_turn_off_a_streams_usage(relay, openai_upstream, limited_keys, tag):
     """Without the usage chunk the stream would cost nothing in relay's log."""
-    answer = httpx.post(relay.url + "/openai/v1/chat/completions",
-                        headers=_headers("openai", limited_keys["budget"].key, tag),
-                        json={"model": "gpt-4o-mini", "stream": True, "stream_options": {"include_usage": False},
-                              "messages": [{"role": "user", "content": "hi"}]})
+    answer = httpx.post(
+        relay.url + "/openai/v1/chat/completions",
+        headers=_headers("openai", limited_keys["budget"].key, tag),
+        json={
+            "model": "gpt-4o-mini",
+            "stream": True,
+            "stream_options": {"include_usage": False},
+            "messages": [{"role": "user", "content": "hi"}],
+        },
+    )
     assert "include_usage" in _error(answer, 403, "openai")
     assert openai_upstream.requests(tag) == []
 
 
 @pytest.mark.parametrize("path, canonical", VARIANTS)
-def test_another_spelling_of_a_route_relay_reads_is_refused(relay, anthropic_upstream, openai_upstream,
-                                                            limited_keys, tag, path, canonical):
+def test_another_spelling_of_a_route_relay_reads_is_refused(
+    relay, anthropic_upstream, openai_upstream, limited_keys, tag, path, canonical
+):
     surface = "openai" if canonical.startswith("/openai/") else "anthropic"
     body = OPUS if surface == "anthropic" else {"model": "gpt-4o", "messages": HAIKU["messages"]}
     for key in (CLIENT_KEY, limited_keys["allow-list"].key):

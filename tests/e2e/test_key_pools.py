@@ -13,8 +13,8 @@ from collections import Counter
 import anthropic
 import pytest
 
-from tests.fakes.upstream import REPLY_TEXT, FakeUpstream
-from tests.workerd import LocalWorker
+from devtools.fake_upstream import REPLY_TEXT, FakeUpstream
+from devtools.local_worker import LocalWorker
 
 from .conftest import CLIENT_KEY, ISSUED
 
@@ -31,8 +31,9 @@ def upstream():
 
 @pytest.fixture(scope="module")
 def pooled_relay(upstream):
-    with LocalWorker({"RELAY_CLIENT_KEYS": CLIENT_KEY, "ANTHROPIC_API_KEYS": ",".join(POOL),
-                      "UPSTREAM_ANTHROPIC_URL": upstream.url}) as worker:
+    with LocalWorker(
+        {"RELAY_CLIENT_KEYS": CLIENT_KEY, "ANTHROPIC_API_KEYS": ",".join(POOL), "UPSTREAM_ANTHROPIC_URL": upstream.url}
+    ) as worker:
         yield worker
         log = worker.log()
     assert not [name for key, name in NAMES.items() if key in log], "an upstream key is in the Worker's log"
@@ -40,14 +41,16 @@ def pooled_relay(upstream):
 
 @pytest.fixture
 def client(pooled_relay, tag):
-    return anthropic.Anthropic(base_url=pooled_relay.url, api_key=CLIENT_KEY, max_retries=0,
-                               default_headers={"x-test-tag": tag})
+    return anthropic.Anthropic(
+        base_url=pooled_relay.url, api_key=CLIENT_KEY, max_retries=0, default_headers={"x-test-tag": tag}
+    )
 
 
 def _ask(client, session=None):
     headers = {"x-claude-code-session-id": session} if session else {}
-    return client.messages.create(model="claude-sonnet-4-5", max_tokens=8,
-                                  messages=[{"role": "user", "content": "hi"}], extra_headers=headers)
+    return client.messages.create(
+        model="claude-sonnet-4-5", max_tokens=8, messages=[{"role": "user", "content": "hi"}], extra_headers=headers
+    )
 
 
 def _keys_used(upstream, tag) -> list[str]:
@@ -106,13 +109,15 @@ def test_every_key_rate_limited_gives_429_with_the_shortest_retry_after(client, 
 
 
 def test_odd_retry_afters_fail_over_to_the_next_key_instead_of_a_500(upstream, tag):
-    """"²" passed str.isdigit() and float() refused it; 99999999999 s made the KV write fail
+    """ "²" passed str.isdigit() and float() refused it; 99999999999 s made the KV write fail
     and would have cooled the key for 3,000 years: each was a 500. A Worker of its own,
     since its keys stay cooling (an hour at most) after the test."""
-    with LocalWorker({"RELAY_CLIENT_KEYS": CLIENT_KEY, "ANTHROPIC_API_KEYS": ",".join(POOL),
-                      "UPSTREAM_ANTHROPIC_URL": upstream.url}) as worker:
-        client = anthropic.Anthropic(base_url=worker.url, api_key=CLIENT_KEY, max_retries=0,
-                                     default_headers={"x-test-tag": tag})
+    with LocalWorker(
+        {"RELAY_CLIENT_KEYS": CLIENT_KEY, "ANTHROPIC_API_KEYS": ",".join(POOL), "UPSTREAM_ANTHROPIC_URL": upstream.url}
+    ) as worker:
+        client = anthropic.Anthropic(
+            base_url=worker.url, api_key=CLIENT_KEY, max_retries=0, default_headers={"x-test-tag": tag}
+        )
         upstream.rate_limit(POOL[0], retry_after="²")
         upstream.rate_limit(POOL[1], retry_after="99999999999")
         try:

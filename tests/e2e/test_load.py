@@ -27,19 +27,27 @@ def _wait_for_a_fresh_minute(margin: float = 25.0) -> None:
 
 
 def _stream(http: httpx.Client) -> tuple[int, bytes]:
-    body = {"model": "claude-sonnet-4-5", "max_tokens": 8, "stream": True,
-            "messages": [{"role": "user", "content": "hi"}]}
+    body = {
+        "model": "claude-sonnet-4-5",
+        "max_tokens": 8,
+        "stream": True,
+        "messages": [{"role": "user", "content": "hi"}],
+    }
     with http.stream("POST", "/v1/messages", json=body) as response:
         return response.status_code, response.read()
 
 
 def test_bursts_of_300_streams_a_minute_for_two_minutes(relay, anthropic_upstream, tag):
     key = create_key(relay, rpm_limit=400)["key"]
-    headers = {"x-api-key": key, "anthropic-version": "2023-06-01", "x-test-tag": tag,
-               "x-claude-code-session-id": tag, "x-fake-events": "3"}
+    headers = {
+        "x-api-key": key,
+        "anthropic-version": "2023-06-01",
+        "x-test-tag": tag,
+        "x-claude-code-session-id": tag,
+        "x-fake-events": "3",
+    }
     results = []
-    with httpx.Client(base_url=relay.url, headers=headers, timeout=60) as http, \
-            ThreadPoolExecutor(CONCURRENCY) as pool:
+    with httpx.Client(base_url=relay.url, headers=headers, timeout=60) as http, ThreadPoolExecutor(CONCURRENCY) as pool:
         for minute in range(MINUTES):
             if minute:
                 time.sleep(60 - time.time() % 60 + 0.2)  # the next minute's window
@@ -48,10 +56,12 @@ def test_bursts_of_300_streams_a_minute_for_two_minutes(relay, anthropic_upstrea
             results += pool.map(lambda _: _stream(http), range(PER_MINUTE))
 
     total = PER_MINUTE * MINUTES
-    failures = [(status, body[:200]) for status, body in results
-                if status != 200 or not body.rstrip().endswith(b'data: {"type": "message_stop"}')]
+    failures = [
+        (status, body[:200])
+        for status, body in results
+        if status != 200 or not body.rstrip().endswith(b'data: {"type": "message_stop"}')
+    ]
     assert failures == []
     assert len(anthropic_upstream.requests(tag)) == total
     found = rows(relay, tag, total)
-    assert all(row["status"] == 200 and row["error_type"] is None and row["output_tokens"] == 12
-               for row in found)
+    assert all(row["status"] == 200 and row["error_type"] is None and row["output_tokens"] == 12 for row in found)

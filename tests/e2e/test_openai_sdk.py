@@ -5,20 +5,22 @@ from __future__ import annotations
 import openai
 import pytest
 
-from tests.fakes.upstream import REPLY_TEXT
+from devtools.fake_upstream import REPLY_TEXT
 
 from .conftest import CLIENT_KEY, OPENAI_UPSTREAM_KEY
 
 
 @pytest.fixture
 def client(relay, tag):
-    return openai.OpenAI(base_url=relay.url + "/openai/v1", api_key=CLIENT_KEY, max_retries=0,
-                         default_headers={"x-test-tag": tag})
+    return openai.OpenAI(
+        base_url=relay.url + "/openai/v1", api_key=CLIENT_KEY, max_retries=0, default_headers={"x-test-tag": tag}
+    )
 
 
 def test_chat_completion_uses_the_upstream_key(client, openai_upstream, tag):
     completion = client.chat.completions.create(
-        model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], user="user-7")
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], user="user-7"
+    )
 
     assert completion.choices[0].message.content == REPLY_TEXT
     (seen,) = openai_upstream.requests(tag)
@@ -33,9 +35,15 @@ def test_the_client_cannot_choose_the_organisation_and_does_not_learn_relays(cli
     """relay's key may belong to several organisations: the client must not pick the one
     billed, nor see which one that is; nor get the cookies of the provider's CDN."""
     raw = client.chat.completions.with_raw_response.create(
-        model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}],
-        extra_headers={"openai-organization": "org-chosen-by-client", "openai-project": "proj_chosen",
-                       "cookie": "session=client-cookie", "x-forwarded-for": "198.51.100.7"})
+        model="gpt-4o-mini",
+        messages=[{"role": "user", "content": "hi"}],
+        extra_headers={
+            "openai-organization": "org-chosen-by-client",
+            "openai-project": "proj_chosen",
+            "cookie": "session=client-cookie",
+            "x-forwarded-for": "198.51.100.7",
+        },
+    )
 
     (seen,) = openai_upstream.requests(tag)
     sent = {name.lower() for name, _ in seen.headers}
@@ -47,8 +55,12 @@ def test_the_client_cannot_choose_the_organisation_and_does_not_learn_relays(cli
 
 def test_streamed_chat_completion_with_usage(client, openai_upstream, tag):
     stream = client.chat.completions.create(
-        model="gpt-4o-mini", stream=True, stream_options={"include_usage": True},
-        messages=[{"role": "user", "content": "hi"}], extra_headers={"x-fake-events": "4"})
+        model="gpt-4o-mini",
+        stream=True,
+        stream_options={"include_usage": True},
+        messages=[{"role": "user", "content": "hi"}],
+        extra_headers={"x-fake-events": "4"},
+    )
     chunks = list(stream)
 
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
@@ -69,15 +81,19 @@ def test_models_embeddings_and_responses(client, openai_upstream, tag):
 
 def test_upstream_rate_limit_passes_through(client):
     with pytest.raises(openai.RateLimitError) as caught:
-        client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}],
-                                       extra_headers={"x-fake-scenario": "status-429"})
+        client.chat.completions.create(
+            model="gpt-4o-mini",
+            messages=[{"role": "user", "content": "hi"}],
+            extra_headers={"x-fake-scenario": "status-429"},
+        )
 
     assert caught.value.response.headers["retry-after"] == "0"
 
 
 def test_wrong_key_gets_an_openai_shaped_401(relay, openai_upstream, tag):
-    client = openai.OpenAI(base_url=relay.url + "/openai/v1", api_key="sk-wrong", max_retries=0,
-                           default_headers={"x-test-tag": tag})
+    client = openai.OpenAI(
+        base_url=relay.url + "/openai/v1", api_key="sk-wrong", max_retries=0, default_headers={"x-test-tag": tag}
+    )
     with pytest.raises(openai.AuthenticationError) as caught:
         client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
 

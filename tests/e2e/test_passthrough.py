@@ -12,7 +12,7 @@ import httpx
 
 from bench import processes
 from bench.miniflare_worker import MiniflareWorker
-from tests.fakes.upstream import file_bytes
+from devtools.fake_upstream import file_bytes
 
 from .conftest import ANTHROPIC_UPSTREAM_KEY, CLIENT_KEY
 from .conftest import session_rows as rows
@@ -24,16 +24,25 @@ GROWTH_ALLOWED_BYTES = 32 * 1024 * 1024
 
 
 def _headers(tag: str, size: int, **extra: str) -> dict[str, str]:
-    return {"x-api-key": CLIENT_KEY, "anthropic-version": "2023-06-01", "x-claude-code-session-id": tag,
-            "x-test-tag": tag, "x-fake-bytes": str(size), **extra}
+    return {
+        "x-api-key": CLIENT_KEY,
+        "anthropic-version": "2023-06-01",
+        "x-claude-code-session-id": tag,
+        "x-test-tag": tag,
+        "x-fake-bytes": str(size),
+        **extra,
+    }
 
 
 def test_a_large_file_passes_whole_and_the_worker_does_not_hold_it(anthropic_upstream, tag):
     """Served by miniflare alone, like a deployed Worker: `wrangler dev`'s inspector keeps
     copies of the bodies that pass (measured: 1.4 GB for a 256 MB file), which would hide
     the Worker's own use."""
-    vars = {"RELAY_CLIENT_KEYS": CLIENT_KEY, "ANTHROPIC_API_KEYS": ANTHROPIC_UPSTREAM_KEY,
-            "UPSTREAM_ANTHROPIC_URL": anthropic_upstream.url}
+    vars = {
+        "RELAY_CLIENT_KEYS": CLIENT_KEY,
+        "ANTHROPIC_API_KEYS": ANTHROPIC_UPSTREAM_KEY,
+        "UPSTREAM_ANTHROPIC_URL": anthropic_upstream.url,
+    }
     with MiniflareWorker(vars) as worker, httpx.Client(base_url=worker.url, timeout=60) as client:
         assert client.get(FILE, headers=_headers(tag, 1024)).content == file_bytes(0, 1024)
         serving = processes.session(worker.pid)
@@ -55,8 +64,10 @@ def test_a_large_file_passes_whole_and_the_worker_does_not_hold_it(anthropic_ups
 
 def test_a_passed_through_answer_keeps_the_providers_fields_but_not_relays_own(relay, anthropic_upstream, tag):
     """Header fields cross an endpoint relay does not read as they cross the ones it reads."""
-    answer = httpx.get(relay.url + FILE, headers=_headers(tag, 1024, cookie="session=client-cookie",
-                                                          **{"x-forwarded-for": "198.51.100.7"}))
+    answer = httpx.get(
+        relay.url + FILE,
+        headers=_headers(tag, 1024, cookie="session=client-cookie", **{"x-forwarded-for": "198.51.100.7"}),
+    )
     assert answer.content == file_bytes(0, 1024)
     assert answer.headers["request-id"].startswith("req_fake_")
     assert not {"set-cookie", "anthropic-organization-id"} & set(answer.headers.keys())
@@ -67,8 +78,9 @@ def test_a_passed_through_answer_keeps_the_providers_fields_but_not_relays_own(r
 
 def test_a_file_the_upstream_breaks_off_leaves_a_row_saying_so(relay, tag):
     size = 4 * 1024 * 1024
-    with httpx.stream("GET", relay.url + FILE, headers=_headers(tag, size, **{"x-fake-scenario": "close-midstream"}),
-                      timeout=30) as response:
+    with httpx.stream(
+        "GET", relay.url + FILE, headers=_headers(tag, size, **{"x-fake-scenario": "close-midstream"}), timeout=30
+    ) as response:
         received = b""
         try:
             for chunk in response.iter_raw():

@@ -8,8 +8,8 @@ import subprocess
 import anthropic
 import httpx
 
+from devtools.fake_upstream import REPLY_TEXT
 from tests.clients import run_claude
-from tests.fakes.upstream import REPLY_TEXT
 
 from .conftest import ADMIN_TOKEN, CLIENT_KEY, create_key, session_rows
 
@@ -31,13 +31,18 @@ def markers(body: dict) -> list[dict]:
         elif isinstance(value, list):
             for item in value:
                 walk(item)
+
     walk({key: body.get(key) for key in ("tools", "system", "messages")})
     return found
 
 
 def test_an_unmarked_conversation_reads_its_prefix_from_cache_on_the_second_turn(relay, anthropic_upstream, tag):
-    client = anthropic.Anthropic(base_url=relay.url, api_key=CLIENT_KEY, max_retries=0,
-                                 default_headers={"x-test-tag": tag, "x-claude-code-session-id": tag})
+    client = anthropic.Anthropic(
+        base_url=relay.url,
+        api_key=CLIENT_KEY,
+        max_retries=0,
+        default_headers={"x-test-tag": tag, "x-claude-code-session-id": tag},
+    )
     system = system_prompt(tag)
     turns = [{"role": "user", "content": "What is 2 + 2?"}]
     first = client.messages.create(model="claude-sonnet-4-5", max_tokens=64, system=system, messages=turns)
@@ -49,7 +54,8 @@ def test_an_unmarked_conversation_reads_its_prefix_from_cache_on_the_second_turn
     assert sent[0]["system"] == [{"type": "text", "text": system, "cache_control": {"type": "ephemeral"}}]
     assert sent[0]["messages"] == [{"role": "user", "content": "What is 2 + 2?"}]  # one-shot tail: unmarked
     assert sent[1]["messages"][-1]["content"] == [
-        {"type": "text", "text": "And 3 + 3?", "cache_control": {"type": "ephemeral"}}]
+        {"type": "text", "text": "And 3 + 3?", "cache_control": {"type": "ephemeral"}}
+    ]
     assert first.usage.cache_read_input_tokens == 0 and first.usage.cache_creation_input_tokens > 2500
     assert second.usage.cache_read_input_tokens == first.usage.cache_creation_input_tokens
     assert second.usage.input_tokens < 50
@@ -62,11 +68,12 @@ def test_an_unmarked_conversation_reads_its_prefix_from_cache_on_the_second_turn
 
 def test_a_key_with_policy_off_sends_the_clients_bytes(relay, anthropic_upstream, tag):
     created = create_key(relay, cache_policy="off")
-    client = anthropic.Anthropic(base_url=relay.url, api_key=created["key"], max_retries=0,
-                                 default_headers={"x-test-tag": tag})
-    raw = client.messages.with_raw_response.create(model="claude-sonnet-4-5", max_tokens=8,
-                                                   system=system_prompt(tag),
-                                                   messages=[{"role": "user", "content": "hi"}])
+    client = anthropic.Anthropic(
+        base_url=relay.url, api_key=created["key"], max_retries=0, default_headers={"x-test-tag": tag}
+    )
+    raw = client.messages.with_raw_response.create(
+        model="claude-sonnet-4-5", max_tokens=8, system=system_prompt(tag), messages=[{"role": "user", "content": "hi"}]
+    )
 
     assert anthropic_upstream.requests(tag)[0].body == raw.http_request.content
     assert raw.parse().usage.cache_creation_input_tokens == 0
@@ -74,13 +81,18 @@ def test_a_key_with_policy_off_sends_the_clients_bytes(relay, anthropic_upstream
 
 def test_a_policy_change_through_the_admin_api_applies_to_the_next_request(relay, anthropic_upstream, tag):
     created = create_key(relay, cache_policy="off")
-    changed = httpx.patch(f"{relay.url}/admin/keys/{created['id']}", json={"cache_policy": "system-1h"},
-                          headers={"authorization": f"Bearer {ADMIN_TOKEN}"})
+    changed = httpx.patch(
+        f"{relay.url}/admin/keys/{created['id']}",
+        json={"cache_policy": "system-1h"},
+        headers={"authorization": f"Bearer {ADMIN_TOKEN}"},
+    )
     assert changed.status_code == 200 and changed.json()["cache_policy"] == "system-1h"
-    client = anthropic.Anthropic(base_url=relay.url, api_key=created["key"], max_retries=0,
-                                 default_headers={"x-test-tag": tag})
-    message = client.messages.create(model="claude-sonnet-4-5", max_tokens=8, system=system_prompt(tag),
-                                     messages=[{"role": "user", "content": "hi"}])
+    client = anthropic.Anthropic(
+        base_url=relay.url, api_key=created["key"], max_retries=0, default_headers={"x-test-tag": tag}
+    )
+    message = client.messages.create(
+        model="claude-sonnet-4-5", max_tokens=8, system=system_prompt(tag), messages=[{"role": "user", "content": "hi"}]
+    )
 
     assert markers(anthropic_upstream.requests(tag)[0].json()) == [{"type": "ephemeral", "ttl": "1h"}]
     assert message.usage.cache_creation.ephemeral_1h_input_tokens > 2500
@@ -97,8 +109,11 @@ def test_claude_code_gets_at_most_the_fourth_marker_and_no_400(relay, anthropic_
     for done in runs:
         assert done.returncode == 0, done.stderr[-2000:]
         assert json.loads(done.stdout)["result"] == REPLY_TEXT
-    sent = [seen.json() for seen in anthropic_upstream.requests()[before:]
-            if seen.path.startswith("/v1/messages") and "count_tokens" not in seen.path]
+    sent = [
+        seen.json()
+        for seen in anthropic_upstream.requests()[before:]
+        if seen.path.startswith("/v1/messages") and "count_tokens" not in seen.path
+    ]
     assert sent, "Claude Code sent no Messages request"
     for body in sent:
         assert len(markers(body)) <= 4
@@ -110,19 +125,36 @@ def test_claude_code_gets_at_most_the_fourth_marker_and_no_400(relay, anthropic_
 
 
 def _post_raw(relay, tag: str, body: bytes, timeout: float = 30) -> httpx.Response:
-    return httpx.post(relay.url + "/v1/messages", content=body, timeout=timeout,
-                      headers={"x-api-key": CLIENT_KEY, "content-type": "application/json",
-                               "anthropic-version": "2023-06-01", "x-test-tag": tag})
+    return httpx.post(
+        relay.url + "/v1/messages",
+        content=body,
+        timeout=timeout,
+        headers={
+            "x-api-key": CLIENT_KEY,
+            "content-type": "application/json",
+            "anthropic-version": "2023-06-01",
+            "x-test-tag": tag,
+        },
+    )
 
 
 def test_a_client_marker_with_an_escaped_key_counts_and_the_api_sees_no_fifth(relay, anthropic_upstream, tag):
     """The API reads "cache\\u005fcontrol" as cache_control: relay once counted 3 client
     markers of these 4, added a fifth, and the provider answered 400."""
-    turns = [{"role": ("user", "assistant")[n % 2], "content": [
-        {"type": "text", "text": f"turn {n}", "cache_control": {"type": "ephemeral"}}]} for n in range(4)]
-    body = {"model": "claude-sonnet-4-5", "max_tokens": 8, "system": system_prompt(tag),
-            "tools": [{"name": "t", "description": "a tool", "input_schema": {"type": "object"}}],
-            "messages": turns + [{"role": "assistant", "content": "ok"}, {"role": "user", "content": "and now?"}]}
+    turns = [
+        {
+            "role": ("user", "assistant")[n % 2],
+            "content": [{"type": "text", "text": f"turn {n}", "cache_control": {"type": "ephemeral"}}],
+        }
+        for n in range(4)
+    ]
+    body = {
+        "model": "claude-sonnet-4-5",
+        "max_tokens": 8,
+        "system": system_prompt(tag),
+        "tools": [{"name": "t", "description": "a tool", "input_schema": {"type": "object"}}],
+        "messages": turns + [{"role": "assistant", "content": "ok"}, {"role": "user", "content": "and now?"}],
+    }
     raw = json.dumps(body).encode().replace(b'"cache_control"', rb'"cache\u005fcontrol"', 1)
     answer = _post_raw(relay, tag, raw)
     assert answer.status_code == 200, answer.text
@@ -135,8 +167,11 @@ def test_a_body_of_many_marker_keys_is_read_in_linear_time(relay, anthropic_upst
     all that time blocking the isolate; here 45,000 (900 KB) are answered at once (the
     bound is some hundred times what it takes: the test is of the algorithm, not of speed)."""
     keys = ",".join(['"cache_control":1'] * 45_000)
-    raw = (b'{"model":"claude-sonnet-4-5","max_tokens":8,"metadata":{"x":{' + keys.encode()
-           + b'}},"messages":[{"role":"user","content":"hi"}]}')
+    raw = (
+        b'{"model":"claude-sonnet-4-5","max_tokens":8,"metadata":{"x":{'
+        + keys.encode()
+        + b'}},"messages":[{"role":"user","content":"hi"}]}'
+    )
     answer = _post_raw(relay, tag, raw, timeout=10)
     assert answer.status_code == 200, answer.text
     assert anthropic_upstream.requests(tag)[0].body == raw

@@ -17,7 +17,7 @@ import anthropic
 import httpx
 import pytest
 
-from relay import reports
+from relay.usage import reports
 
 from .conftest import ADMIN_TOKEN, CLIENT_KEY, audit_rows, create_key
 
@@ -26,21 +26,30 @@ COUNTED = ("input_tokens", "output_tokens", "cache_creation_tokens", "cache_read
 
 
 def nanos(amount) -> int:
-    return round(Decimal(str(amount)) * 10 ** 9)
+    return round(Decimal(str(amount)) * 10**9)
 
 
 def traffic(relay, tag: str) -> dict[str, list[anthropic.types.Usage]]:
     """Requests under two new keys (billing tags finance-<tag>, research-<tag>) in two
     sessions; the usage the SDK saw, by billing tag (one failed request has none)."""
     seen: dict[str, list] = {}
-    for team, calls in (("finance", [("alpha", False, 2000, 500), ("alpha", True, 0, 0), ("beta", False, 1000, 0)]),
-                        ("research", [("beta", True, 300, 0), ("alpha", None, 0, 0)])):
+    for team, calls in (
+        ("finance", [("alpha", False, 2000, 500), ("alpha", True, 0, 0), ("beta", False, 1000, 0)]),
+        ("research", [("beta", True, 300, 0), ("alpha", None, 0, 0)]),
+    ):
         key = create_key(relay, name=f"reports {team}", billing_tag=f"{team}-{tag}")["key"]
         seen[f"{team}-{tag}"] = []
         for session, stream, cache_read, cache_write in calls:
-            client = anthropic.Anthropic(base_url=relay.url, api_key=key, max_retries=0, default_headers={
-                "x-claude-code-session-id": f"{tag}-{session}", "x-fake-cache-read": str(cache_read),
-                "x-fake-cache-write": str(cache_write)})
+            client = anthropic.Anthropic(
+                base_url=relay.url,
+                api_key=key,
+                max_retries=0,
+                default_headers={
+                    "x-claude-code-session-id": f"{tag}-{session}",
+                    "x-fake-cache-read": str(cache_read),
+                    "x-fake-cache-write": str(cache_write),
+                },
+            )
             ask = {"model": "claude-sonnet-4-5", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}
             if stream is None:
                 with pytest.raises(anthropic.InternalServerError):
@@ -75,8 +84,9 @@ def sums(rows: list[dict]) -> dict:
         **{name: sum(r[name] or 0 for r in rows) for name in COUNTED},
         "cost_usd": sum(round(r["cost_usd"] * 1e9) for r in rows if r["cost_usd"] is not None),
         "unpriced_requests": sum(1 for r in rows if r["cost_usd"] is None and r["input_tokens"] is not None),
-        "cache_savings_usd": sum(round(r["cache_savings_usd"] * 1e9) for r in rows
-                                 if r["cache_savings_usd"] is not None),
+        "cache_savings_usd": sum(
+            round(r["cache_savings_usd"] * 1e9) for r in rows if r["cache_savings_usd"] is not None
+        ),
     }
 
 
@@ -93,11 +103,16 @@ def test_reports_equal_the_d1_rows_and_the_providers_token_counts(produced, admi
         mine = [r for r in rows if r["billing_tag"] == billing_tag]
         assert exact(report["total"]) == sums(mine)
         by_session = {g["session"]: exact(g) for g in report["groups"]}
-        assert by_session == {session: sums([r for r in mine if r["session_id"] == session])
-                              for session in {r["session_id"] for r in mine}}
-        for name, reported in (("input_tokens", "input_tokens"), ("output_tokens", "output_tokens"),
-                               ("cache_creation_tokens", "cache_creation_input_tokens"),
-                               ("cache_read_tokens", "cache_read_input_tokens")):
+        assert by_session == {
+            session: sums([r for r in mine if r["session_id"] == session])
+            for session in {r["session_id"] for r in mine}
+        }
+        for name, reported in (
+            ("input_tokens", "input_tokens"),
+            ("output_tokens", "output_tokens"),
+            ("cache_creation_tokens", "cache_creation_input_tokens"),
+            ("cache_read_tokens", "cache_read_input_tokens"),
+        ):
             assert report["total"][name] == sum(getattr(u, reported) for u in usages)
     finance = admin.get("/admin/usage", params={"group_by": "tag", "tag": f"finance-{tag}"}).json()
     # Sonnet: 3000 cache reads save 90% of $3/M; 500 writes cost 25% more than input.
@@ -112,8 +127,11 @@ def test_grouping_by_tag_and_day_reconciles_with_the_groups(produced, admin):
     for group_by in ("tag", "day,tag", "model", "client", "provider", "key"):
         report = admin.get("/admin/usage", params={"group_by": group_by, "tag": f"finance-{tag}"}).json()
         assert report["other"] is None
-        assert {name: sum(exact(g)[name] for g in report["groups"]) for name in reports.MEASURES} == \
-            exact(report["total"]) == sums([r for r in rows if r["billing_tag"] == f"finance-{tag}"])
+        assert (
+            {name: sum(exact(g)[name] for g in report["groups"]) for name in reports.MEASURES}
+            == exact(report["total"])
+            == sums([r for r in rows if r["billing_tag"] == f"finance-{tag}"])
+        )
 
 
 def test_csv_parses_and_matches_the_json(produced, admin):
@@ -160,8 +178,11 @@ def test_bad_parameters_and_relay_keys_are_refused(relay, admin):
 @pytest.mark.parametrize("odd", ["²", "٣", "9" * 5000], ids=["superscript-two", "arabic-indic-three", "5000-digits"])
 def test_numbers_not_written_in_ascii_digits_are_a_400(admin, odd):
     """str.isdigit() takes "²" (int() then refused it: a 500) and "٣" (int() reads 3)."""
-    for path, name in (("/admin/usage/requests", "limit"), ("/admin/usage/requests", "before_id"),
-                       ("/admin/usage", "limit")):
+    for path, name in (
+        ("/admin/usage/requests", "limit"),
+        ("/admin/usage/requests", "before_id"),
+        ("/admin/usage", "limit"),
+    ):
         answer = admin.get(path, params={name: odd})
         assert answer.status_code == 400, (path, name, answer.text[:200])
         assert answer.json()["error"]["message"].startswith(name)

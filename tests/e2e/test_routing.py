@@ -15,9 +15,9 @@ import httpx
 import openai
 import pytest
 
+from devtools.fake_upstream import REPLY_TEXT
+from devtools.local_worker import LocalWorker
 from tests.clients import run_claude
-from tests.fakes.upstream import REPLY_TEXT
-from tests.workerd import LocalWorker
 
 from .conftest import CLIENT_KEY
 from .test_usage import rows
@@ -25,8 +25,11 @@ from .test_usage import rows
 OAI_KEYS = ("sk-oai-route-key-0001", "sk-oai-route-key-0002")
 ANT_KEY = "sk-ant-route-key-0001"
 HAIKU = "claude-haiku-4-5"
-WEATHER_TOOL = {"name": "get_weather", "description": "Weather for a city",
-                "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
+WEATHER_TOOL = {
+    "name": "get_weather",
+    "description": "Weather for a city",
+    "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+}
 TOOLS_ON = {"x-fake-tool-calls": "on"}
 CLI_TIMEOUT = 180
 
@@ -45,18 +48,32 @@ def ant(anthropic_upstream):
 def routed(oai, ant):
     routes = {
         "providers": {
-            "oai": {"format": "openai", "base_url": oai.url, "keys": "OAI_API_KEYS", "headers": {"x-provider-team": "relay"}},
+            "oai": {
+                "format": "openai",
+                "base_url": oai.url,
+                "keys": "OAI_API_KEYS",
+                "headers": {"x-provider-team": "relay"},
+            },
             "ant": {"format": "anthropic", "base_url": ant.url, "keys": "ANT_API_KEYS"},
         },
         "routes": [
-            {"model": "claude-haiku-*", "expose": [HAIKU],
-             "targets": [{"provider": "oai", "model": "gpt-fake-mini"}, {"provider": "ant", "model": HAIKU}]},
+            {
+                "model": "claude-haiku-*",
+                "expose": [HAIKU],
+                "targets": [{"provider": "oai", "model": "gpt-fake-mini"}, {"provider": "ant", "model": HAIKU}],
+            },
             {"model": "claude-sonnet-4-5", "targets": [{"provider": "ant"}]},
             {"model": "claude-opus-*", "targets": [{"provider": "oai", "model": "gpt-fake-large"}]},
         ],
     }
-    with LocalWorker({"RELAY_CLIENT_KEYS": CLIENT_KEY, "OAI_API_KEYS": ",".join(OAI_KEYS), "ANT_API_KEYS": ANT_KEY,
-                      "RELAY_ROUTES": json.dumps(routes)}) as worker:
+    with LocalWorker(
+        {
+            "RELAY_CLIENT_KEYS": CLIENT_KEY,
+            "OAI_API_KEYS": ",".join(OAI_KEYS),
+            "ANT_API_KEYS": ANT_KEY,
+            "RELAY_ROUTES": json.dumps(routes),
+        }
+    ) as worker:
         yield worker
         log = worker.log()
         found = json.dumps(worker.query("SELECT * FROM usage"))
@@ -66,14 +83,22 @@ def routed(oai, ant):
 
 @pytest.fixture
 def client(routed, tag):
-    return anthropic.Anthropic(base_url=routed.url, api_key=CLIENT_KEY, max_retries=0,
-                               default_headers={"x-test-tag": tag, "x-claude-code-session-id": tag})
+    return anthropic.Anthropic(
+        base_url=routed.url,
+        api_key=CLIENT_KEY,
+        max_retries=0,
+        default_headers={"x-test-tag": tag, "x-claude-code-session-id": tag},
+    )
 
 
 @pytest.fixture
 def oai_client(routed, tag):
-    return openai.OpenAI(base_url=routed.url + "/openai/v1", api_key=CLIENT_KEY, max_retries=0,
-                         default_headers={"x-test-tag": tag, "x-claude-code-session-id": tag})
+    return openai.OpenAI(
+        base_url=routed.url + "/openai/v1",
+        api_key=CLIENT_KEY,
+        max_retries=0,
+        default_headers={"x-test-tag": tag, "x-claude-code-session-id": tag},
+    )
 
 
 def _tool_turns(client, stream: bool) -> tuple[list, list]:
@@ -91,9 +116,13 @@ def _tool_turns(client, stream: bool) -> tuple[list, list]:
     first = ask(question)
     answers.append(first)
     [call] = [block for block in first.content if block.type == "tool_use"]
-    second = ask(question + [
-        {"role": "assistant", "content": [block.model_dump(exclude_none=True) for block in first.content]},
-        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "4C and sunny"}]}])
+    second = ask(
+        question
+        + [
+            {"role": "assistant", "content": [block.model_dump(exclude_none=True) for block in first.content]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "4C and sunny"}]},
+        ]
+    )
     answers.append(second)
     return answers, question
 
@@ -143,13 +172,18 @@ def test_claude_code_gets_its_answer_from_the_openai_format_provider(routed, oai
 
 def test_openai_sdk_reaches_a_claude_model(oai_client, routed, ant, tag):
     completion = oai_client.chat.completions.create(
-        model="claude-sonnet-4-5", messages=[{"role": "system", "content": "Be brief."},
-                                             {"role": "user", "content": "hi"}], max_tokens=50)
+        model="claude-sonnet-4-5",
+        messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}],
+        max_tokens=50,
+    )
     assert completion.choices[0].message.content == REPLY_TEXT
     assert completion.choices[0].finish_reason == "stop"
 
-    chunks = list(oai_client.chat.completions.create(model="claude-sonnet-4-5", stream=True,
-                                                     messages=[{"role": "user", "content": "hi again"}]))
+    chunks = list(
+        oai_client.chat.completions.create(
+            model="claude-sonnet-4-5", stream=True, messages=[{"role": "user", "content": "hi again"}]
+        )
+    )
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == REPLY_TEXT
     assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["stop"]
 
@@ -170,20 +204,34 @@ def test_a_lone_surrogate_is_translated_as_the_client_wrote_it(routed, oai, ant,
     """JSON lets a client write one ("\\ud800"), no UTF-8 text holds one, and relay writes a
     translated body out again: it once answered 500."""
     for path, auth, body, upstream in (
-            ("/v1/messages", {"x-api-key": CLIENT_KEY},
-             b'{"model":"' + HAIKU.encode() + rb'","max_tokens":8,"messages":[{"role":"user","content":"a\ud800"}]}',
-             oai),
-            ("/openai/v1/chat/completions", {"authorization": f"Bearer {CLIENT_KEY}"},
-             rb'{"model":"claude-sonnet-4-5","stream":true,"messages":[{"role":"user","content":"a\ud800"}]}', ant)):
-        answer = httpx.post(routed.url + path, content=body,
-                            headers={**auth, "content-type": "application/json", "x-test-tag": tag})
+        (
+            "/v1/messages",
+            {"x-api-key": CLIENT_KEY},
+            b'{"model":"' + HAIKU.encode() + rb'","max_tokens":8,"messages":[{"role":"user","content":"a\ud800"}]}',
+            oai,
+        ),
+        (
+            "/openai/v1/chat/completions",
+            {"authorization": f"Bearer {CLIENT_KEY}"},
+            rb'{"model":"claude-sonnet-4-5","stream":true,"messages":[{"role":"user","content":"a\ud800"}]}',
+            ant,
+        ),
+    ):
+        answer = httpx.post(
+            routed.url + path, content=body, headers={**auth, "content-type": "application/json", "x-test-tag": tag}
+        )
         assert answer.status_code == 200, answer.text
         assert rb"a\ud800" in upstream.requests(tag)[-1].body
 
+
 @pytest.mark.parametrize("scenario", ["status-429", "status-503"])
 def test_a_failing_target_falls_back_to_the_next_after_its_own_keys(client, routed, oai, ant, tag, scenario):
-    message = client.messages.create(model=HAIKU, max_tokens=16, messages=[{"role": "user", "content": "hi"}],
-                                     extra_headers={"x-fake-openai-scenario": scenario})
+    message = client.messages.create(
+        model=HAIKU,
+        max_tokens=16,
+        messages=[{"role": "user", "content": "hi"}],
+        extra_headers={"x-fake-openai-scenario": scenario},
+    )
     assert message.content[0].text == REPLY_TEXT and message.model == HAIKU
     assert len(oai.requests(tag)) == 2  # each key of the first target, then the next target
     [served] = ant.requests(tag)
@@ -193,11 +241,18 @@ def test_a_failing_target_falls_back_to_the_next_after_its_own_keys(client, rout
     assert row["upstream_key_id"].startswith("ant-") and row["input_tokens"] == message.usage.input_tokens
 
 
-@pytest.mark.parametrize("scenario, words", [("midstream-error", "Overloaded"),
-                                             ("close-midstream", "ended before the response was complete")])
+@pytest.mark.parametrize(
+    "scenario, words",
+    [("midstream-error", "Overloaded"), ("close-midstream", "ended before the response was complete")],
+)
 def test_a_broken_openai_stream_reaches_claude_clients_as_an_anthropic_error_event(routed, tag, scenario, words):
-    headers = {"x-api-key": CLIENT_KEY, "anthropic-version": "2023-06-01", "x-claude-code-session-id": tag,
-               "x-fake-openai-scenario": scenario, "x-fake-events": "3"}
+    headers = {
+        "x-api-key": CLIENT_KEY,
+        "anthropic-version": "2023-06-01",
+        "x-claude-code-session-id": tag,
+        "x-fake-openai-scenario": scenario,
+        "x-fake-events": "3",
+    }
     body = {"model": HAIKU, "max_tokens": 16, "stream": True, "messages": [{"role": "user", "content": "hi"}]}
     with httpx.stream("POST", routed.url + "/v1/messages", headers=headers, json=body, timeout=30) as response:
         assert response.status_code == 200
@@ -211,8 +266,14 @@ def test_a_broken_openai_stream_reaches_claude_clients_as_an_anthropic_error_eve
 
 
 def test_a_client_that_hangs_up_on_a_translated_stream_cancels_the_upstream_request(routed, oai, tag):
-    headers = {"x-api-key": CLIENT_KEY, "anthropic-version": "2023-06-01", "x-claude-code-session-id": tag,
-               "x-test-tag": tag, "x-fake-events": "40", "x-fake-pace-ms": "100"}  # four seconds of stream
+    headers = {
+        "x-api-key": CLIENT_KEY,
+        "anthropic-version": "2023-06-01",
+        "x-claude-code-session-id": tag,
+        "x-test-tag": tag,
+        "x-fake-events": "40",
+        "x-fake-pace-ms": "100",
+    }  # four seconds of stream
     body = {"model": HAIKU, "max_tokens": 16, "stream": True, "messages": [{"role": "user", "content": "hi"}]}
     with httpx.stream("POST", routed.url + "/v1/messages", headers=headers, json=body, timeout=30) as response:
         for line in response.iter_lines():
@@ -232,8 +293,14 @@ def test_model_lists_show_what_the_routes_expose(client, oai_client):
     assert [(m.id, m.owned_by) for m in oai_client.models.list()] == [(HAIKU, "oai"), ("claude-sonnet-4-5", "ant")]
 
 
-SEARCH_RESULT = [{"role": "user", "content": [{"type": "search_result", "source": "x", "title": "t",
-                                                "content": [{"type": "text", "text": "found"}]}]}]
+SEARCH_RESULT = [
+    {
+        "role": "user",
+        "content": [
+            {"type": "search_result", "source": "x", "title": "t", "content": [{"type": "text", "text": "found"}]}
+        ],
+    }
+]
 
 
 def test_untranslatable_input_is_a_clear_400_in_the_clients_format(client, oai_client, oai, ant, tag):

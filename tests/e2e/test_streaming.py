@@ -16,17 +16,23 @@ import openai
 from .conftest import CLIENT_KEY
 
 FIRST_EVENT_TIMEOUT = httpx.Timeout(20.0)  # well below the fake's 30 s gate limit
-MESSAGE = {"model": "claude-sonnet-4-5", "max_tokens": 16, "stream": True,
-           "messages": [{"role": "user", "content": "hi"}]}
+MESSAGE = {
+    "model": "claude-sonnet-4-5",
+    "max_tokens": 16,
+    "stream": True,
+    "messages": [{"role": "user", "content": "hi"}],
+}
 
 
 def test_first_event_arrives_while_the_upstream_withholds_the_rest(relay, anthropic_upstream, tag):
-    client = anthropic.Anthropic(base_url=relay.url, api_key=CLIENT_KEY, max_retries=0,
-                                 timeout=FIRST_EVENT_TIMEOUT)
+    client = anthropic.Anthropic(base_url=relay.url, api_key=CLIENT_KEY, max_retries=0, timeout=FIRST_EVENT_TIMEOUT)
     gate = f"gate-{tag}"
-    with client.messages.stream(model="claude-sonnet-4-5", max_tokens=16,
-                                messages=[{"role": "user", "content": "hi"}],
-                                extra_headers={"x-fake-gate": gate}) as stream:
+    with client.messages.stream(
+        model="claude-sonnet-4-5",
+        max_tokens=16,
+        messages=[{"role": "user", "content": "hi"}],
+        extra_headers={"x-fake-gate": gate},
+    ) as stream:
         events = iter(stream)
         first = next(events)
         assert first.type == "message_start"
@@ -40,12 +46,14 @@ def test_first_event_arrives_while_the_upstream_withholds_the_rest(relay, anthro
 def test_each_event_arrives_while_the_upstream_withholds_the_next(relay, anthropic_upstream, tag):
     """Later in the stream too: relay's audit copy of the stream must not hold the
     client's copy back (it reads in larger pieces; the client's must not wait for them)."""
-    client = anthropic.Anthropic(base_url=relay.url, api_key=CLIENT_KEY, max_retries=0,
-                                 timeout=FIRST_EVENT_TIMEOUT)
+    client = anthropic.Anthropic(base_url=relay.url, api_key=CLIENT_KEY, max_retries=0, timeout=FIRST_EVENT_TIMEOUT)
     gate = f"each-{tag}"
-    with client.messages.stream(model="claude-sonnet-4-5", max_tokens=16,
-                                messages=[{"role": "user", "content": "hi"}],
-                                extra_headers={"x-fake-gate-each": gate, "x-fake-events": "3"}) as stream:
+    with client.messages.stream(
+        model="claude-sonnet-4-5",
+        max_tokens=16,
+        messages=[{"role": "user", "content": "hi"}],
+        extra_headers={"x-fake-gate-each": gate, "x-fake-events": "3"},
+    ) as stream:
         events = iter(stream)
         deltas = []
         for event in events:
@@ -61,12 +69,16 @@ def test_each_event_arrives_while_the_upstream_withholds_the_next(relay, anthrop
 
 
 def test_openai_stream_is_unbuffered_too(relay, openai_upstream, tag):
-    client = openai.OpenAI(base_url=relay.url + "/openai/v1", api_key=CLIENT_KEY, max_retries=0,
-                           timeout=FIRST_EVENT_TIMEOUT)
+    client = openai.OpenAI(
+        base_url=relay.url + "/openai/v1", api_key=CLIENT_KEY, max_retries=0, timeout=FIRST_EVENT_TIMEOUT
+    )
     gate = f"gate-{tag}"
     stream = client.chat.completions.create(
-        model="gpt-4o-mini", stream=True, messages=[{"role": "user", "content": "hi"}],
-        extra_headers={"x-fake-gate": gate})
+        model="gpt-4o-mini",
+        stream=True,
+        messages=[{"role": "user", "content": "hi"}],
+        extra_headers={"x-fake-gate": gate},
+    )
     first = next(iter(stream))
     assert first.choices[0].delta.role == "assistant"
     openai_upstream.release(gate)
@@ -96,9 +108,12 @@ def test_midstream_error_frame_arrives_byte_identical(relay, anthropic_upstream)
 def test_sdk_raises_the_midstream_error(relay):
     client = anthropic.Anthropic(base_url=relay.url, api_key=CLIENT_KEY, max_retries=0)
     try:
-        with client.messages.stream(model="claude-sonnet-4-5", max_tokens=16,
-                                    messages=[{"role": "user", "content": "hi"}],
-                                    extra_headers={"x-fake-scenario": "midstream-error"}) as stream:
+        with client.messages.stream(
+            model="claude-sonnet-4-5",
+            max_tokens=16,
+            messages=[{"role": "user", "content": "hi"}],
+            extra_headers={"x-fake-scenario": "midstream-error"},
+        ) as stream:
             for _ in stream:
                 pass
     except anthropic.APIStatusError as error:
@@ -108,8 +123,13 @@ def test_sdk_raises_the_midstream_error(relay):
 
 
 def test_upstream_closing_midstream_ends_the_client_stream(relay):
-    with httpx.stream("POST", relay.url + "/v1/messages", json=MESSAGE, timeout=30,
-                      headers={"x-api-key": CLIENT_KEY, "x-fake-scenario": "close-midstream"}) as response:
+    with httpx.stream(
+        "POST",
+        relay.url + "/v1/messages",
+        json=MESSAGE,
+        timeout=30,
+        headers={"x-api-key": CLIENT_KEY, "x-fake-scenario": "close-midstream"},
+    ) as response:
         assert response.status_code == 200
         try:
             body = b"".join(response.iter_raw())

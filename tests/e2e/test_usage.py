@@ -15,7 +15,7 @@ import httpx
 import openai
 import pytest
 
-from tests.fakes.upstream import REPLY_TEXT
+from devtools.fake_upstream import REPLY_TEXT
 
 from .conftest import CLIENT_KEY, create_key
 from .conftest import session_rows as rows
@@ -23,20 +23,23 @@ from .test_key_limits import CACHE_SECONDS
 
 
 def _anthropic(relay, session, key=CLIENT_KEY):
-    return anthropic.Anthropic(base_url=relay.url, api_key=key, max_retries=0,
-                               default_headers={"x-claude-code-session-id": session})
+    return anthropic.Anthropic(
+        base_url=relay.url, api_key=key, max_retries=0, default_headers={"x-claude-code-session-id": session}
+    )
 
 
 def _ask(client, **extra):
-    return client.messages.create(model="claude-sonnet-4-5", max_tokens=8,
-                                  messages=[{"role": "user", "content": "hi"}], **extra)
+    return client.messages.create(
+        model="claude-sonnet-4-5", max_tokens=8, messages=[{"role": "user", "content": "hi"}], **extra
+    )
 
 
 def test_stream_and_non_stream_rows_hold_the_upstreams_token_counts(relay, tag):
     client = _anthropic(relay, tag)
     message = _ask(client)
-    with client.messages.stream(model="claude-sonnet-4-5", max_tokens=8,
-                                messages=[{"role": "user", "content": "hi again"}]) as stream:
+    with client.messages.stream(
+        model="claude-sonnet-4-5", max_tokens=8, messages=[{"role": "user", "content": "hi again"}]
+    ) as stream:
         streamed = stream.get_final_message()
     plain, live = rows(relay, tag, 2)
     for row, seen in ((plain, message), (live, streamed)):
@@ -54,10 +57,15 @@ def test_stream_and_non_stream_rows_hold_the_upstreams_token_counts(relay, tag):
 
 
 def test_openai_stream_rows_hold_usage_the_client_did_not_ask_for(relay, openai_upstream, tag):
-    client = openai.OpenAI(base_url=relay.url + "/openai/v1", api_key=CLIENT_KEY, max_retries=0,
-                           default_headers={"x-claude-code-session-id": tag, "x-test-tag": tag})
-    chunks = list(client.chat.completions.create(model="gpt-4o-mini", stream=True,
-                                                 messages=[{"role": "user", "content": "hi"}]))
+    client = openai.OpenAI(
+        base_url=relay.url + "/openai/v1",
+        api_key=CLIENT_KEY,
+        max_retries=0,
+        default_headers={"x-claude-code-session-id": tag, "x-test-tag": tag},
+    )
+    chunks = list(
+        client.chat.completions.create(model="gpt-4o-mini", stream=True, messages=[{"role": "user", "content": "hi"}])
+    )
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     [seen] = openai_upstream.requests(tag)
     assert seen.json()["stream_options"] == {"include_usage": True}
@@ -67,25 +75,37 @@ def test_openai_stream_rows_hold_usage_the_client_did_not_ask_for(relay, openai_
     assert row["surface"] == "openai" and row["client"] == "OpenAI/Python" and row["cost_usd"] > 0
 
 
-@pytest.mark.parametrize("path, body, asked", [
-    ("/responses", {"input": "hi"}, False),   # Responses streams end with usage unasked (response.completed)
-    ("/completions", {"prompt": "hi"}, True),  # legacy Completions define include_usage, as Chat does
-])
+@pytest.mark.parametrize(
+    "path, body, asked",
+    [
+        ("/responses", {"input": "hi"}, False),  # Responses streams end with usage unasked (response.completed)
+        ("/completions", {"prompt": "hi"}, True),  # legacy Completions define include_usage, as Chat does
+    ],
+)
 def test_relay_asks_for_a_streams_usage_only_where_the_endpoint_defines_the_option(
-        relay, openai_upstream, tag, path, body, asked):
-    httpx.post(relay.url + "/openai/v1" + path, json={"model": "gpt-4o-mini", "stream": True, **body},
-               headers={"authorization": f"Bearer {CLIENT_KEY}", "x-test-tag": tag})
+    relay, openai_upstream, tag, path, body, asked
+):
+    httpx.post(
+        relay.url + "/openai/v1" + path,
+        json={"model": "gpt-4o-mini", "stream": True, **body},
+        headers={"authorization": f"Bearer {CLIENT_KEY}", "x-test-tag": tag},
+    )
     [seen] = openai_upstream.requests(tag)
     assert seen.json().get("stream_options") == ({"include_usage": True} if asked else None)
 
 
 def test_midstream_error_and_upstream_errors_leave_rows(relay, tag):
     client = _anthropic(relay, tag)
-    with pytest.raises(anthropic.APIStatusError):
-        with client.messages.stream(model="claude-sonnet-4-5", max_tokens=8,
-                                    messages=[{"role": "user", "content": "hi"}],
-                                    extra_headers={"x-fake-scenario": "midstream-error"}) as stream:
-            stream.get_final_message()
+    with (
+        pytest.raises(anthropic.APIStatusError),
+        client.messages.stream(
+            model="claude-sonnet-4-5",
+            max_tokens=8,
+            messages=[{"role": "user", "content": "hi"}],
+            extra_headers={"x-fake-scenario": "midstream-error"},
+        ) as stream,
+    ):
+        stream.get_final_message()
     with pytest.raises(anthropic.InternalServerError):
         _ask(client, extra_headers={"x-fake-scenario": "status-500"})
     # A stream's row may be written after a later request's (it is metered off the client's path).
@@ -104,8 +124,9 @@ def test_requests_relay_refuses_leave_rows(relay, anthropic_upstream, tag):
         _ask(limited)
     with pytest.raises(anthropic.RateLimitError):
         for _ in range(12):
-            limited.messages.create(model="claude-haiku-4-5", max_tokens=8,
-                                    messages=[{"role": "user", "content": "hi"}])
+            limited.messages.create(
+                model="claude-haiku-4-5", max_tokens=8, messages=[{"role": "user", "content": "hi"}]
+            )
     # The 403 counted against the key's 10 a minute too: 9 more pass, the 10th is refused.
     found = rows(relay, tag, 2 + 10)
     assert (found[0]["status"], found[0]["key_id"], found[0]["error_type"]) == (401, None, "authentication_error")
@@ -118,9 +139,12 @@ def test_concurrent_streams_leave_exactly_one_row_each(relay, tag):
     client = _anthropic(relay, tag)
 
     def one(_):
-        with client.messages.stream(model="claude-sonnet-4-5", max_tokens=8,
-                                    messages=[{"role": "user", "content": "hi"}],
-                                    extra_headers={"x-fake-events": "5", "x-fake-pace-ms": "20"}) as stream:
+        with client.messages.stream(
+            model="claude-sonnet-4-5",
+            max_tokens=8,
+            messages=[{"role": "user", "content": "hi"}],
+            extra_headers={"x-fake-events": "5", "x-fake-pace-ms": "20"},
+        ) as stream:
             return stream.get_final_message().usage.output_tokens
 
     with ThreadPoolExecutor(8) as pool:
@@ -131,11 +155,21 @@ def test_concurrent_streams_leave_exactly_one_row_each(relay, tag):
 
 
 def test_a_client_that_hangs_up_mid_stream_cancels_the_upstream_request_and_leaves_a_row(
-        relay, anthropic_upstream, tag):
-    headers = {"x-api-key": CLIENT_KEY, "x-claude-code-session-id": tag, "x-test-tag": tag,
-               "x-fake-events": "40", "x-fake-pace-ms": "100"}  # four seconds of stream
-    body = {"model": "claude-sonnet-4-5", "max_tokens": 8, "stream": True,
-            "messages": [{"role": "user", "content": "hi"}]}
+    relay, anthropic_upstream, tag
+):
+    headers = {
+        "x-api-key": CLIENT_KEY,
+        "x-claude-code-session-id": tag,
+        "x-test-tag": tag,
+        "x-fake-events": "40",
+        "x-fake-pace-ms": "100",
+    }  # four seconds of stream
+    body = {
+        "model": "claude-sonnet-4-5",
+        "max_tokens": 8,
+        "stream": True,
+        "messages": [{"role": "user", "content": "hi"}],
+    }
     with httpx.stream("POST", relay.url + "/v1/messages", headers=headers, json=body) as response:
         for line in response.iter_lines():
             if "content_block_delta" in line:
@@ -148,7 +182,7 @@ def test_a_client_that_hangs_up_mid_stream_cancels_the_upstream_request_and_leav
 
 
 def _estimated_tokens(deltas: int) -> int:
-    """relay's count of the fake's first `deltas` text deltas (relay/estimate.py): a token for
+    """relay's count of the fake's first `deltas` text deltas (relay/usage/estimate.py): a token for
     four bytes, at least one a delta. Paced, the fake sends its reply's text, then " ."s."""
     return -(-len(REPLY_TEXT.encode()) // 4) + deltas - 1
 
@@ -158,10 +192,19 @@ def test_a_client_that_hangs_up_mid_stream_is_billed_for_the_output_that_had_pas
     output count message_start gives, 1: the final count never came), and a client could
     take most of an answer for free. Now it counts what relay had received of the stream
     when it aborted it: at least what the client took, at most what the provider sent."""
-    headers = {"x-api-key": CLIENT_KEY, "x-claude-code-session-id": tag, "x-test-tag": tag,
-               "x-fake-events": "50", "x-fake-pace-ms": "50"}
-    body = {"model": "claude-sonnet-4-5", "max_tokens": 64, "stream": True,
-            "messages": [{"role": "user", "content": "hi"}]}
+    headers = {
+        "x-api-key": CLIENT_KEY,
+        "x-claude-code-session-id": tag,
+        "x-test-tag": tag,
+        "x-fake-events": "50",
+        "x-fake-pace-ms": "50",
+    }
+    body = {
+        "model": "claude-sonnet-4-5",
+        "max_tokens": 64,
+        "stream": True,
+        "messages": [{"role": "user", "content": "hi"}],
+    }
     taken = 0
     with httpx.stream("POST", relay.url + "/v1/messages", headers=headers, json=body) as response:
         for line in response.iter_lines():
@@ -194,19 +237,29 @@ def test_huge_model_names_cost_no_other_request_its_row_nor_a_key_its_budget(rel
     huge = "x" * 800_000
 
     def refused(_):
-        return httpx.post(relay.url + "/v1/messages", json={"model": huge, "max_tokens": 8, "messages": []},
-                          headers={"x-api-key": budgeted["key"], "x-claude-code-session-id": tag}, timeout=60)
+        return httpx.post(
+            relay.url + "/v1/messages",
+            json={"model": huge, "max_tokens": 8, "messages": []},
+            headers={"x-api-key": budgeted["key"], "x-claude-code-session-id": tag},
+            timeout=60,
+        )
 
     gate = f"{tag}-gate"
-    with client.messages.stream(model="claude-sonnet-4-5", max_tokens=8, messages=[{"role": "user", "content": "hi"}],
-                                extra_headers={"x-fake-gate": gate}) as stream:
+    with client.messages.stream(
+        model="claude-sonnet-4-5",
+        max_tokens=8,
+        messages=[{"role": "user", "content": "hi"}],
+        extra_headers={"x-fake-gate": gate},
+    ) as stream:
         assert next(iter(stream)).type == "message_start"  # held open by the fake, not yet priced
         with ThreadPoolExecutor(3) as pool:
             answers = list(pool.map(refused, range(3)))
         anthropic_upstream.release(gate)  # the stream ends while the 403s' rows wait for others
         served = stream.get_final_message()
     assert [answer.status_code for answer in answers] == [403] * 3, (
-        [answer.text[:300] for answer in answers], relay.log()[-3000:])
+        [answer.text[:300] for answer in answers],
+        relay.log()[-3000:],
+    )
     message = answers[0].json()["error"]["message"]
     assert message.startswith(f"relay key {budgeted['id']} may not use model xxx") and len(message) <= 512
 

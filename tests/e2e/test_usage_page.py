@@ -19,8 +19,15 @@ import pytest
 from .conftest import ADMIN_TOKEN, audit_rows, create_key
 
 CHROMIUM = Path("/usr/bin/chromium")
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync"]
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def usd(amount) -> str:
@@ -40,10 +47,15 @@ def browser_context(tmp_path_factory):
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: `make setup` installs it (apt-get install chromium)", pytrace=False)
     from playwright.sync_api import sync_playwright
+
     with sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
-            str(tmp_path_factory.mktemp("chromium-profile")), executable_path=str(CHROMIUM), headless=True,
-            args=FLAGS, viewport={"width": 1440, "height": 900})
+            str(tmp_path_factory.mktemp("chromium-profile")),
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=FLAGS,
+            viewport={"width": 1440, "height": 900},
+        )
         yield context
         context.close()
 
@@ -55,27 +67,43 @@ def hostile(relay):
     tag = f'<img src=x onerror="window.__xss=1">{marker}'
     session = f"<script>window.__xss=2</script>{marker}"
     key = create_key(relay, name="page", billing_tag=tag)["key"]
-    client = anthropic.Anthropic(base_url=relay.url, api_key=key, max_retries=0, default_headers={
-        "x-claude-code-session-id": session, "x-fake-cache-read": "4000", "x-fake-cache-write": "1000"})
+    client = anthropic.Anthropic(
+        base_url=relay.url,
+        api_key=key,
+        max_retries=0,
+        default_headers={
+            "x-claude-code-session-id": session,
+            "x-fake-cache-read": "4000",
+            "x-fake-cache-write": "1000",
+        },
+    )
     client.messages.create(model="claude-sonnet-4-5", max_tokens=8, messages=[{"role": "user", "content": "hi"}])
-    with client.messages.stream(model="claude-haiku-4-5", max_tokens=8,
-                                messages=[{"role": "user", "content": "hi"}]) as stream:
+    with client.messages.stream(
+        model="claude-haiku-4-5", max_tokens=8, messages=[{"role": "user", "content": "hi"}]
+    ) as stream:
         stream.get_final_message()
     audit_rows(relay, f"billing_tag LIKE '%{marker}'", 2)
     return tag, session
 
 
 def table(page, selector: str) -> list[list[str]]:
-    return page.eval_on_selector_all(f"{selector} tbody tr",
-                                     "rows => rows.map(r => [...r.cells].map(c => c.textContent))")
+    return page.eval_on_selector_all(
+        f"{selector} tbody tr", "rows => rows.map(r => [...r.cells].map(c => c.textContent))"
+    )
 
 
 def test_the_page_shows_the_reports_it_fetched_and_markup_as_text(relay, browser_context, hostile, tmp_path):
     tag, session = hostile
     page = browser_context.new_page()
     fetched: dict[str, dict] = {}
-    page.on("response", lambda r: fetched.__setitem__(r.url.split("/admin/", 1)[1], r)
-            if "/admin/usage" in r.url and "format=csv" not in r.url else None)
+    page.on(
+        "response",
+        lambda r: (
+            fetched.__setitem__(r.url.split("/admin/", 1)[1], r)
+            if "/admin/usage" in r.url and "format=csv" not in r.url
+            else None
+        ),
+    )
     problems: list[str] = []
     page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: problems.append(str(e)))
@@ -93,24 +121,46 @@ def test_the_page_shows_the_reports_it_fetched_and_markup_as_text(relay, browser
     recent = next(r for p, r in reports.items() if p.startswith("usage/requests?"))
     total = by_tag["total"]
 
-    cards = dict(page.eval_on_selector_all(".card", "cs => cs.map(c => [c.dataset.measure, "
-                                                    "c.querySelector('.value').textContent])"))
-    assert cards == {"cost_usd": usd(total["cost_usd"]), "requests": count(total["requests"]),
-                     "input_tokens": count(total["input_tokens"]), "output_tokens": count(total["output_tokens"]),
-                     "cache_read_tokens": count(total["cache_read_tokens"]),
-                     "cache_savings_usd": usd(total["cache_savings_usd"])}
+    cards = dict(
+        page.eval_on_selector_all(
+            ".card", "cs => cs.map(c => [c.dataset.measure, c.querySelector('.value').textContent])"
+        )
+    )
+    assert cards == {
+        "cost_usd": usd(total["cost_usd"]),
+        "requests": count(total["requests"]),
+        "input_tokens": count(total["input_tokens"]),
+        "output_tokens": count(total["output_tokens"]),
+        "cache_read_tokens": count(total["cache_read_tokens"]),
+        "cache_savings_usd": usd(total["cache_savings_usd"]),
+    }
 
     def session_line(name, g):
-        return [name, count(g["requests"]), f"{count(g['input_tokens'])} / {count(g['output_tokens'])}",
-                count(g["cache_read_tokens"]), usd(g["cost_usd"]), usd(g["cache_savings_usd"])]
+        return [
+            name,
+            count(g["requests"]),
+            f"{count(g['input_tokens'])} / {count(g['output_tokens'])}",
+            count(g["cache_read_tokens"]),
+            usd(g["cost_usd"]),
+            usd(g["cache_savings_usd"]),
+        ]
+
     expected = [session_line(g["session"] or "(no session)", g) for g in sessions["groups"]]
     if sessions["other"]:
         expected.append(session_line("(other sessions)", sessions["other"]))
     assert table(page, "#sessions") == expected
     assert table(page, "#tags") == [
-        [g["tag"] or "(no tag)", count(g["requests"]), count(g["errors"]), usd(g["cost_usd"]),
-         count(g["unpriced_requests"]), count(g["cache_read_tokens"]), usd(g["cache_savings_usd"])]
-        for g in by_tag["groups"]]
+        [
+            g["tag"] or "(no tag)",
+            count(g["requests"]),
+            count(g["errors"]),
+            usd(g["cost_usd"]),
+            count(g["unpriced_requests"]),
+            count(g["cache_read_tokens"]),
+            usd(g["cache_savings_usd"]),
+        ]
+        for g in by_tag["groups"]
+    ]
     recent_rows = table(page, "#recent")
     assert len(recent_rows) == len(recent["data"])
     assert [row[3] for row in recent_rows] == [r["session_id"] or "(no session)" for r in recent["data"]]

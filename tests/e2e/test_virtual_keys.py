@@ -9,7 +9,7 @@ import anthropic
 import httpx
 import pytest
 
-from tests.fakes.upstream import REPLY_TEXT
+from devtools.fake_upstream import REPLY_TEXT
 
 from .conftest import ADMIN_TOKEN, create_key
 
@@ -29,8 +29,9 @@ def test_a_new_key_works_at_once_and_stops_working_after_revocation(relay, anthr
     client = _client(relay, created["key"], tag)
     assert _ask(client).content[0].text == REPLY_TEXT
 
-    revoked = httpx.post(f"{relay.url}/admin/keys/{created['id']}/revoke",
-                         headers={"authorization": f"Bearer {ADMIN_TOKEN}"})
+    revoked = httpx.post(
+        f"{relay.url}/admin/keys/{created['id']}/revoke", headers={"authorization": f"Bearer {ADMIN_TOKEN}"}
+    )
     assert revoked.status_code == 200
     time.sleep(CACHE_SECONDS + 0.5)
     with pytest.raises(anthropic.AuthenticationError) as caught:

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
-from relay.http import Response
+from relay.http.messages import Response
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
 D1_MAX_VALUE_BYTES = 2_000_000
@@ -68,7 +69,7 @@ class MemoryKV:
         self.puts: list[tuple[str, int]] = []  # (key, ttl_seconds)
         self.failing = failing
 
-    async def get(self, key: str) -> Optional[str]:
+    async def get(self, key: str) -> str | None:
         await asyncio.sleep(0)
         self.gets.append(key)
         if self.failing:
@@ -100,10 +101,11 @@ class RecordingTransport:
     each (method, url, header fields, body) it was sent."""
 
     def __init__(self) -> None:
-        self.sent: list[tuple[str, str, list[tuple[str, str]], Optional[bytes]]] = []
+        self.sent: list[tuple[str, str, list[tuple[str, str]], bytes | None]] = []
 
-    async def send(self, method: str, url: str, headers: list[tuple[str, str]], body: Optional[bytes],
-                   timeout: Optional[float] = None) -> Response:
+    async def send(
+        self, method: str, url: str, headers: list[tuple[str, str]], body: bytes | None, timeout: float | None = None
+    ) -> Response:
         self.sent.append((method, url, headers, body))
         return Response(200, [("content-type", "application/json")], b"{}")
 

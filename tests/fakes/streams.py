@@ -1,4 +1,4 @@
-"""A CPython stand-in for the runtime's stream operations (relay.deliver.Streams).
+"""A CPython stand-in for the runtime's stream operations (relay.pipeline.deliver.Streams).
 
 `Upstream` is a body (an upstream answer's, or a request's): its chunks, then how it ends.
 `FakeStreams` tees, pipes and reads such bodies as workerd would (a pipe, a whole read or a
@@ -10,10 +10,11 @@ Python resumed from awaiting one of its operations (what costs a Worker CPU per 
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Awaitable, Callable, Optional
+from collections.abc import Awaitable, Callable
+from typing import Any
 
-from relay.bodies import declared_length, request_body
-from relay.http import Headers, UpstreamBody
+from relay.http.bodies import declared_length, request_body
+from relay.http.messages import Headers, UpstreamBody
 
 
 class BrokenOff(Exception):
@@ -36,7 +37,7 @@ class Upstream:
         self.chunks, self.ending, self.gap = list(chunks), ending, gap
         self.aborted = False
         self.cancelled = False
-        self._stopped: Optional[asyncio.Event] = None
+        self._stopped: asyncio.Event | None = None
 
     def body(self) -> UpstreamBody:
         return UpstreamBody(FakeStream(self), self.abort)
@@ -50,7 +51,7 @@ class Upstream:
             self._stopped = asyncio.Event()
         return self._stopped
 
-    async def chunk(self, index: int) -> Optional[bytes]:
+    async def chunk(self, index: int) -> bytes | None:
         """The index-th chunk once it has arrived; None past the last if the body ended."""
         if self.gap:
             await asyncio.sleep(self.gap)
@@ -80,7 +81,7 @@ class FakeStream:
         assert not self.taken, "a stream taken by two operations at once"
         self.taken = True
 
-    async def next(self) -> Optional[bytes]:
+    async def next(self) -> bytes | None:
         chunk = await self.source.chunk(self.position)
         if chunk is not None:
             self.position += 1
@@ -91,7 +92,7 @@ class Client:
     """What the client got: `received` chunks, and whether its stream `ended` or `failed`.
     With `hangs_up_after`, it cancels its side after that many chunks."""
 
-    def __init__(self, hangs_up_after: Optional[int] = None):
+    def __init__(self, hangs_up_after: int | None = None):
         self.hangs_up_after = hangs_up_after
         self.received: list[bytes] = []
         self.ended = self.failed = self.gone = False
@@ -108,18 +109,18 @@ class FakeReader:
     """A reader; with `batch`, each read gives at least that many bytes, fewer only at the
     stream's end, after which it gives None without a wake-up (as the adapter's does)."""
 
-    def __init__(self, stream: FakeStream, streams: "FakeStreams", batch: int = 0):
+    def __init__(self, stream: FakeStream, streams: FakeStreams, batch: int = 0):
         self.stream, self.streams, self.batch = stream, streams, batch
         self._ended = False
 
-    async def read(self) -> Optional[bytes]:
+    async def read(self) -> bytes | None:
         if not self.batch:
             return await self.streams.woken(self.stream.next())
         if self._ended:
             return None
         return await self.streams.woken(self._batch())
 
-    async def _batch(self) -> Optional[bytes]:
+    async def _batch(self) -> bytes | None:
         parts: list[bytes] = []
         while sum(map(len, parts)) < self.batch:
             chunk = await self.stream.next()
@@ -137,7 +138,7 @@ class FakeReader:
 
 
 class FakeWriter:
-    def __init__(self, client: Client, streams: "FakeStreams"):
+    def __init__(self, client: Client, streams: FakeStreams):
         self.client, self.streams = client, streams
 
     async def write(self, chunk: bytes) -> None:
@@ -154,12 +155,12 @@ class FakeWriter:
 
 
 class FakeStreams:
-    """relay.deliver.Streams on CPython. `clients`: every stream handed out for a client
+    """relay.pipeline.deliver.Streams on CPython. `clients`: every stream handed out for a client
     (pipe, channel), each a `Client` that hangs up after `hangs_up_after` chunks if set.
     `copy_lag`: how much later than the client's pipe a copy collected behind its own pipe
     learns how its stream ended (the runtime passes it on through one more pipe)."""
 
-    def __init__(self, hangs_up_after: Optional[int] = None, copy_lag: float = 0.0):
+    def __init__(self, hangs_up_after: int | None = None, copy_lag: float = 0.0):
         self.hangs_up_after, self.copy_lag = hangs_up_after, copy_lag
         self.wakeups = 0
         self.tees = 0
@@ -229,7 +230,7 @@ class FakeStreams:
         return b"".join(parts)
 
     @staticmethod
-    async def _collect(stream: FakeStream, lag: float) -> tuple[bytes, Optional[str]]:
+    async def _collect(stream: FakeStream, lag: float) -> tuple[bytes, str | None]:
         parts, failure = [], None
         try:
             while (chunk := await stream.next()) is not None:
@@ -240,11 +241,12 @@ class FakeStreams:
         return b"".join(parts), failure
 
 
-def read_body(body: bytes, headers: Optional[Headers] = None) -> Callable[[int], Awaitable[Optional[bytes]]]:
+def read_body(body: bytes, headers: Headers | None = None) -> Callable[[int], Awaitable[bytes | None]]:
     """A Request's read_body for `body`: relay's own reading of a request body
     (bodies.request_body), over these stand-ins."""
     stream = FakeStream(Upstream([body])) if body else None
 
-    def read(limit: int) -> Awaitable[Optional[bytes]]:
+    def read(limit: int) -> Awaitable[bytes | None]:
         return request_body(stream, declared_length(headers or Headers()), limit, FakeStreams())
+
     return read

@@ -18,6 +18,7 @@ class Default(WorkerEntrypoint):
         init = {"method": request.method, "headers": headers}
         if request.method not in ("GET", "HEAD"):
             init["body"] = request.body
-        answer = await fetch(self.env.UPSTREAM_URL + url.pathname + url.search,
-                             to_js(init, dict_converter=Object.fromEntries))
+        answer = await fetch(
+            self.env.UPSTREAM_URL + url.pathname + url.search, to_js(init, dict_converter=Object.fromEntries)
+        )
         return Response.new(answer.body, status=answer.status, headers=answer.headers)

@@ -1,0 +1,329 @@
+"""The admin API under /admin/: virtual relay keys (create, list, show, update, revoke),
+usage reports and the isolate's status.
+
+Only `Authorization: Bearer <RELAY_ADMIN_TOKEN>` opens it; relay keys never do, and the
+admin token is not a relay key. Answers are JSON (reports also CSV); errors use the
+Anthropic error shape. A created key appears once, in the 201 answer; nothing else
+(records, logs) carries it. The usage page's files (usage_page.py) are the exception to
+the token: they hold no data, and a browser cannot send a bearer token when it opens a page.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import math
+import re
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from relay.admin import usage_page
+from relay.config import Settings
+from relay.http.errors import error_response
+from relay.http.messages import Headers, Request, Response
+from relay.identity import key_store
+from relay.limits import key_limits
+from relay.prompt_cache.markers import POLICIES
+from relay.services import Services
+from relay.usage import reports
+
+MAX_BODY_BYTES = 64 * 1024
+MAX_TEXT = 256  # longest name, billing tag or model glob
+MAX_MODELS = 100
+_ID = re.compile(r"rk_[0-9a-f]{8}")  # store.new_id()
+_JSON_HEADERS = [("content-type", "application/json"), ("cache-control", "no-store")]
+
+
+def _json(status: int, payload: Any) -> Response:
+    return Response(status, list(_JSON_HEADERS), json.dumps(payload).encode())
+
+
+def _error(status: int, message: str, *headers: tuple[str, str]) -> Response:
+    return error_response("anthropic", status, message, (("cache-control", "no-store"), *headers))
+
+
+def _digest(text: str) -> bytes:
+    return hashlib.sha256(text.encode()).digest()
+
+
+def _refusal(headers: Headers, settings: Settings) -> Response | None:
+    """Why this request may not use the admin API, or None when it may."""
+    token = settings.admin_token
+    if not token:
+        return _error(503, "admin API disabled: set RELAY_ADMIN_TOKEN")
+    if any(hmac.compare_digest(_digest(token), _digest(key)) for key in settings.client_keys):
+        return _error(503, "admin API disabled: RELAY_ADMIN_TOKEN must differ from every RELAY_CLIENT_KEYS entry")
+    scheme, _, presented = (headers.get("authorization") or "").partition(" ")
+    if scheme.lower() != "bearer" or not presented.strip():
+        return _error(401, "missing admin token: send Authorization: Bearer <RELAY_ADMIN_TOKEN>")
+    # Digests first: compare_digest is constant-time only for inputs of equal length.
+    if not hmac.compare_digest(_digest(presented.strip()), _digest(token)):
+        return _error(401, "invalid admin token")
+    return None
+
+
+# --- request bodies -------------------------------------------------------------------
+
+
+def _text(value: Any, field: str, problems: list[str]) -> Any:
+    if not isinstance(value, str) or not value.strip():
+        problems.append(f"{field} must be a non-empty string")
+    elif len(value) > MAX_TEXT:
+        problems.append(f"{field} must be at most {MAX_TEXT} characters")
+    return value
+
+
+def _positive_int(value: Any, field: str, problems: list[str]) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        problems.append(f"{field} must be a positive whole number")
+    return value
+
+
+def _rpm(value: Any, field: str, problems: list[str]) -> Any:
+    """A limit below the lowest rate-limit tier fits none: the key could never be used."""
+    known = len(problems)
+    _positive_int(value, field, problems)
+    if len(problems) == known and value < key_limits.MIN_RPM:
+        problems.append(
+            f"{field} must be at least {key_limits.MIN_RPM} (requests per minute): "
+            f"the lowest rate-limit tier is {key_limits.MIN_RPM}"
+        )
+    return value
+
+
+def _budget(value: Any, field: str, problems: list[str]) -> Any:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        problems.append(f"{field} must be a non-negative number (US dollars)")
+    return value
+
+
+def _models(value: Any, field: str, problems: list[str]) -> Any:
+    if (
+        not isinstance(value, list)
+        or len(value) > MAX_MODELS
+        or not all(isinstance(glob, str) and glob.strip() and len(glob) <= MAX_TEXT for glob in value)
+    ):
+        problems.append(
+            f'{field} must be a list of at most {MAX_MODELS} model globs (non-empty strings such as "claude-haiku-*")'
+        )
+    return value
+
+
+def _expiry(value: Any, field: str, problems: list[str], now: float) -> Any:
+    moment = None
+    if isinstance(value, str):
+        try:
+            moment = key_store.parse_time(value)
+            key_store.iso(moment)  # and it must be a time the store can write
+        except (ValueError, OverflowError):
+            moment = None
+    if moment is None:
+        problems.append(f'{field} must be an ISO 8601 time such as "2026-12-31T23:59:59Z"')
+    elif moment <= now:
+        problems.append(f"{field} must be in the future")
+    return moment
+
+
+def _cache_policy(value: Any, field: str, problems: list[str]) -> Any:
+    if value not in POLICIES:
+        problems.append(f"{field} must be one of {', '.join(POLICIES)} (or null for relay's default)")
+    return value
+
+
+_FIELDS: dict[str, Callable[[Any, str, list[str]], Any]] = {
+    "name": _text,
+    "billing_tag": _text,
+    "allowed_models": _models,
+    "rpm_limit": _rpm,
+    "max_concurrent_streams": _positive_int,
+    "monthly_budget_usd": _budget,
+    "cache_policy": _cache_policy,
+}
+
+
+def _new_key_fields(body: Any, now: float) -> tuple[dict, list[str]]:
+    """The create_key arguments in a POST /admin/keys body, and every problem with it."""
+    if not isinstance(body, dict):
+        return {}, ["request body must be a JSON object"]
+    problems: list[str] = []
+    unknown = sorted(set(body) - set(_FIELDS) - {"expires_at"})
+    if unknown:
+        problems.append(f"unknown fields: {', '.join(unknown)}")
+    if body.get("name") is None:
+        problems.append("name is required")
+    fields: dict[str, Any] = {}
+    for field, check in _FIELDS.items():
+        if body.get(field) is not None:
+            fields[field] = check(body[field], field, problems)
+    if body.get("expires_at") is not None:
+        fields["expires_at"] = _expiry(body["expires_at"], "expires_at", problems, now)
+    return fields, problems
+
+
+async def _json_body(request: Request) -> tuple[Any, Response | None]:
+    raw = await request.read_body(MAX_BODY_BYTES)
+    if raw is None:
+        return None, _error(413, f"request body exceeds the admin API's limit of {MAX_BODY_BYTES} bytes")
+    try:
+        return json.loads(raw), None
+    except ValueError:
+        return None, _error(400, "request body is not valid JSON (UTF-8)")
+
+
+# --- routes ---------------------------------------------------------------------------
+
+
+def _forget(services: Services, key_id: str) -> None:
+    """Drop this isolate's cached lookups of a key, so its revocation applies here at
+    once (other isolates trust their cache for up to RELAY_KEY_CACHE_SECONDS)."""
+    cache = services.state.relay_keys
+    for hashed, (record, _) in list(cache.items()):
+        if record.get("id") == key_id:
+            del cache[hashed]
+
+
+async def _create(request: Request, services: Services, now: float) -> Response:
+    body, problem = await _json_body(request)
+    if problem is not None:
+        return problem
+    fields, problems = _new_key_fields(body, now)
+    if problems:
+        return _error(400, "; ".join(problems))
+    record, key = await key_store.create_key(services.db, now=now, **fields)
+    print(f"relay: admin: created relay key {record['id']}")
+    return _json(201, {"key": key, **record})
+
+
+async def _list(services: Services) -> Response:
+    return _json(200, {"data": await key_store.list_keys(services.db)})
+
+
+def _not_found(key_id: str) -> Response:
+    # Echo only what looks like an id: a key pasted by mistake must not come back.
+    shown = f" {key_id}" if _ID.fullmatch(key_id) else ""
+    return _error(404, f"no relay key with id{shown}")
+
+
+async def _show(services: Services, key_id: str) -> Response:
+    record = await key_store.get_key(services.db, key_id) if _ID.fullmatch(key_id) else None
+    return _json(200, record) if record else _not_found(key_id)
+
+
+async def _update(request: Request, services: Services, key_id: str) -> Response:
+    """PATCH a key: only its cache_policy may change (null restores relay's default)."""
+    body, problem = await _json_body(request)
+    if problem is not None:
+        return problem
+    problems: list[str] = []
+    if not isinstance(body, dict) or set(body) != {"cache_policy"}:
+        problems.append('the body must be {"cache_policy": ...}: only the cache policy of a key can change')
+    elif body["cache_policy"] is not None:
+        _cache_policy(body["cache_policy"], "cache_policy", problems)
+    if problems:
+        return _error(400, "; ".join(problems))
+    record = (
+        await key_store.set_cache_policy(services.db, key_id, body["cache_policy"]) if _ID.fullmatch(key_id) else None
+    )
+    return _changed(services, key_id, record, "set the cache policy of")
+
+
+async def _revoke(services: Services, key_id: str, now: float) -> Response:
+    record = await key_store.revoke_key(services.db, key_id, now) if _ID.fullmatch(key_id) else None
+    return _changed(services, key_id, record, "revoked")
+
+
+def _changed(services: Services, key_id: str, record: dict | None, done: str) -> Response:
+    """The answer to a change of one key: its record (this isolate forgets its cached
+    lookup, so the change applies here at once), or 404 when there is no such key."""
+    if record is None:
+        return _not_found(key_id)
+    _forget(services, key_id)
+    print(f"relay: admin: {done} relay key {key_id}")
+    return _json(200, record)
+
+
+async def _usage(request: Request, services: Services, now: float) -> Response:
+    try:
+        query = reports.parse_report_query(request.query, now)
+    except reports.BadQuery as problem:
+        return _error(400, str(problem))
+    report = await reports.usage_report(services.db, query)
+    if query.format == "json":
+        return _json(200, report)
+    return Response(
+        200,
+        [
+            ("content-type", "text/csv; charset=utf-8"),
+            ("cache-control", "no-store"),
+            ("content-disposition", f'attachment; filename="{reports.csv_filename(report)}"'),
+        ],
+        reports.report_csv(report).encode(),
+    )
+
+
+async def _requests(request: Request, services: Services) -> Response:
+    try:
+        limit, before_id = reports.parse_requests_query(request.query)
+    except reports.BadQuery as problem:
+        return _error(400, str(problem))
+    return _json(200, await reports.recent_requests(services.db, limit, before_id))
+
+
+async def _status(services: Services) -> Response:
+    """What this isolate knows that D1 cannot tell: audit rows it failed to write."""
+    return _json(
+        200, {"usage_write_failures": services.state.usage_write_failures, "database_bound": services.db is not None}
+    )
+
+
+Handler = Callable[[], Awaitable[Response]]
+
+
+def _route(request: Request, services: Services, now: float) -> tuple[str, dict[str, Handler]] | None:
+    """The request path's route and its handlers by method; None when no admin route has it.
+    Messages name the route, never the path as sent (it could hold a pasted key)."""
+    parts = request.path.rstrip("/").split("/")[2:]  # "/admin/keys/x" -> ["keys", "x"]
+    if parts == ["keys"]:
+        return "/admin/keys", {"GET": lambda: _list(services), "POST": lambda: _create(request, services, now)}
+    if len(parts) == 2 and parts[0] == "keys" and parts[1]:
+        return "/admin/keys/{id}", {
+            "GET": lambda: _show(services, parts[1]),
+            "PATCH": lambda: _update(request, services, parts[1]),
+            "DELETE": lambda: _revoke(services, parts[1], now),
+        }
+    if len(parts) == 3 and parts[0] == "keys" and parts[1] and parts[2] == "revoke":
+        return "/admin/keys/{id}/revoke", {"POST": lambda: _revoke(services, parts[1], now)}
+    if parts == ["usage"]:
+        return "/admin/usage", {"GET": lambda: _usage(request, services, now)}
+    if parts == ["usage", "requests"]:
+        return "/admin/usage/requests", {"GET": lambda: _requests(request, services)}
+    if parts == ["status"]:
+        return "/admin/status", {"GET": lambda: _status(services)}
+    return None
+
+
+async def handle(request: Request, settings: Settings, services: Services, now: float | None = None) -> Response:
+    """Answer one request whose path starts with /admin/ (`now`: epoch seconds, for tests)."""
+    page = usage_page.serve(request.method, request.path)
+    if page is not None:
+        return page
+    refusal = _refusal(request.headers, settings)
+    if refusal is not None:
+        return refusal
+    route = _route(request, services, time.time() if now is None else now)
+    if route is None:
+        return _error(
+            404,
+            "no such admin route: the admin API has /admin/keys, /admin/keys/{id}, "
+            "/admin/keys/{id}/revoke, /admin/usage, /admin/usage/requests and /admin/status",
+        )
+    pattern, handlers = route
+    handler = handlers.get(request.method)
+    if handler is None:
+        allowed = ", ".join(handlers)
+        return _error(405, f"{request.method} is not allowed on {pattern} (allowed: {allowed})", ("allow", allowed))
+    if services.db is None and pattern != "/admin/status":
+        return _error(503, "admin API unavailable: relay has no D1 database bound as DB")
+    return await handler()

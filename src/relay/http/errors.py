@@ -1,0 +1,60 @@
+"""Error responses in the client's own API format (Anthropic or OpenAI JSON)."""
+
+from __future__ import annotations
+
+import json
+
+from relay.http.messages import Response
+from relay.http.text_bounds import MESSAGE_CHARS, clip
+
+# Anthropic error types by status, as the Messages API names them.
+_ANTHROPIC_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "billing_error",
+    403: "permission_error",
+    404: "not_found_error",
+    405: "invalid_request_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    502: "api_error",
+    503: "api_error",
+    504: "timeout_error",
+    529: "overloaded_error",
+}
+
+# OpenAI error (type, code) by status, as its API and SDKs report them.
+_OPENAI_TYPES = {
+    400: ("invalid_request_error", None),
+    401: ("invalid_request_error", "invalid_api_key"),
+    402: ("insufficient_quota", "insufficient_quota"),
+    403: ("invalid_request_error", "permission_denied"),
+    404: ("invalid_request_error", "not_found"),
+    405: ("invalid_request_error", "method_not_allowed"),
+    413: ("invalid_request_error", "request_too_large"),
+    429: ("rate_limit_exceeded", "rate_limit_exceeded"),
+}
+
+# Client errors that the same request, sent again, cannot get past. Claude Code retries a
+# 401 with backoff for minutes (it expects a refreshed login) unless the answer carries
+# `x-should-retry: false`; the anthropic and openai SDKs honour the field too.
+_RETRYABLE_CLIENT_ERRORS = (408, 409, 429)
+
+
+def error_response(surface: str, status: int, message: str, headers: tuple[tuple[str, str], ...] = ()) -> Response:
+    """A JSON error body shaped as the surface's SDKs parse it. The message may quote the
+    client's text (a model it refuses, a field it cannot translate): it is cut to
+    MESSAGE_CHARS (bounds.py)."""
+    message = clip(message, MESSAGE_CHARS)
+    if surface == "openai":
+        kind, code = _OPENAI_TYPES.get(status, ("server_error", None))
+        payload = {"error": {"message": message, "type": kind, "param": None, "code": code}}
+    else:
+        kind = _ANTHROPIC_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
+        payload = {"type": "error", "error": {"type": kind, "message": message}}
+    body = json.dumps(payload).encode()
+    fields = [("content-type", "application/json"), *headers]
+    if 400 <= status < 500 and status not in _RETRYABLE_CLIENT_ERRORS:
+        fields.append(("x-should-retry", "false"))
+    return Response(status, fields, body)

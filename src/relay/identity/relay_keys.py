@@ -1,0 +1,138 @@
+"""Who may use relay: the relay key a request presents, and what that key may do.
+
+Keys come from two places: virtual keys in D1 (managed with the admin API; only their
+hash is stored) and the optional static list in the RELAY_CLIENT_KEYS secret. A D1
+lookup is cached in the isolate for RELAY_KEY_CACHE_SECONDS, so the hot path costs no
+D1 round trip and a revocation takes effect within that time.
+
+Anyone can send keys, so what they send must not cost D1 queries or push the keys that
+work out of the cache. A key that does not have the form of relay's keys (store.new_key)
+is refused without a query. The records D1 has and the hashes it has not are cached
+apart: records come only from keys an admin made, misses from whoever sends a request,
+so a flood of unknown keys costs a query each (one per cache window for a key retried)
+and, past its own bound, evicts its oldest misses, never a record.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import functools
+import hmac
+from dataclasses import dataclass
+from typing import Any
+
+from relay.config import Settings
+from relay.http.messages import Headers
+from relay.identity import key_store
+from relay.services import Services
+
+# Bounds per isolate on the records cached (no more than D1 holds) and on the misses (few
+# are needed: they spare a client that retries a bad key a query each time). Past its
+# bound, a cache drops its oldest entry.
+RECORDS_CACHED = 10_000
+MISSES_CACHED = 1_000
+
+
+@dataclass(frozen=True)
+class Caller:
+    """An authenticated relay key, as the rest of the pipeline needs it."""
+
+    key_id: str
+    billing_tag: str | None = None
+    allowed_models: tuple[str, ...] = ()
+    rpm_limit: int | None = None
+    max_concurrent_streams: int | None = None
+    monthly_budget_usd: float | None = None
+    cache_policy: str | None = None  # None: the relay-wide RELAY_CACHE_POLICY
+
+    def may_use(self, model: str | None) -> bool:
+        """With an allow-list, only a named model that matches it (None: the request names none)."""
+        if not self.allowed_models:
+            return True
+        return model is not None and any(fnmatch.fnmatchcase(model, pattern) for pattern in self.allowed_models)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    status: int
+    message: str
+
+
+def presented_key(headers: Headers, surface: str = "anthropic") -> str | None:
+    """The key from `x-api-key` (Anthropic SDKs) or `Authorization: Bearer` (OpenAI SDKs,
+    Claude Code with ANTHROPIC_AUTH_TOKEN). A client that sends both is read in its own
+    API's way: `x-api-key` first on the Anthropic surface, the bearer token on OpenAI's."""
+    api_key = (headers.get("x-api-key") or "").strip() or None
+    scheme, _, token = (headers.get("authorization") or "").partition(" ")
+    bearer = token.strip() if scheme.lower() == "bearer" and token.strip() else None
+    return (bearer or api_key) if surface == "openai" else (api_key or bearer)
+
+
+def _static_caller(hashed: str, static_keys: tuple[str, ...]) -> Caller | None:
+    """A Caller when the key is one of RELAY_CLIENT_KEYS; every entry is compared, in constant time."""
+    found = False
+    for candidate in _hashes(static_keys):
+        found |= hmac.compare_digest(hashed, candidate)
+    return Caller(key_id=f"static-{hashed[:8]}") if found else None
+
+
+@functools.lru_cache(maxsize=4)
+def _hashes(static_keys: tuple[str, ...]) -> tuple[str, ...]:
+    """The static keys' hashes, made once per isolate (the settings are), not per request."""
+    return tuple(key_store.key_hash(key) for key in static_keys)
+
+
+async def _record(hashed: str, settings: Settings, services: Services, now: float) -> dict | None:
+    state = services.state
+    cached = state.relay_keys.get(hashed)
+    if cached is not None and now - cached[1] < settings.key_cache_seconds:
+        return cached[0]
+    missed = state.unknown_keys.get(hashed)
+    if missed is not None and now - missed < settings.key_cache_seconds:
+        return None
+    record = await key_store.find_by_hash(services.db, hashed)
+    if record is None:
+        state.relay_keys.pop(hashed, None)
+        _remember(state.unknown_keys, hashed, now, MISSES_CACHED)
+    else:
+        state.unknown_keys.pop(hashed, None)
+        _remember(state.relay_keys, hashed, (record, now), RECORDS_CACHED)
+    return record
+
+
+def _remember(cache: dict, hashed: str, entry: Any, limit: int) -> None:
+    """`entry` as the newest of `cache` (a dict keeps insertion order), the oldest dropped past `limit`."""
+    cache.pop(hashed, None)
+    cache[hashed] = entry
+    if len(cache) > limit:
+        del cache[next(iter(cache))]
+
+
+async def authenticate(
+    headers: Headers, settings: Settings, services: Services, now: float, surface: str = "anthropic"
+) -> Caller | Refusal:
+    key = presented_key(headers, surface)
+    if not key:
+        return Refusal(401, "missing relay key: send it as x-api-key or Authorization: Bearer")
+    hashed = key_store.key_hash(key)
+    static = _static_caller(hashed, settings.client_keys)
+    if static is not None:
+        return static
+    if not key_store.has_key_form(key):
+        return Refusal(401, "invalid relay key")
+    record = await _record(hashed, settings, services, now) if services.db is not None else None
+    if record is None:
+        return Refusal(401, "invalid relay key")
+    if record.get("revoked_at"):
+        return Refusal(401, f"relay key {record['id']} has been revoked")
+    if record.get("expires_at") and key_store.parse_time(record["expires_at"]) <= now:
+        return Refusal(401, f"relay key {record['id']} has expired")
+    return Caller(
+        key_id=record["id"],
+        billing_tag=record.get("billing_tag"),
+        allowed_models=tuple(record.get("allowed_models") or ()),
+        rpm_limit=record.get("rpm_limit"),
+        max_concurrent_streams=record.get("max_concurrent_streams"),
+        monthly_budget_usd=record.get("monthly_budget_usd"),
+        cache_policy=record.get("cache_policy"),
+    )

@@ -1,0 +1,98 @@
+"""Per-relay-key limits: requests per minute, streams open at once, and a monthly budget.
+
+Requests per minute use Workers Rate Limiting bindings. A binding's limit is fixed in
+wrangler.toml, so relay declares one binding per tier
+(`RPM_LIMIT_<n>`: n requests per 60 s) and enforces a key's `rpm_limit` with the
+largest tier not above it: never more than the key was given. Counting is per
+Cloudflare location and eventually consistent (the platform's documented accuracy).
+
+Open streams are rows in D1 (a single primary, so every isolate and location sees the
+same count); a key's slot is taken and checked in one statement, so two requests racing
+for the last slot cannot both get it. Only keys with a limit pay for those queries.
+
+A monthly budget compares the key's spend this UTC month (the sum of its audit rows)
+with its `monthly_budget_usd`. The sum is read from D1 at most once per
+RELAY_KEY_CACHE_SECONDS per isolate; costs this isolate records meanwhile are added to
+it, so a busy key cannot overspend by more than other isolates' last few seconds.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+
+from relay.identity import key_store
+from relay.services import Database, IsolateState, RateLimiter
+
+# After this long an open-stream row no longer counts (an isolate may have died with it).
+STREAM_MAX_SECONDS = 3600
+
+RPM_PREFIX = "RPM_LIMIT_"
+PERIOD_SECONDS = 60
+# The lowest tier wrangler.toml declares (RPM_LIMIT_10). A limit below it fits no tier, so
+# every request would be refused: the admin API refuses such a limit instead. A lower tier
+# would need its own binding in wrangler.toml.
+MIN_RPM = 10
+
+
+def tier_for(rpm: int, tiers: Mapping[int, RateLimiter]) -> int | None:
+    """The largest configured tier not above `rpm`; None when every tier is above it."""
+    fitting = [tier for tier in tiers if tier <= rpm]
+    return max(fitting) if fitting else None
+
+
+async def retry_after(key_id: str, rpm: int, tiers: Mapping[int, RateLimiter]) -> int | None:
+    """Count one request of `key_id`: None when allowed, else seconds to wait before retrying.
+
+    The wait is an estimate: the time left in the current minute window.
+    """
+    tier = tier_for(rpm, tiers)
+    if tier is None:
+        return PERIOD_SECONDS
+    if await tiers[tier].allow(key_id):
+        return None
+    return max(1, PERIOD_SECONDS - int(time.time()) % PERIOD_SECONDS)
+
+
+async def open_stream(db: Database, key_id: str, limit: int, now: float) -> str | None:
+    """Take one of the key's `limit` stream slots: its id, or None when all are taken. One
+    D1 round trip on the client's path: the statement that takes the slot while fewer
+    than `limit` are held also returns it when it did."""
+    slot = secrets.token_hex(8)
+    taken = await db.all(
+        "INSERT INTO open_streams (id, key_id, started_at) SELECT ?, ?, ? WHERE "
+        "(SELECT COUNT(*) FROM open_streams WHERE key_id = ? AND started_at > ?) < ? RETURNING id",
+        (slot, key_id, now, key_id, now - STREAM_MAX_SECONDS, limit),
+    )
+    return slot if taken else None
+
+
+async def close_stream(db: Database, slot: str) -> None:
+    await db.run("DELETE FROM open_streams WHERE id = ? OR started_at < ?", (slot, time.time() - STREAM_MAX_SECONDS))
+
+
+def month_start(now: float) -> float:
+    moment = datetime.fromtimestamp(now, UTC)
+    return datetime(moment.year, moment.month, 1, tzinfo=UTC).timestamp()
+
+
+async def spent_this_month(db: Database, state: IsolateState, key_id: str, now: float, cache_seconds: int) -> float:
+    """What the key's requests cost since the start of this UTC month, in dollars."""
+    start = month_start(now)
+    cached = state.spend.get(key_id)
+    if cached is None or cached["month"] != start or now - cached["read_at"] >= cache_seconds:
+        rows = await db.all(
+            "SELECT COALESCE(SUM(cost_usd), 0) AS spent FROM usage WHERE key_id = ? AND created_at >= ?",
+            (key_id, key_store.iso(start)),
+        )
+        cached = state.spend[key_id] = {"month": start, "read_at": now, "spent": float(rows[0]["spent"]), "since": 0.0}
+    return cached["spent"] + cached["since"]
+
+
+def note_spend(state: IsolateState, key_id: str | None, cost: float | None) -> None:
+    """Count a cost this isolate recorded until the key's spend is next read from D1."""
+    cached = state.spend.get(key_id) if key_id else None
+    if cached is not None and cost:
+        cached["since"] += cost

@@ -1,0 +1,273 @@
+"""Usage reports from the audit log (migrations/0002_usage.sql), for the admin API.
+
+A report sums the rows of a time range, grouped by one or two dimensions (tag, key,
+model, session, day, client, provider), and gives a `total` over the same rows.
+
+Money is summed in whole nano-dollars: SQL rounds each row's cost to 1e-9 USD before
+adding, so every sum is an exact integer and the total equals the sum of the groups
+digit for digit (in decimal; JSON carries the dollars as numbers, CSV as exact decimal
+text). All queries of one report read the rows up to one id (`through_id`), so rows
+written while it runs do not make its parts disagree.
+
+A row's cost is NULL when the model has no price, or when no token counts came back
+(relay refused the request, or the upstream failed before usage). Neither adds to
+`cost_usd`; rows with token counts but no price are counted as `unpriced_requests`,
+because their cost is real but unknown.
+
+Every SQL text here is built from fixed fragments; values from the query string are
+only ever bound as parameters.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl
+
+from relay.http.messages import whole_number
+from relay.identity import key_store
+from relay.services import Database
+
+# group_by name -> the SQL expression it groups by (fixed text, never user input)
+DIMENSIONS = {
+    "tag": "billing_tag",
+    "key": "key_id",
+    "model": "COALESCE(model_served, model_requested)",
+    "session": "session_id",
+    "day": "day",
+    "client": "client",
+    "provider": "provider",
+}
+MAX_DIMENSIONS = 2
+DEFAULT_DAYS = 30
+MAX_DAYS = 366
+DEFAULT_GROUPS = 1000
+MAX_GROUPS = 10000
+DEFAULT_REQUESTS = 50
+MAX_REQUESTS = 500
+MAX_FILTER = 256
+NANO = 10**9
+
+MEASURES = (
+    "requests",
+    "errors",
+    "input_tokens",
+    "output_tokens",
+    "cache_creation_tokens",
+    "cache_read_tokens",
+    "cost_usd",
+    "unpriced_requests",
+    "cache_savings_usd",
+)
+_MONEY = ("cost_usd", "cache_savings_usd")
+_SUMS = (
+    "COUNT(*) AS requests",
+    "COALESCE(SUM(status >= 400 OR error_type IS NOT NULL), 0) AS errors",
+    "COALESCE(SUM(input_tokens), 0) AS input_tokens",
+    "COALESCE(SUM(output_tokens), 0) AS output_tokens",
+    "COALESCE(SUM(cache_creation_tokens), 0) AS cache_creation_tokens",
+    "COALESCE(SUM(cache_read_tokens), 0) AS cache_read_tokens",
+    "COALESCE(SUM(CAST(ROUND(cost_usd * 1e9) AS INTEGER)), 0) AS cost_usd",
+    "COALESCE(SUM(cost_usd IS NULL AND COALESCE(input_tokens, output_tokens, cache_creation_tokens, "
+    "cache_read_tokens) IS NOT NULL), 0) AS unpriced_requests",
+    "COALESCE(SUM(CAST(ROUND(cache_savings_usd * 1e9) AS INTEGER)), 0) AS cache_savings_usd",
+)
+# Spreadsheets run a cell that starts with one of these as a formula: CSV text cells
+# (session ids and tags are the client's) that do get a leading apostrophe.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+class BadQuery(ValueError):
+    """A query string the report routes cannot answer; the message says why (for a 400)."""
+
+
+@dataclass(frozen=True)
+class ReportQuery:
+    group_by: tuple[str, ...]
+    start: float  # epoch seconds, inclusive
+    end: float  # epoch seconds, exclusive
+    key: str | None = None
+    tag: str | None = None
+    limit: int = DEFAULT_GROUPS
+    format: str = "json"
+
+
+def _params(query: str, allowed: tuple[str, ...]) -> dict[str, str]:
+    params: dict[str, str] = {}
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        if name not in allowed:
+            raise BadQuery(f"unknown parameter {name[:40]!r}: allowed are {', '.join(allowed)}")
+        if name in params:
+            raise BadQuery(f"{name} is given more than once")
+        params[name] = value
+    return params
+
+
+def _count(text: str | None, name: str, default: int, most: int) -> int:
+    if text is None:
+        return default
+    number = whole_number(text)
+    if number is None or not 1 <= number <= most:
+        raise BadQuery(f"{name} must be a whole number from 1 to {most}")
+    return number
+
+
+def _moment(text: str | None, name: str, default: float) -> float:
+    if text is None:
+        return default
+    try:
+        moment = key_store.parse_time(text)
+        key_store.iso(moment)  # and within the years the log can hold
+    except (ValueError, OverflowError, OSError):
+        raise BadQuery(f"{name} must be an ISO 8601 date or time such as 2026-11-01 or 2026-11-01T00:00:00Z") from None
+    return moment
+
+
+def _filter(text: str | None, name: str) -> str | None:
+    if text is not None and not 1 <= len(text) <= MAX_FILTER:
+        raise BadQuery(f"{name} must be 1 to {MAX_FILTER} characters")
+    return text
+
+
+def parse_report_query(query: str, now: float) -> ReportQuery:
+    """The report a `GET /admin/usage` query string asks for; BadQuery when it cannot be had."""
+    params = _params(query, ("group_by", "from", "to", "key", "tag", "limit", "format"))
+    names = tuple(params.get("group_by", "tag").split(","))
+    unknown = [name for name in names if name not in DIMENSIONS]
+    if unknown or len(set(names)) != len(names) or len(names) > MAX_DIMENSIONS:
+        raise BadQuery(
+            f"group_by must be one of {', '.join(DIMENSIONS)}, or two of them separated by a comma (such as day,tag)"
+        )
+    # Rows are stamped to the whole second and `to` is exclusive, so "up to now" ends at
+    # the next whole second: a row of the current second counts.
+    end = _moment(params.get("to"), "to", float(math.ceil(now)))
+    start = _moment(params.get("from"), "from", end - DEFAULT_DAYS * 86400)
+    if start > end:
+        raise BadQuery("from must not be later than to")
+    if end - start > MAX_DAYS * 86400:
+        raise BadQuery(f"the time range must be at most {MAX_DAYS} days")
+    format = params.get("format", "json")
+    if format not in ("json", "csv"):
+        raise BadQuery("format must be json or csv")
+    return ReportQuery(
+        group_by=names,
+        start=start,
+        end=end,
+        key=_filter(params.get("key"), "key"),
+        tag=_filter(params.get("tag"), "tag"),
+        limit=_count(params.get("limit"), "limit", DEFAULT_GROUPS, MAX_GROUPS),
+        format=format,
+    )
+
+
+def parse_requests_query(query: str) -> tuple[int, int | None]:
+    """(limit, before_id) of a `GET /admin/usage/requests` query string."""
+    params = _params(query, ("limit", "before_id"))
+    limit = _count(params.get("limit"), "limit", DEFAULT_REQUESTS, MAX_REQUESTS)
+    before = params.get("before_id")
+    before_id = None if before is None else whole_number(before)
+    if before is not None and before_id is None:
+        raise BadQuery("before_id must be a row id (a whole number)")
+    return limit, before_id
+
+
+def _measures(row: dict) -> dict[str, int]:
+    """A result row's sums as ints (D1 may hand numbers back as floats)."""
+    return {name: int(row[name] or 0) for name in MEASURES}
+
+
+def _shown(sums: dict[str, int]) -> dict[str, Any]:
+    return {name: sums[name] / NANO if name in _MONEY else sums[name] for name in MEASURES}
+
+
+async def usage_report(db: Database, query: ReportQuery) -> dict:
+    """The report as a JSON-ready dict: groups (at most `limit`, the costliest first, by
+    day first when grouped by day), `other` (what groups past the limit add up to, or
+    None) and `total` (= the groups + other, exactly)."""
+    [top] = await db.all("SELECT COALESCE(MAX(id), 0) AS id FROM usage")
+    through = int(top["id"])
+    where = ["id <= ?", "created_at >= ?", "created_at < ?"]
+    params: list[Any] = [through, key_store.iso(query.start), key_store.iso(query.end)]
+    for column, value in (("key_id", query.key), ("billing_tag", query.tag)):
+        if value is not None:
+            where.append(f"{column} = ?")
+            params.append(value)
+    condition = " AND ".join(where)
+    dims = [f"{DIMENSIONS[name]} AS d{n}" for n, name in enumerate(query.group_by)]
+    keys = ", ".join(f"d{n}" for n in range(len(dims)))
+    order = ("d0, " if query.group_by[0] == "day" else "") + f"cost_usd DESC, requests DESC, {keys}"
+    rows = await db.all(
+        f"SELECT {', '.join(dims + list(_SUMS))} FROM usage WHERE {condition} GROUP BY {keys} ORDER BY {order} LIMIT ?",
+        (*params, query.limit + 1),
+    )
+    [total_row] = await db.all(f"SELECT {', '.join(_SUMS)} FROM usage WHERE {condition}", params)
+
+    total = _measures(total_row)
+    groups = [(row, _measures(row)) for row in rows[: query.limit]]
+    other = None
+    if len(rows) > query.limit:
+        other = {name: total[name] - sum(sums[name] for _, sums in groups) for name in MEASURES}
+    return {
+        "group_by": list(query.group_by),
+        "from": key_store.iso(query.start),
+        "to": key_store.iso(query.end),
+        "key": query.key,
+        "tag": query.tag,
+        "through_id": through,
+        "groups": [
+            {**{name: row[f"d{n}"] for n, name in enumerate(query.group_by)}, **_shown(sums)} for row, sums in groups
+        ],
+        "other": None if other is None else _shown(other),
+        "total": _shown(total),
+    }
+
+
+def _usd_text(amount: float) -> str:
+    """Dollars as exact decimal text to the nano-dollar: 1.5e-05 -> "0.000015000"."""
+    nanos = round(amount * NANO)
+    sign = "-" if nanos < 0 else ""
+    return f"{sign}{abs(nanos) // NANO}.{abs(nanos) % NANO:09d}"
+
+
+def _text_cell(value: str | None) -> str:
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(_FORMULA_STARTS) else text
+
+
+def report_csv(report: dict) -> str:
+    """The report's groups as RFC 4180 CSV (CRLF lines, quotes where needed): a header, one
+    line per group, and an "(other groups)" line when the groups were cut at the limit.
+    No total line, so a column sum in a spreadsheet is the total."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    dims = report["group_by"]
+    writer.writerow([*dims, *MEASURES])
+    lines = [(group, [_text_cell(group[name]) for name in dims]) for group in report["groups"]]
+    if report["other"] is not None:
+        lines.append((report["other"], ["(other groups)"] * len(dims)))
+    for sums, labels in lines:
+        writer.writerow([*labels, *(_usd_text(sums[name]) if name in _MONEY else sums[name] for name in MEASURES)])
+    return out.getvalue()
+
+
+def csv_filename(report: dict) -> str:
+    """A file name that says what the CSV holds, e.g. relay-usage-day-tag-2026-10-26-2026-11-25.csv."""
+    return f"relay-usage-{'-'.join(report['group_by'])}-{report['from'][:10]}-{report['to'][:10]}.csv"
+
+
+async def recent_requests(db: Database, limit: int, before_id: int | None) -> dict:
+    """Audit rows, newest first: `limit` of them, older than `before_id` when given.
+    `next_before_id` continues the listing (None once a page comes back short)."""
+    columns = ", ".join(("id",) + key_store.USAGE_COLUMNS)
+    if before_id is None:
+        rows = await db.all(f"SELECT {columns} FROM usage ORDER BY id DESC LIMIT ?", (limit,))
+    else:
+        rows = await db.all(f"SELECT {columns} FROM usage WHERE id < ? ORDER BY id DESC LIMIT ?", (before_id, limit))
+    for row in rows:
+        for name in _MONEY:  # D1 hands whole REALs back as ints
+            if row[name] is not None:
+                row[name] = float(row[name])
+    return {"data": rows, "next_before_id": rows[-1]["id"] if len(rows) == limit else None}

@@ -1,0 +1,125 @@
+"""Per-key limits: rate tiers, stream slots in D1, monthly spend."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+
+import pytest
+
+from devtools.runtime import ROOT
+from relay.config import ConfigError, Settings
+from relay.http.messages import Headers, Request
+from relay.identity import key_store
+from relay.limits import key_limits
+from relay.limits.key_limits import retry_after, tier_for
+from relay.pipeline.app import handle
+from relay.services import IsolateState, Services
+from tests.fakes.platform import CountingDatabase, CountingLimiter, RecordingTransport, SqliteDatabase
+from tests.fakes.streams import read_body
+
+WRANGLER_TOML = ROOT / "wrangler.toml"
+
+
+def test_the_largest_tier_not_above_the_limit():
+    tiers = {10: None, 100: None, 400: None}
+    assert tier_for(400, tiers) == 400
+    assert tier_for(399, tiers) == 100
+    assert tier_for(5000, tiers) == 400
+    assert tier_for(9, tiers) is None
+
+
+def test_requests_over_the_tier_get_a_wait_within_the_minute():
+    tiers = {2: CountingLimiter(2), 5: CountingLimiter(5)}
+    waits = [asyncio.run(retry_after("rk_1", 3, tiers)) for _ in range(4)]
+    assert waits[:2] == [None, None]
+    assert all(1 <= wait <= 60 for wait in waits[2:])
+    assert tiers[5].counts == {}  # a limit of 3 never uses the 5 tier
+
+
+def test_each_key_counts_on_its_own():
+    tiers = {1: CountingLimiter(1)}
+    assert asyncio.run(retry_after("rk_a", 1, tiers)) is None
+    assert asyncio.run(retry_after("rk_b", 1, tiers)) is None
+    assert asyncio.run(retry_after("rk_a", 1, tiers)) is not None
+
+
+def test_a_limit_below_every_tier_refuses():
+    assert asyncio.run(retry_after("rk_1", 5, {10: CountingLimiter(10)})) == 60
+
+
+def test_the_lowest_rpm_limit_is_the_lowest_tier_wrangler_toml_declares():
+    declared = re.findall(r'^name = "RPM_LIMIT_(\d+)"', WRANGLER_TOML.read_text(), re.MULTILINE)
+    assert declared and min(map(int, declared)) == key_limits.MIN_RPM
+
+
+def test_a_default_rpm_below_the_lowest_tier_is_a_configuration_error():
+    with pytest.raises(ConfigError, match="RELAY_DEFAULT_RPM must be at least 10"):
+        Settings.from_env({"RELAY_DEFAULT_RPM": "9"})
+    assert Settings.from_env({"RELAY_DEFAULT_RPM": "10"}).default_rpm == 10
+
+
+def test_stream_slots_are_taken_up_to_the_limit_and_freed():
+    db = SqliteDatabase()
+    now = 1_700_000_000.0
+    first, second = (asyncio.run(key_limits.open_stream(db, "rk_a", 2, now)) for _ in range(2))
+    assert first and second and first != second
+    assert asyncio.run(key_limits.open_stream(db, "rk_a", 2, now)) is None
+    assert asyncio.run(key_limits.open_stream(db, "rk_b", 2, now))  # another key has its own slots
+    asyncio.run(key_limits.close_stream(db, first))
+    assert asyncio.run(key_limits.open_stream(db, "rk_a", 2, now))
+
+
+def test_a_slot_left_by_a_dead_isolate_lapses():
+    db = SqliteDatabase()
+    then = 1_700_000_000.0
+    assert asyncio.run(key_limits.open_stream(db, "rk_a", 1, then))
+    assert asyncio.run(key_limits.open_stream(db, "rk_a", 1, then + 60)) is None
+    assert asyncio.run(key_limits.open_stream(db, "rk_a", 1, then + key_limits.STREAM_MAX_SECONDS + 1))
+
+
+def test_spend_is_read_once_per_cache_window_plus_what_this_isolate_recorded():
+    db = SqliteDatabase()
+    state = IsolateState()
+    now = time.time()
+
+    async def add_row(cost, when):
+        await db.run(
+            "INSERT INTO usage (created_at, day, key_id, surface, method, path, status, cost_usd) "
+            "VALUES (?, ?, 'rk_a', 'anthropic', 'POST', '/v1/messages', 200, ?)",
+            (key_store.iso(when), key_store.iso(when)[:10], cost),
+        )
+
+    asyncio.run(add_row(1.5, now))
+    asyncio.run(add_row(100.0, key_limits.month_start(now) - 1))  # last month: not counted
+    assert asyncio.run(key_limits.spent_this_month(db, state, "rk_a", now, 30)) == 1.5
+    asyncio.run(add_row(2.0, now))  # written by another isolate
+    key_limits.note_spend(state, "rk_a", 0.25)  # recorded by this one
+    assert asyncio.run(key_limits.spent_this_month(db, state, "rk_a", now + 1, 30)) == 1.75
+    assert asyncio.run(key_limits.spent_this_month(db, state, "rk_a", now + 31, 30)) == 3.5
+
+
+def _stream_request(services, key):
+    body = json.dumps({"model": "claude-sonnet-4-5", "max_tokens": 8, "stream": True, "messages": []}).encode()
+    request = Request("POST", "/v1/messages", "", Headers([("x-api-key", key)]), read_body(body))
+    return asyncio.run(handle(request, {"ANTHROPIC_API_KEYS": "sk-up"}, services))
+
+
+def test_a_stream_start_costs_one_d1_round_trip_once_the_key_and_its_spend_are_cached():
+    """A key with max_concurrent_streams and a budget: its first stream reads the key, its
+    spend and takes a slot; the next ones only take a slot, in one statement that also
+    says whether it got one (it took two: the insert, then a read of it)."""
+    services = Services(transport=RecordingTransport(), db=CountingDatabase())
+    _, key = asyncio.run(
+        key_store.create_key(services.db, now=time.time(), name="k", max_concurrent_streams=2, monthly_budget_usd=50.0)
+    )
+    services.db.statements.clear()
+    assert _stream_request(services, key).status == 200
+    db = services.db
+    assert (db.calls("relay_keys"), db.calls("usage"), db.calls("open_streams")) == (1, 1, 1)
+    for expected in (200, 429):  # the second slot, then none left
+        db.statements.clear()
+        assert _stream_request(services, key).status == expected
+        assert len(db.statements) == 1 and db.calls("open_streams") == 1

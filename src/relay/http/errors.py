@@ -42,6 +42,20 @@ _OPENAI_TYPES = {
 _RETRYABLE_CLIENT_ERRORS = (408, 409, 429)
 
 
+class Refused(Exception):
+    """relay's own refusal of a request (auth, limits, bad input, configuration), raised where
+    the reason is found and answered in the client's format in one place (`pipeline.app`)."""
+
+    def __init__(self, status: int, message: str, headers: tuple[tuple[str, str], ...] = ()) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers
+
+    def response(self, surface: str) -> Response:
+        return error_response(surface, self.status, self.message, self.headers)
+
+
 def error_response(surface: str, status: int, message: str, headers: tuple[tuple[str, str], ...] = ()) -> Response:
     """A JSON error body shaped as the surface's SDKs parse it. The message may quote the
     client's text (a model it refuses, a field it cannot translate): it is cut to

@@ -11,7 +11,7 @@ from relay.admin import api
 from relay.config import ConfigError, Settings, settings_for
 from relay.http import cors, json_spans
 from relay.http.bodies import declared_length
-from relay.http.errors import error_response
+from relay.http.errors import Refused, error_response
 from relay.http.messages import Headers, Request, Response
 from relay.identity import policy, relay_keys
 from relay.limits import key_limits
@@ -74,6 +74,8 @@ async def handle(request: Request, env: Mapping[str, str | None], services: Serv
 async def _guarded(answer, surface: str) -> Response:
     try:
         return await answer
+    except Refused as refused:
+        return refused.response(surface)
     except Exception:
         print("relay: internal error\n" + traceback.format_exc())
         return error_response(surface, 500, "relay failed to handle this request")

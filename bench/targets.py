@@ -79,11 +79,13 @@ def _relay(cache_policy: str, without: tuple[str, ...] = ()) -> Callable[[str, c
 
 def config_without(tables: tuple[str, ...]) -> str:
     """The project's wrangler.toml without the `[[table]]` blocks named (e.g. `d1_databases`,
-    `unsafe.bindings`), its `main` made absolute so that the copy can live elsewhere."""
+    `unsafe.bindings`), its paths made absolute so that the copy can live elsewhere."""
     text = (ROOT / "wrangler.toml").read_text()
     blocks = re.split(r"(?m)^(?=\[)", text)
     kept = [block for block in blocks if not any(block.startswith(f"[[{table}]]") for table in tables)]
-    return re.sub(r'(?m)^main = "([^"]+)"', lambda m: f'main = "{ROOT / m.group(1)}"', "".join(kept), count=1)
+    return re.sub(
+        r'(?m)^(main|migrations_dir) = "([^"]+)"', lambda m: f'{m.group(1)} = "{ROOT / m.group(2)}"', "".join(kept)
+    )
 
 
 def _floor(config) -> Callable[[str, contextlib.ExitStack], Endpoint]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from relay.http.errors import Refused
 from relay.limits import key_limits
 from relay.prompt_cache.markers import POLICIES
 from relay.providers import model_routes
@@ -40,8 +41,13 @@ NAMES = (
 )
 
 
-class ConfigError(Exception):
-    """A var or secret has a value relay cannot use; the message names it, never its value."""
+class ConfigError(Refused):
+    """A var or secret has a value relay cannot use: every request is refused with a 500
+    until it is fixed. `problem` names the var, never its value."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(500, f"relay is misconfigured: {problem}")
+        self.problem = problem
 
 
 def _split(value: str | None) -> tuple[str, ...]:

@@ -15,13 +15,12 @@ import hmac
 import json
 import math
 import re
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from relay.admin import usage_page
 from relay.config import Settings
-from relay.http.errors import error_response
+from relay.http.errors import Refused
 from relay.http.messages import Headers, Request, Response
 from relay.identity import key_store
 from relay.limits import key_limits
@@ -40,28 +39,29 @@ def _json(status: int, payload: Any) -> Response:
     return Response(status, list(_JSON_HEADERS), json.dumps(payload).encode())
 
 
-def _error(status: int, message: str, *headers: tuple[str, str]) -> Response:
-    return error_response("anthropic", status, message, (("cache-control", "no-store"), *headers))
+def _refused(status: int, message: str, *headers: tuple[str, str]) -> Refused:
+    """The admin API's refusal, to raise: answered as every refusal is (pipeline.app), in
+    the Anthropic error shape, never cached."""
+    return Refused(status, message, (("cache-control", "no-store"), *headers))
 
 
 def _digest(text: str) -> bytes:
     return hashlib.sha256(text.encode()).digest()
 
 
-def _refusal(headers: Headers, settings: Settings) -> Response | None:
-    """Why this request may not use the admin API, or None when it may."""
+def _authorize(headers: Headers, settings: Settings) -> None:
+    """Refused unless this request may use the admin API."""
     token = settings.admin_token
     if not token:
-        return _error(503, "admin API disabled: set RELAY_ADMIN_TOKEN")
+        raise _refused(503, "admin API disabled: set RELAY_ADMIN_TOKEN")
     if any(hmac.compare_digest(_digest(token), _digest(key)) for key in settings.client_keys):
-        return _error(503, "admin API disabled: RELAY_ADMIN_TOKEN must differ from every RELAY_CLIENT_KEYS entry")
+        raise _refused(503, "admin API disabled: RELAY_ADMIN_TOKEN must differ from every RELAY_CLIENT_KEYS entry")
     scheme, _, presented = (headers.get("authorization") or "").partition(" ")
     if scheme.lower() != "bearer" or not presented.strip():
-        return _error(401, "missing admin token: send Authorization: Bearer <RELAY_ADMIN_TOKEN>")
+        raise _refused(401, "missing admin token: send Authorization: Bearer <RELAY_ADMIN_TOKEN>")
     # Digests first: compare_digest is constant-time only for inputs of equal length.
     if not hmac.compare_digest(_digest(presented.strip()), _digest(token)):
-        return _error(401, "invalid admin token")
-    return None
+        raise _refused(401, "invalid admin token")
 
 
 # --- request bodies -------------------------------------------------------------------
@@ -162,14 +162,14 @@ def _new_key_fields(body: Any, now: float) -> tuple[dict, list[str]]:
     return fields, problems
 
 
-async def _json_body(request: Request) -> tuple[Any, Response | None]:
+async def _json_body(request: Request) -> Any:
     raw = await request.read_body(MAX_BODY_BYTES)
     if raw is None:
-        return None, _error(413, f"request body exceeds the admin API's limit of {MAX_BODY_BYTES} bytes")
+        raise _refused(413, f"request body exceeds the admin API's limit of {MAX_BODY_BYTES} bytes")
     try:
-        return json.loads(raw), None
+        return json.loads(raw)
     except ValueError:
-        return None, _error(400, "request body is not valid JSON (UTF-8)")
+        raise _refused(400, "request body is not valid JSON (UTF-8)") from None
 
 
 # --- routes ---------------------------------------------------------------------------
@@ -185,12 +185,9 @@ def _forget(services: Services, key_id: str) -> None:
 
 
 async def _create(request: Request, services: Services, now: float) -> Response:
-    body, problem = await _json_body(request)
-    if problem is not None:
-        return problem
-    fields, problems = _new_key_fields(body, now)
+    fields, problems = _new_key_fields(await _json_body(request), now)
     if problems:
-        return _error(400, "; ".join(problems))
+        raise _refused(400, "; ".join(problems))
     record, key = await key_store.create_key(services.db, now=now, **fields)
     print(f"relay: admin: created relay key {record['id']}")
     return _json(201, {"key": key, **record})
@@ -200,29 +197,29 @@ async def _list(services: Services) -> Response:
     return _json(200, {"data": await key_store.list_keys(services.db)})
 
 
-def _not_found(key_id: str) -> Response:
+def _not_found(key_id: str) -> Refused:
     # Echo only what looks like an id: a key pasted by mistake must not come back.
     shown = f" {key_id}" if _ID.fullmatch(key_id) else ""
-    return _error(404, f"no relay key with id{shown}")
+    return _refused(404, f"no relay key with id{shown}")
 
 
 async def _show(services: Services, key_id: str) -> Response:
     record = await key_store.get_key(services.db, key_id) if _ID.fullmatch(key_id) else None
-    return _json(200, record) if record else _not_found(key_id)
+    if not record:
+        raise _not_found(key_id)
+    return _json(200, record)
 
 
 async def _update(request: Request, services: Services, key_id: str) -> Response:
     """PATCH a key: only its cache_policy may change (null restores relay's default)."""
-    body, problem = await _json_body(request)
-    if problem is not None:
-        return problem
+    body = await _json_body(request)
     problems: list[str] = []
     if not isinstance(body, dict) or set(body) != {"cache_policy"}:
         problems.append('the body must be {"cache_policy": ...}: only the cache policy of a key can change')
     elif body["cache_policy"] is not None:
         _cache_policy(body["cache_policy"], "cache_policy", problems)
     if problems:
-        return _error(400, "; ".join(problems))
+        raise _refused(400, "; ".join(problems))
     record = (
         await key_store.set_cache_policy(services.db, key_id, body["cache_policy"]) if _ID.fullmatch(key_id) else None
     )
@@ -238,7 +235,7 @@ def _changed(services: Services, key_id: str, record: dict | None, done: str) ->
     """The answer to a change of one key: its record (this isolate forgets its cached
     lookup, so the change applies here at once), or 404 when there is no such key."""
     if record is None:
-        return _not_found(key_id)
+        raise _not_found(key_id)
     _forget(services, key_id)
     print(f"relay: admin: {done} relay key {key_id}")
     return _json(200, record)
@@ -248,7 +245,7 @@ async def _usage(request: Request, services: Services, now: float) -> Response:
     try:
         query = reports.parse_report_query(request.query, now)
     except reports.BadQuery as problem:
-        return _error(400, str(problem))
+        raise _refused(400, str(problem)) from None
     report = await reports.usage_report(services.db, query)
     if query.format == "json":
         return _json(200, report)
@@ -267,7 +264,7 @@ async def _requests(request: Request, services: Services) -> Response:
     try:
         limit, before_id = reports.parse_requests_query(request.query)
     except reports.BadQuery as problem:
-        return _error(400, str(problem))
+        raise _refused(400, str(problem)) from None
     return _json(200, await reports.recent_requests(services.db, limit, before_id))
 
 
@@ -304,17 +301,15 @@ def _route(request: Request, services: Services, now: float) -> tuple[str, dict[
     return None
 
 
-async def handle(request: Request, settings: Settings, services: Services, now: float | None = None) -> Response:
-    """Answer one request whose path starts with /admin/ (`now`: epoch seconds, for tests)."""
+async def handle(request: Request, settings: Settings, services: Services) -> Response:
+    """Answer one request whose path starts with /admin/; Refused when it may not have one."""
     page = usage_page.serve(request.method, request.path)
     if page is not None:
         return page
-    refusal = _refusal(request.headers, settings)
-    if refusal is not None:
-        return refusal
-    route = _route(request, services, time.time() if now is None else now)
+    _authorize(request.headers, settings)
+    route = _route(request, services, services.clock())
     if route is None:
-        return _error(
+        raise _refused(
             404,
             "no such admin route: the admin API has /admin/keys, /admin/keys/{id}, "
             "/admin/keys/{id}/revoke, /admin/usage, /admin/usage/requests and /admin/status",
@@ -323,7 +318,7 @@ async def handle(request: Request, settings: Settings, services: Services, now: 
     handler = handlers.get(request.method)
     if handler is None:
         allowed = ", ".join(handlers)
-        return _error(405, f"{request.method} is not allowed on {pattern} (allowed: {allowed})", ("allow", allowed))
+        raise _refused(405, f"{request.method} is not allowed on {pattern} (allowed: {allowed})", ("allow", allowed))
     if services.db is None and pattern != "/admin/status":
-        return _error(503, "admin API unavailable: relay has no D1 database bound as DB")
+        raise _refused(503, "admin API unavailable: relay has no D1 database bound as DB")
     return await handler()

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from relay.config import Settings
+from relay.http.errors import Refused
 from relay.http.messages import Headers
 from relay.identity import key_store
 from relay.services import Services
@@ -50,12 +51,6 @@ class Caller:
         if not self.allowed_models:
             return True
         return model is not None and any(fnmatch.fnmatchcase(model, pattern) for pattern in self.allowed_models)
-
-
-@dataclass(frozen=True)
-class Refusal:
-    status: int
-    message: str
 
 
 def presented_key(headers: Headers, surface: str = "anthropic") -> str | None:
@@ -110,23 +105,25 @@ def _remember(cache: dict, hashed: str, entry: Any, limit: int) -> None:
 
 async def authenticate(
     headers: Headers, settings: Settings, services: Services, now: float, surface: str = "anthropic"
-) -> Caller | Refusal:
+) -> Caller:
+    """The caller a request's relay key names; raises Refused (401) for a missing, unknown,
+    revoked or expired key."""
     key = presented_key(headers, surface)
     if not key:
-        return Refusal(401, "missing relay key: send it as x-api-key or Authorization: Bearer")
+        raise Refused(401, "missing relay key: send it as x-api-key or Authorization: Bearer")
     hashed = key_store.key_hash(key)
     static = _static_caller(hashed, settings.client_keys)
     if static is not None:
         return static
     if not key_store.has_key_form(key):
-        return Refusal(401, "invalid relay key")
+        raise Refused(401, "invalid relay key")
     record = await _record(hashed, settings, services, now) if services.db is not None else None
     if record is None:
-        return Refusal(401, "invalid relay key")
+        raise Refused(401, "invalid relay key")
     if record.get("revoked_at"):
-        return Refusal(401, f"relay key {record['id']} has been revoked")
+        raise Refused(401, f"relay key {record['id']} has been revoked")
     if record.get("expires_at") and key_store.parse_time(record["expires_at"]) <= now:
-        return Refusal(401, f"relay key {record['id']} has expired")
+        raise Refused(401, f"relay key {record['id']} has expired")
     return Caller(
         key_id=record["id"],
         billing_tag=record.get("billing_tag"),

@@ -23,6 +23,7 @@ import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
+from relay.http.errors import Refused
 from relay.identity import key_store
 from relay.services import Database, IsolateState, RateLimiter
 
@@ -54,6 +55,23 @@ async def retry_after(key_id: str, rpm: int, tiers: Mapping[int, RateLimiter]) -
     if await tiers[tier].allow(key_id):
         return None
     return max(1, PERIOD_SECONDS - int(time.time()) % PERIOD_SECONDS)
+
+
+async def check_rate(key_id: str, rpm: int, tiers: Mapping[int, RateLimiter]) -> None:
+    """Count one request of `key_id`; Refused (429, with retry-after) when it is over `rpm`."""
+    wait = await retry_after(key_id, rpm, tiers)
+    if wait is not None:
+        raise Refused(
+            429, f"relay key {key_id} is over its limit of {rpm} requests per minute", (("retry-after", str(wait)),)
+        )
+
+
+async def take_stream_slot(db: Database, key_id: str, limit: int, now: float) -> str:
+    """One of the key's `limit` stream slots (`open_stream`); Refused (429) when all are taken."""
+    slot = await open_stream(db, key_id, limit, now)
+    if slot is None:
+        raise Refused(429, f"relay key {key_id} already has {limit} streams open, its limit", (("retry-after", "1"),))
+    return slot
 
 
 async def open_stream(db: Database, key_id: str, limit: int, now: float) -> str | None:
@@ -89,6 +107,17 @@ async def spent_this_month(db: Database, state: IsolateState, key_id: str, now: 
         )
         cached = state.spend[key_id] = {"month": start, "read_at": now, "spent": float(rows[0]["spent"]), "since": 0.0}
     return cached["spent"] + cached["since"]
+
+
+async def check_budget(
+    db: Database, state: IsolateState, key_id: str, budget: float, now: float, cache_seconds: int
+) -> None:
+    """Refused (402) when the key has spent its monthly `budget` (dollars) this month."""
+    spent = await spent_this_month(db, state, key_id, now, cache_seconds)
+    if spent >= budget:
+        raise Refused(
+            402, f"relay key {key_id} has spent its monthly budget of ${budget:.2f} (${spent:.2f} this month)"
+        )
 
 
 def note_spend(state: IsolateState, key_id: str | None, cost: float | None) -> None:

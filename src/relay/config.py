@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from relay.http.errors import Refused
+from relay.http.messages import whole_number
 from relay.limits import key_limits
 from relay.prompt_cache.markers import POLICIES
 from relay.providers import model_routes
@@ -65,10 +66,9 @@ def _whole_number(env: Mapping[str, str | None], name: str, default: int, minimu
     raw = env.get(name)
     if raw is None or raw.strip() == "":
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a whole number") from None
+    value = whole_number(raw.strip())
+    if value is None:
+        raise ConfigError(f"{name} must be a whole number")
     if value < minimum:
         raise ConfigError(f"{name} must be at least {minimum}")
     return value

@@ -18,12 +18,17 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from relay import times
 from relay.admin import usage_page
 from relay.config import Settings
+from relay.http.bodies import read_bounded
 from relay.http.errors import Refused
-from relay.http.messages import Headers, Request, Response
+from relay.http.headers import bearer_token
+from relay.http.json_spans import unknown_fields
+from relay.http.messages import Headers, Request, Response, json_response
 from relay.identity import key_store
 from relay.limits import key_limits
+from relay.log import log
 from relay.prompt_cache.markers import POLICIES
 from relay.services import Services
 from relay.usage import reports
@@ -32,17 +37,18 @@ MAX_BODY_BYTES = 64 * 1024
 MAX_TEXT = 256  # longest name, billing tag or model glob
 MAX_MODELS = 100
 _ID = re.compile(r"rk_[0-9a-f]{8}")  # store.new_id()
-_JSON_HEADERS = [("content-type", "application/json"), ("cache-control", "no-store")]
+# Nothing the admin API answers may be cached.
+_NO_STORE = (("cache-control", "no-store"),)
 
 
 def _json(status: int, payload: Any) -> Response:
-    return Response(status, list(_JSON_HEADERS), json.dumps(payload).encode())
+    return json_response(status, payload, _NO_STORE)
 
 
 def _refused(status: int, message: str, *headers: tuple[str, str]) -> Refused:
     """The admin API's refusal, to raise: answered as every refusal is (pipeline.app), in
-    the Anthropic error shape, never cached."""
-    return Refused(status, message, (("cache-control", "no-store"), *headers))
+    the Anthropic error shape."""
+    return Refused(status, message, (*_NO_STORE, *headers))
 
 
 def _digest(text: str) -> bytes:
@@ -56,11 +62,11 @@ def _authorize(headers: Headers, settings: Settings) -> None:
         raise _refused(503, "admin API disabled: set RELAY_ADMIN_TOKEN")
     if any(hmac.compare_digest(_digest(token), _digest(key)) for key in settings.client_keys):
         raise _refused(503, "admin API disabled: RELAY_ADMIN_TOKEN must differ from every RELAY_CLIENT_KEYS entry")
-    scheme, _, presented = (headers.get("authorization") or "").partition(" ")
-    if scheme.lower() != "bearer" or not presented.strip():
+    presented = bearer_token(headers)
+    if presented is None:
         raise _refused(401, "missing admin token: send Authorization: Bearer <RELAY_ADMIN_TOKEN>")
     # Digests first: compare_digest is constant-time only for inputs of equal length.
-    if not hmac.compare_digest(_digest(presented.strip()), _digest(token)):
+    if not hmac.compare_digest(_digest(presented), _digest(token)):
         raise _refused(401, "invalid admin token")
 
 
@@ -115,8 +121,8 @@ def _expiry(value: Any, field: str, problems: list[str], now: float) -> Any:
     moment = None
     if isinstance(value, str):
         try:
-            moment = key_store.parse_time(value)
-            key_store.iso(moment)  # and it must be a time the store can write
+            moment = times.parse_time(value)
+            times.iso(moment)  # and it must be a time the store can write
         except (ValueError, OverflowError):
             moment = None
     if moment is None:
@@ -148,9 +154,9 @@ def _new_key_fields(body: Any, now: float) -> tuple[dict, list[str]]:
     if not isinstance(body, dict):
         return {}, ["request body must be a JSON object"]
     problems: list[str] = []
-    unknown = sorted(set(body) - set(_FIELDS) - {"expires_at"})
-    if unknown:
-        problems.append(f"unknown fields: {', '.join(unknown)}")
+    unknown = unknown_fields(body, [*_FIELDS, "expires_at"])
+    if unknown is not None:
+        problems.append(unknown)
     if body.get("name") is None:
         problems.append("name is required")
     fields: dict[str, Any] = {}
@@ -163,9 +169,7 @@ def _new_key_fields(body: Any, now: float) -> tuple[dict, list[str]]:
 
 
 async def _json_body(request: Request) -> Any:
-    raw = await request.read_body(MAX_BODY_BYTES)
-    if raw is None:
-        raise _refused(413, f"request body exceeds the admin API's limit of {MAX_BODY_BYTES} bytes")
+    raw = await read_bounded(request, MAX_BODY_BYTES, "the admin API's", _NO_STORE)
     try:
         return json.loads(raw)
     except ValueError:
@@ -189,7 +193,7 @@ async def _create(request: Request, services: Services, now: float) -> Response:
     if problems:
         raise _refused(400, "; ".join(problems))
     record, key = await key_store.create_key(services.db, now=now, **fields)
-    print(f"relay: admin: created relay key {record['id']}")
+    log(f"admin: created relay key {record['id']}")
     return _json(201, {"key": key, **record})
 
 
@@ -237,7 +241,7 @@ def _changed(services: Services, key_id: str, record: dict | None, done: str) ->
     if record is None:
         raise _not_found(key_id)
     _forget(services, key_id)
-    print(f"relay: admin: {done} relay key {key_id}")
+    log(f"admin: {done} relay key {key_id}")
     return _json(200, record)
 
 
@@ -253,7 +257,7 @@ async def _usage(request: Request, services: Services, now: float) -> Response:
         200,
         [
             ("content-type", "text/csv; charset=utf-8"),
-            ("cache-control", "no-store"),
+            *_NO_STORE,
             ("content-disposition", f'attachment; filename="{reports.csv_filename(report)}"'),
         ],
         reports.report_csv(report).encode(),

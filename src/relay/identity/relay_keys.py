@@ -21,8 +21,10 @@ import hmac
 from dataclasses import dataclass
 from typing import Any
 
+from relay import times
 from relay.config import Settings
 from relay.http.errors import Refused
+from relay.http.headers import bearer_token
 from relay.http.messages import Headers
 from relay.identity import key_store
 from relay.services import Services
@@ -58,8 +60,7 @@ def presented_key(headers: Headers, surface: str = "anthropic") -> str | None:
     Claude Code with ANTHROPIC_AUTH_TOKEN). A client that sends both is read in its own
     API's way: `x-api-key` first on the Anthropic surface, the bearer token on OpenAI's."""
     api_key = (headers.get("x-api-key") or "").strip() or None
-    scheme, _, token = (headers.get("authorization") or "").partition(" ")
-    bearer = token.strip() if scheme.lower() == "bearer" and token.strip() else None
+    bearer = bearer_token(headers)
     return (bearer or api_key) if surface == "openai" else (api_key or bearer)
 
 
@@ -122,7 +123,7 @@ async def authenticate(
         raise Refused(401, "invalid relay key")
     if record.get("revoked_at"):
         raise Refused(401, f"relay key {record['id']} has been revoked")
-    if record.get("expires_at") and key_store.parse_time(record["expires_at"]) <= now:
+    if record.get("expires_at") and times.parse_time(record["expires_at"]) <= now:
         raise Refused(401, f"relay key {record['id']} has expired")
     return Caller(
         key_id=record["id"],

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import traceback
 from collections.abc import Awaitable, Mapping
 from typing import Any
@@ -10,11 +9,12 @@ from typing import Any
 from relay.admin import api
 from relay.config import ConfigError, Settings, settings_for
 from relay.http import cors, json_spans
-from relay.http.bodies import declared_length
+from relay.http.bodies import declared_length, read_bounded, too_large
 from relay.http.errors import Refused, error_response
 from relay.http.messages import Headers, Request, Response
 from relay.identity import policy, relay_keys
 from relay.limits import key_limits
+from relay.log import log
 from relay.pipeline.endpoints import STREAM_USAGE_OPTION, Route, is_safe_path, resolve, surface_of, variant_of
 from relay.pipeline.session import session_id
 from relay.prompt_cache import markers
@@ -34,7 +34,7 @@ async def handle(request: Request, env: Mapping[str, str | None], services: Serv
     try:
         settings = settings_for(env, services.state)
     except ConfigError as exc:  # a Refused (500), answered before CORS: its settings are what failed
-        print(f"relay: configuration error: {exc.problem}")
+        log(f"configuration error: {exc.problem}")
         return exc.response(surface)
     origin = request.headers.get("origin")
     if cors.is_preflight(request.method, request.headers):
@@ -64,7 +64,7 @@ async def handle(request: Request, env: Mapping[str, str | None], services: Serv
             response.tap = meter.Meter(
                 exchange,
                 response.status,
-                Headers(response.headers).get("content-type") or "",
+                Headers(response.headers).get("content-type"),
                 services,
                 settings.prices,
             )
@@ -79,7 +79,7 @@ async def _guarded(answer: Awaitable[Response], surface: str) -> Response:
     except Refused as refused:
         return refused.response(surface)
     except Exception:
-        print("relay: internal error\n" + traceback.format_exc())
+        log("internal error\n" + traceback.format_exc())
         return error_response(surface, 500, "relay failed to handle this request")
 
 
@@ -90,11 +90,11 @@ async def _api(
     Each step records what it learns on `exchange`, for the audit row, and raises Refused
     when the request may not go on."""
     surface = route.surface
-    now = time.time()
+    now = services.clock()
     caller = await relay_keys.authenticate(request.headers, settings, services, now, surface)
     exchange.key_id, exchange.billing_tag = caller.key_id, caller.billing_tag
     if services.limiters:
-        await key_limits.check_rate(caller.key_id, caller.rpm_limit or settings.default_rpm, services.limiters)
+        await key_limits.check_rate(caller.key_id, caller.rpm_limit or settings.default_rpm, services.limiters, now)
     if caller.monthly_budget_usd is not None and services.db is not None:
         await key_limits.check_budget(
             services.db, services.state, caller.key_id, caller.monthly_budget_usd, now, settings.key_cache_seconds
@@ -126,15 +126,12 @@ async def _api(
 async def _read_body(request: Request, route: Route, limit: int) -> tuple[bytes | None, Any, json_spans.Layout | None]:
     """The body, for JSON routes its parsed form and layout (where its parts lie in the
     text). Refused when it is too large (413) or not the JSON object the route needs (400)."""
-    too_large = Refused(413, f"request body exceeds relay's limit of {limit} bytes")
-    declared = declared_length(request.headers)
-    if declared is not None and declared > limit:
-        raise too_large
     if request.method in ("GET", "HEAD"):
+        declared = declared_length(request.headers)
+        if declared is not None and declared > limit:
+            raise too_large(limit, "relay's")
         return None, None, None
-    body = await request.read_body(limit)
-    if body is None:
-        raise too_large
+    body = await read_bounded(request, limit, "relay's")
     if not route.json_body:
         return body, None, None
     try:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from relay.http.errors import Refused
+from relay.http.messages import whole_number
 from relay.limits import key_limits
 from relay.prompt_cache.markers import POLICIES
 from relay.providers import model_routes
@@ -40,8 +42,13 @@ NAMES = (
 )
 
 
-class ConfigError(Exception):
-    """A var or secret has a value relay cannot use; the message names it, never its value."""
+class ConfigError(Refused):
+    """A var or secret has a value relay cannot use: every request is refused with a 500
+    until it is fixed. `problem` names the var, never its value."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(500, f"relay is misconfigured: {problem}")
+        self.problem = problem
 
 
 def _split(value: str | None) -> tuple[str, ...]:
@@ -59,10 +66,9 @@ def _whole_number(env: Mapping[str, str | None], name: str, default: int, minimu
     raw = env.get(name)
     if raw is None or raw.strip() == "":
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a whole number") from None
+    value = whole_number(raw.strip())
+    if value is None:
+        raise ConfigError(f"{name} must be a whole number")
     if value < minimum:
         raise ConfigError(f"{name} must be at least {minimum}")
     return value

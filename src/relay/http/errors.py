@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
-
-from relay.http.messages import Response
+from relay.http.messages import Response, json_response
 from relay.http.text_bounds import MESSAGE_CHARS, clip
 
 # Anthropic error types by status, as the Messages API names them.
@@ -59,7 +57,7 @@ class Refused(Exception):
 def error_response(surface: str, status: int, message: str, headers: tuple[tuple[str, str], ...] = ()) -> Response:
     """A JSON error body shaped as the surface's SDKs parse it. The message may quote the
     client's text (a model it refuses, a field it cannot translate): it is cut to
-    MESSAGE_CHARS (bounds.py)."""
+    MESSAGE_CHARS (text_bounds.py)."""
     message = clip(message, MESSAGE_CHARS)
     if surface == "openai":
         kind, code = _OPENAI_TYPES.get(status, ("server_error", None))
@@ -67,8 +65,6 @@ def error_response(surface: str, status: int, message: str, headers: tuple[tuple
     else:
         kind = _ANTHROPIC_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
         payload = {"type": "error", "error": {"type": kind, "message": message}}
-    body = json.dumps(payload).encode()
-    fields = [("content-type", "application/json"), *headers]
     if 400 <= status < 500 and status not in _RETRYABLE_CLIENT_ERRORS:
-        fields.append(("x-should-retry", "false"))
-    return Response(status, fields, body)
+        headers = (*headers, ("x-should-retry", "false"))
+    return json_response(status, payload, headers)

@@ -8,6 +8,9 @@ and of every item of the (short) top-level arrays named in `ITEMIZED`. Values ar
 by the stdlib's C scanner; Python runs once per top-level key and per item of those
 arrays, never per byte. The long `messages` array is parsed whole; the spans of its last
 few items, the only ones relay marks, are found afterwards from its end (`last_items`).
+
+The small JSON helpers the rest of relay shares live here too: `dumps` (compact text),
+`loads_or_none` (a frame or body that may not be JSON) and `unknown_fields`.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import gc
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from json.decoder import scanstring
 from typing import Any
@@ -68,6 +72,21 @@ def dumps(document: Any) -> str:
     if text.isascii() or not LONE_SURROGATE.search(text):
         return text
     return json.dumps(document, separators=(",", ":"))
+
+
+def loads_or_none(data: bytes | str) -> Any:
+    """json.loads(data), or None when `data` is not JSON."""
+    try:
+        return json.loads(data)
+    except ValueError:
+        return None
+
+
+def unknown_fields(document: Iterable[str], allowed: Iterable[str]) -> str | None:
+    """ "unknown fields: a, b", naming the fields of `document` (an object's keys) that are
+    not `allowed`, or None when it has none."""
+    unknown = sorted(set(document) - set(allowed))
+    return f"unknown fields: {', '.join(unknown)}" if unknown else None
 
 
 def value_after(text: str, index: int) -> Any:

@@ -6,6 +6,7 @@ opaque and hands to the adapter's stream operations (deliver.Streams).
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -20,6 +21,15 @@ def whole_number(text: str) -> int | None:
     None. `str.isdigit()` is no such test: it takes "²", which int() refuses, and "٣",
     which int() reads as 3."""
     return int(text) if _WHOLE_NUMBER.fullmatch(text) else None
+
+
+def content_kind(content_type: str | None) -> str:
+    """What a body's content-type says it is, as relay reads and meters it: "events"
+    (text/event-stream: server-sent events), "json" (any JSON type), or "other"."""
+    kind = (content_type or "").lower()
+    if kind.startswith("text/event-stream"):
+        return "events"
+    return "json" if "json" in kind else "other"
 
 
 class Headers:
@@ -104,6 +114,11 @@ class Response:
     # answer without a body). Once delivered (deliver.deliver): bytes, None or a stream.
     body: Any = b""
     tap: Tap | None = None
+
+
+def json_response(status: int, payload: Any, headers: Iterable[tuple[str, str]] = ()) -> Response:
+    """An answer of relay's own with `payload` as its JSON body."""
+    return Response(status, [("content-type", "application/json"), *headers], json.dumps(payload).encode())
 
 
 class UpstreamUnreachable(Exception):

@@ -4,7 +4,7 @@ A key is stored only as its SHA-256 hash; the key itself exists once, in the ans
 its creation. The hash never leaves the database: every query selects the public
 columns only, so a record is safe to hand to the admin API as it is.
 
-Times are epoch seconds (float) in, ISO 8601 UTC strings ("2026-11-25T06:30:00Z") out.
+Times are epoch seconds (float) in, ISO 8601 UTC strings out (times.py).
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import json
 import re
 import secrets
 from collections.abc import Iterable
-from datetime import UTC, datetime
 
 from relay.services import Database
+from relay.times import iso
 
 # Every column but key_hash, in the order records show them.
 _PUBLIC = (
@@ -57,19 +57,6 @@ def has_key_form(key: str) -> bool:
 def new_id() -> str:
     """A short public id, random and unrelated to the key (safe in logs and URLs)."""
     return "rk_" + secrets.token_hex(4)
-
-
-def iso(moment: float) -> str:
-    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_time(text: str) -> float:
-    """Epoch seconds of an ISO 8601 date or time; without an offset it is taken as UTC.
-    Raises ValueError when `text` is not ISO 8601."""
-    when = datetime.fromisoformat(text.strip().upper().replace("Z", "+00:00"))
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return when.timestamp()
 
 
 def _record(row: dict) -> dict:

@@ -21,7 +21,10 @@ import hmac
 from dataclasses import dataclass
 from typing import Any
 
+from relay import times
 from relay.config import Settings
+from relay.http.errors import Refused
+from relay.http.headers import bearer_token
 from relay.http.messages import Headers
 from relay.identity import key_store
 from relay.services import Services
@@ -52,19 +55,12 @@ class Caller:
         return model is not None and any(fnmatch.fnmatchcase(model, pattern) for pattern in self.allowed_models)
 
 
-@dataclass(frozen=True)
-class Refusal:
-    status: int
-    message: str
-
-
 def presented_key(headers: Headers, surface: str = "anthropic") -> str | None:
     """The key from `x-api-key` (Anthropic SDKs) or `Authorization: Bearer` (OpenAI SDKs,
     Claude Code with ANTHROPIC_AUTH_TOKEN). A client that sends both is read in its own
     API's way: `x-api-key` first on the Anthropic surface, the bearer token on OpenAI's."""
     api_key = (headers.get("x-api-key") or "").strip() or None
-    scheme, _, token = (headers.get("authorization") or "").partition(" ")
-    bearer = token.strip() if scheme.lower() == "bearer" and token.strip() else None
+    bearer = bearer_token(headers)
     return (bearer or api_key) if surface == "openai" else (api_key or bearer)
 
 
@@ -110,23 +106,25 @@ def _remember(cache: dict, hashed: str, entry: Any, limit: int) -> None:
 
 async def authenticate(
     headers: Headers, settings: Settings, services: Services, now: float, surface: str = "anthropic"
-) -> Caller | Refusal:
+) -> Caller:
+    """The caller a request's relay key names; raises Refused (401) for a missing, unknown,
+    revoked or expired key."""
     key = presented_key(headers, surface)
     if not key:
-        return Refusal(401, "missing relay key: send it as x-api-key or Authorization: Bearer")
+        raise Refused(401, "missing relay key: send it as x-api-key or Authorization: Bearer")
     hashed = key_store.key_hash(key)
     static = _static_caller(hashed, settings.client_keys)
     if static is not None:
         return static
     if not key_store.has_key_form(key):
-        return Refusal(401, "invalid relay key")
+        raise Refused(401, "invalid relay key")
     record = await _record(hashed, settings, services, now) if services.db is not None else None
     if record is None:
-        return Refusal(401, "invalid relay key")
+        raise Refused(401, "invalid relay key")
     if record.get("revoked_at"):
-        return Refusal(401, f"relay key {record['id']} has been revoked")
-    if record.get("expires_at") and key_store.parse_time(record["expires_at"]) <= now:
-        return Refusal(401, f"relay key {record['id']} has expired")
+        raise Refused(401, f"relay key {record['id']} has been revoked")
+    if record.get("expires_at") and times.parse_time(record["expires_at"]) <= now:
+        raise Refused(401, f"relay key {record['id']} has expired")
     return Caller(
         key_id=record["id"],
         billing_tag=record.get("billing_tag"),

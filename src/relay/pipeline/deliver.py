@@ -18,7 +18,8 @@ from typing import Any, Protocol
 
 from relay.http.bodies import BATCH_BYTES, declared_length, read_within
 from relay.http.errors import error_response
-from relay.http.messages import Headers, Response, Tap, UpstreamBody
+from relay.http.messages import Headers, Response, Tap, UpstreamBody, content_kind
+from relay.log import log
 from relay.pipeline.endpoints import surface_of
 
 # The largest JSON answer relay reads whole before passing it on; a larger one is passed on
@@ -95,15 +96,15 @@ async def deliver(response: Response, path: str, streams: Streams, defer: Callab
     body, tap = response.body, response.tap
     if isinstance(body, UpstreamBody) and tap is not None:
         fields = Headers(response.headers)
-        kind = (fields.get("content-type") or "").lower()
-        if kind.startswith("text/event-stream"):
+        kind = content_kind(fields.get("content-type"))
+        if kind == "events":
             return _with_body(response, _observed(body, tap, streams, defer))
-        if "json" not in kind:
+        if kind != "json":
             return _with_body(response, _watched(body, tap, streams, defer))
         try:
             read = await _read_json(body, fields, streams)
         except Exception as exc:  # the upstream broke off mid-answer
-            print(f"relay: upstream body ended with {type(exc).__name__}")
+            log(f"upstream body ended with {type(exc).__name__}")
             response = _broken_off(response, path)
             tap.status = response.status  # the row tells what the client got
             read = response.body
@@ -282,7 +283,7 @@ async def _observe(copy: Any, piping: Awaitable[None], upstream: UpstreamBody, t
         received, failure = await rest
         tap.feed(received)
     if failure is not None and not client_gone:
-        print(f"relay: upstream body ended with {failure}")
+        log(f"upstream body ended with {failure}")
     await tap.finish(client_gone)
 
 

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from relay.http.json_spans import Layout, Span, items, last_items, members, value_after
+from relay.log import log
 
 POLICIES = ("off", "system", "auto", "system-1h", "auto-1h")
 MAX_MARKERS = 4
@@ -312,5 +313,5 @@ def add_markers(body: bytes, parsed: Any, layout: Layout | None, policy: str) ->
             return Injection(body, 0)
         return Injection(_splice(layout.text, spots).encode("utf-8"), len(spots))
     except Exception as exc:  # a body shape not foreseen: forwarding it as sent is always safe
-        print(f"relay: prompt-cache markers skipped ({type(exc).__name__})")
+        log(f"prompt-cache markers skipped ({type(exc).__name__})")
         return Injection(body, 0)

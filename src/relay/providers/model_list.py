@@ -4,9 +4,7 @@ name its models, not the names clients should use)."""
 
 from __future__ import annotations
 
-import json
-
-from relay.http.messages import Response
+from relay.http.messages import Response, json_response
 from relay.pipeline.endpoints import MODEL_LIST
 from relay.providers.model_routes import Table
 
@@ -34,4 +32,4 @@ def response(surface: str, table: Table) -> Response:
             "first_id": data[0]["id"] if data else None,
             "last_id": data[-1]["id"] if data else None,
         }
-    return Response(200, [("content-type", "application/json")], json.dumps(payload).encode())
+    return json_response(200, payload)

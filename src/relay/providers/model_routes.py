@@ -33,6 +33,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from relay.http.json_spans import unknown_fields
 from relay.providers.key_pool import UpstreamKey, pool
 
 VAR = "RELAY_ROUTES"
@@ -145,8 +146,7 @@ def parse(
     except ValueError as exc:
         raise RoutesError(f"is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
     _expect(isinstance(document, dict), 'must be a JSON object with "providers" and "routes"')
-    unknown = set(document) - {"providers", "routes"}
-    _expect(not unknown, f"has unknown fields: {', '.join(sorted(unknown))}")
+    _known_fields("", document, ("providers", "routes"))
     providers_doc = document.get("providers", {})
     _expect(isinstance(providers_doc, dict), '"providers" must be an object of name -> provider')
     providers = dict(defaults)
@@ -163,11 +163,15 @@ def _expect(condition: bool, message: str) -> None:
         raise RoutesError(message)
 
 
+def _known_fields(where: str, spec: dict[str, Any], allowed: tuple[str, ...]) -> None:
+    unknown = unknown_fields(spec, allowed)
+    _expect(unknown is None, f"{where} has {unknown}".lstrip())
+
+
 def _provider(name: str, spec: Any, env: Mapping[str, str | None], reserved: tuple[str, ...]) -> Provider:
     where = f"provider {name!r}"
     _expect(isinstance(spec, dict), f"{where} must be an object")
-    unknown = set(spec) - {"format", "base_url", "keys", "headers", "betas", "reasoning", "max_tokens_field"}
-    _expect(not unknown, f"{where} has unknown fields: {', '.join(sorted(unknown))}")
+    _known_fields(where, spec, ("format", "base_url", "keys", "headers", "betas", "reasoning", "max_tokens_field"))
     _expect(spec.get("format") in FORMATS, f'{where}: "format" must be "anthropic" or "openai"')
     base_url = spec.get("base_url")
     _expect(
@@ -215,8 +219,7 @@ def _provider(name: str, spec: Any, env: Mapping[str, str | None], reserved: tup
 def _rule(number: int, spec: Any, providers: Mapping[str, Provider]) -> Rule:
     where = f"route {number + 1}"
     _expect(isinstance(spec, dict), f"{where} must be an object")
-    unknown = set(spec) - {"model", "targets", "expose"}
-    _expect(not unknown, f"{where} has unknown fields: {', '.join(sorted(unknown))}")
+    _known_fields(where, spec, ("model", "targets", "expose"))
     pattern = spec.get("model")
     _expect(isinstance(pattern, str) and bool(pattern), f'{where}: "model" must be a model name or glob')
     where = f"route {number + 1} ({pattern})"
@@ -233,8 +236,7 @@ def _rule(number: int, spec: Any, providers: Mapping[str, Provider]) -> Rule:
 def _target(where: str, number: int, spec: Any, providers: Mapping[str, Provider]) -> Target:
     where = f"{where} target {number + 1}"
     _expect(isinstance(spec, dict), f"{where} must be an object")
-    unknown = set(spec) - {"provider", "model", "weight"}
-    _expect(not unknown, f"{where} has unknown fields: {', '.join(sorted(unknown))}")
+    _known_fields(where, spec, ("provider", "model", "weight"))
     name = spec.get("provider")
     _expect(isinstance(name, str) and name in providers, f"{where}: unknown provider {name!r}")
     model = spec.get("model")

@@ -15,17 +15,19 @@ split out here (`cache_read_tokens`), and one cost formula serves both APIs.
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any
 
+from relay import times
 from relay.http import sse
-from relay.http.json_spans import dumps
+from relay.http.json_spans import dumps, loads_or_none
+from relay.http.messages import content_kind
 from relay.http.text_bounds import clip, stored
 from relay.identity import key_store
 from relay.limits import key_limits
+from relay.log import log
 from relay.services import Services
 from relay.usage import estimate, pricing
 
@@ -121,9 +123,9 @@ class Reading:
 class _Reader:
     """Incremental parse of one body in one API's format (SSE or a JSON document)."""
 
-    def __init__(self, surface: str, content_type: str):
+    def __init__(self, surface: str, content_type: str | None):
         self.surface = surface
-        self.stream = content_type.lower().startswith("text/event-stream")
+        self.stream = content_kind(content_type) == "events"
         self.reading = Reading()
         self._parts: list[bytes] = []  # a JSON body's chunks, joined once at the end
         self._size = 0
@@ -155,7 +157,7 @@ class _Reader:
             if event == b"message_stop":
                 reading.complete = True
                 return
-            payload = _json(data)
+            payload = loads_or_none(data)
             if event == b"message_start" and isinstance(payload, dict):
                 message = payload.get("message") or {}
                 reading.model_from(message.get("model"))
@@ -173,7 +175,7 @@ class _Reader:
             self._deltas.append(data)
         if reading.model is not None and not _OPENAI_INTERESTING.search(data):
             return
-        payload = _json(data)
+        payload = loads_or_none(data)
         if not isinstance(payload, dict):
             return
         reading.model_from(payload.get("model"))
@@ -206,7 +208,7 @@ class _Reader:
             return reading
         if self._too_big:
             self.too_large()
-        payload = None if self._too_big else _json(b"".join(self._parts))
+        payload = None if self._too_big else loads_or_none(b"".join(self._parts))
         if isinstance(payload, dict):
             reading.model_from(payload.get("model"))
             if self.surface == "anthropic":
@@ -219,20 +221,15 @@ class _Reader:
         return reading
 
 
-def _json(data: bytes) -> Any:
-    try:
-        return json.loads(data)
-    except ValueError:
-        return None
-
-
 class Meter:
     """The Tap that turns a response into its audit row."""
 
-    def __init__(self, exchange: Exchange, status: int, content_type: str, services: Services, prices: tuple = ()):
+    def __init__(
+        self, exchange: Exchange, status: int, content_type: str | None, services: Services, prices: tuple = ()
+    ):
         self.exchange = exchange
         self.status = status
-        self._reader = _Reader(exchange.surface, content_type or "")
+        self._reader = _Reader(exchange.surface, content_type)
         self._services = services
         self._prices = prices
         self._first_byte: float | None = None
@@ -267,7 +264,7 @@ class Meter:
             pricing.cost(pricing.price_of(model and stored(model), self._prices), counts) if priced else (None, None)
         )
         first = self._first_byte if self._first_byte is not None else now
-        created_at = key_store.iso(ex.started)
+        created_at = times.iso(ex.started)
         row = {  # its text bounded (bounds.py) below
             "created_at": created_at,
             "day": created_at[:10],
@@ -315,9 +312,9 @@ class Meter:
 
     async def _free_slot_then_record(self, client_gone: bool) -> None:
         try:
-            await key_limits.close_stream(self._services.db, self.exchange.stream_slot)
+            await key_limits.close_stream(self._services.db, self.exchange.stream_slot, self._services.clock())
         except Exception as exc:
-            print(f"relay: stream slot not released ({type(exc).__name__}); it lapses by itself")
+            log(f"stream slot not released ({type(exc).__name__}); it lapses by itself")
         work = self._record(client_gone)
         if work is not None:
             await work
@@ -391,8 +388,8 @@ async def _write_group(services: Services, group: list[dict]) -> None:
 def _lost(state, rows: list[dict], cause: Exception) -> None:
     """The requests were served; their rows are not written: count them and say why."""
     state.usage_write_failures += len(rows)
-    print(
-        f"relay: usage row not written ({type(cause).__name__}: {clip(str(cause), 200)}): {len(rows)} "
+    log(
+        f"usage row not written ({type(cause).__name__}: {clip(str(cause), 200)}): {len(rows)} "
         f"of a group; {state.usage_write_failures} lost in this isolate"
     )
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
+from relay import times
 from relay.http.messages import whole_number
 from relay.identity import key_store
 from relay.services import Database
@@ -119,8 +120,8 @@ def _moment(text: str | None, name: str, default: float) -> float:
     if text is None:
         return default
     try:
-        moment = key_store.parse_time(text)
-        key_store.iso(moment)  # and within the years the log can hold
+        moment = times.parse_time(text)
+        times.iso(moment)  # and within the years the log can hold
     except (ValueError, OverflowError, OSError):
         raise BadQuery(f"{name} must be an ISO 8601 date or time such as 2026-11-01 or 2026-11-01T00:00:00Z") from None
     return moment
@@ -190,7 +191,7 @@ async def usage_report(db: Database, query: ReportQuery) -> dict:
     [top] = await db.all("SELECT COALESCE(MAX(id), 0) AS id FROM usage")
     through = int(top["id"])
     where = ["id <= ?", "created_at >= ?", "created_at < ?"]
-    params: list[Any] = [through, key_store.iso(query.start), key_store.iso(query.end)]
+    params: list[Any] = [through, times.iso(query.start), times.iso(query.end)]
     for column, value in (("key_id", query.key), ("billing_tag", query.tag)):
         if value is not None:
             where.append(f"{column} = ?")
@@ -212,8 +213,8 @@ async def usage_report(db: Database, query: ReportQuery) -> dict:
         other = {name: total[name] - sum(sums[name] for _, sums in groups) for name in MEASURES}
     return {
         "group_by": list(query.group_by),
-        "from": key_store.iso(query.start),
-        "to": key_store.iso(query.end),
+        "from": times.iso(query.start),
+        "to": times.iso(query.end),
         "key": query.key,
         "tag": query.tag,
         "through_id": through,

@@ -112,7 +112,7 @@ def test_bad_documents_name_the_var_and_the_problem(document, words):
     raw = document if isinstance(document, str) else json.dumps(document)
     with pytest.raises(ConfigError, match=words) as caught:
         Settings.from_env({**ENV, "RELAY_ROUTES": raw, "RELAY_ADMIN_TOKEN": "admin-secret", "DB": object()})
-    assert str(caught.value).startswith("RELAY_ROUTES ")
+    assert caught.value.problem.startswith("RELAY_ROUTES ")
     assert "gsk-1" not in str(caught.value) and "admin-secret" not in str(caught.value)
 
 

@@ -7,20 +7,13 @@ event in the client's format, never with a made-up normal finish.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from relay.http import sse
+from relay.http.json_spans import loads_or_none
 from relay.providers.translate import anthropic_to_openai, openai_to_anthropic
 
 INCOMPLETE = "the upstream stream ended before the response was complete"
-
-
-def _json(data: bytes) -> Any:
-    try:
-        return json.loads(data)
-    except ValueError:
-        return None
 
 
 def anthropic_error(error: Any) -> dict:
@@ -86,7 +79,7 @@ class OpenAIToAnthropic:
             if self._stop_reason is None:
                 return self._error({"message": INCOMPLETE, "type": "api_error"})
             return self._end()
-        payload = _json(data)
+        payload = loads_or_none(data)
         if not isinstance(payload, dict):
             return b""
         if payload.get("error") is not None and not payload.get("choices"):
@@ -224,7 +217,7 @@ class AnthropicToOpenAI:
         )
 
     def _frame(self, event: bytes, data: bytes) -> bytes:
-        payload = _json(data)
+        payload = loads_or_none(data)
         if self._done or not isinstance(payload, dict):
             return b""
         kind = payload.get("type") or event.decode(errors="replace")

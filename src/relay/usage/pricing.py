@@ -20,6 +20,8 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from relay.http.json_spans import unknown_fields
+
 
 @dataclass(frozen=True)
 class Price:
@@ -85,7 +87,7 @@ def parse_overrides(text: str | None) -> Prices:
         raise ValueError("must be a JSON object of model glob -> prices")
     entries = []
     for glob, fields in table.items():
-        if not isinstance(fields, dict) or set(fields) - set(_FIELDS):
+        if not isinstance(fields, dict) or unknown_fields(fields, _FIELDS) is not None:
             raise ValueError(f"{glob!r} must map to an object with only {', '.join(_FIELDS)}")
         values: dict[str, float | None] = {name: fields.get(name) for name in _FIELDS}
         if (

@@ -37,7 +37,7 @@ from relay.usage import reports
 MAX_BODY_BYTES = 64 * 1024
 MAX_TEXT = 256  # longest name, billing tag or model glob
 MAX_MODELS = 100
-_ID = re.compile(r"rk_[0-9a-f]{8}")  # store.new_id()
+_ID = re.compile(r"rk_[0-9a-f]{8}")  # key_store.new_id()
 # Nothing the admin API answers may be cached.
 _NO_STORE = (("cache-control", "no-store"),)
 

@@ -96,7 +96,7 @@ class Settings:
     default_rpm: int
     routes: model_routes.Table  # providers and model routes (RELAY_ROUTES over the defaults)
     cache_policy: str
-    prices: tuple = ()  # RELAY_PRICES entries, consulted before pricing.BUILT_IN
+    prices: pricing.Prices = ()  # RELAY_PRICES entries, consulted before pricing.BUILT_IN
     upstream_timeout: float = DEFAULT_UPSTREAM_TIMEOUT_SECONDS  # seconds to the upstream's headers
 
     @classmethod
@@ -141,14 +141,14 @@ def settings_for(env: Mapping[str, str | None], state: IsolateState) -> Settings
 _RESERVED = tuple(name for name in NAMES if name not in ("ANTHROPIC_API_KEYS", "OPENAI_API_KEYS"))
 
 
-def _routes(env: Mapping[str, str | None], defaults: dict) -> model_routes.Table:
+def _routes(env: Mapping[str, str | None], defaults: dict[str, model_routes.Provider]) -> model_routes.Table:
     try:
         return model_routes.parse(env.get(model_routes.VAR), env, defaults, _RESERVED)
     except model_routes.RoutesError as exc:
         raise ConfigError(f"{model_routes.VAR} {exc}") from None
 
 
-def _prices(value: str | None) -> tuple:
+def _prices(value: str | None) -> pricing.Prices:
     try:
         return pricing.parse_overrides(value)
     except ValueError as exc:

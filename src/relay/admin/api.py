@@ -27,16 +27,17 @@ from relay.http.headers import bearer_token
 from relay.http.json_spans import unknown_fields
 from relay.http.messages import Headers, Request, Response, json_response
 from relay.identity import key_store
+from relay.identity.key_store import KeyRecord
 from relay.limits import key_limits
 from relay.log import log
 from relay.prompt_cache.markers import POLICIES
-from relay.services import Services
+from relay.services import Database, Services
 from relay.usage import reports
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_TEXT = 256  # longest name, billing tag or model glob
 MAX_MODELS = 100
-_ID = re.compile(r"rk_[0-9a-f]{8}")  # store.new_id()
+_ID = re.compile(r"rk_[0-9a-f]{8}")  # key_store.new_id()
 # Nothing the admin API answers may be cached.
 _NO_STORE = (("cache-control", "no-store"),)
 
@@ -149,7 +150,7 @@ _FIELDS: dict[str, Callable[[Any, str, list[str]], Any]] = {
 }
 
 
-def _new_key_fields(body: Any, now: float) -> tuple[dict, list[str]]:
+def _new_key_fields(body: Any, now: float) -> tuple[dict[str, Any], list[str]]:
     """The create_key arguments in a POST /admin/keys body, and every problem with it."""
     if not isinstance(body, dict):
         return {}, ["request body must be a JSON object"]
@@ -188,17 +189,25 @@ def _forget(services: Services, key_id: str) -> None:
             del cache[hashed]
 
 
+def _database(services: Services) -> Database:
+    """The D1 database every route but /admin/status reads; Refused (503) without one."""
+    if services.db is None:
+        raise _refused(503, "admin API unavailable: relay has no D1 database bound as DB")
+    return services.db
+
+
 async def _create(request: Request, services: Services, now: float) -> Response:
+    db = _database(services)
     fields, problems = _new_key_fields(await _json_body(request), now)
     if problems:
         raise _refused(400, "; ".join(problems))
-    record, key = await key_store.create_key(services.db, now=now, **fields)
+    record, key = await key_store.create_key(db, now=now, **fields)
     log(f"admin: created relay key {record['id']}")
     return _json(201, {"key": key, **record})
 
 
 async def _list(services: Services) -> Response:
-    return _json(200, {"data": await key_store.list_keys(services.db)})
+    return _json(200, {"data": await key_store.list_keys(_database(services))})
 
 
 def _not_found(key_id: str) -> Refused:
@@ -208,7 +217,8 @@ def _not_found(key_id: str) -> Refused:
 
 
 async def _show(services: Services, key_id: str) -> Response:
-    record = await key_store.get_key(services.db, key_id) if _ID.fullmatch(key_id) else None
+    db = _database(services)
+    record = await key_store.get_key(db, key_id) if _ID.fullmatch(key_id) else None
     if not record:
         raise _not_found(key_id)
     return _json(200, record)
@@ -216,6 +226,7 @@ async def _show(services: Services, key_id: str) -> Response:
 
 async def _update(request: Request, services: Services, key_id: str) -> Response:
     """PATCH a key: only its cache_policy may change (null restores relay's default)."""
+    db = _database(services)
     body = await _json_body(request)
     problems: list[str] = []
     if not isinstance(body, dict) or set(body) != {"cache_policy"}:
@@ -224,18 +235,17 @@ async def _update(request: Request, services: Services, key_id: str) -> Response
         _cache_policy(body["cache_policy"], "cache_policy", problems)
     if problems:
         raise _refused(400, "; ".join(problems))
-    record = (
-        await key_store.set_cache_policy(services.db, key_id, body["cache_policy"]) if _ID.fullmatch(key_id) else None
-    )
+    record = await key_store.set_cache_policy(db, key_id, body["cache_policy"]) if _ID.fullmatch(key_id) else None
     return _changed(services, key_id, record, "set the cache policy of")
 
 
 async def _revoke(services: Services, key_id: str, now: float) -> Response:
-    record = await key_store.revoke_key(services.db, key_id, now) if _ID.fullmatch(key_id) else None
+    db = _database(services)
+    record = await key_store.revoke_key(db, key_id, now) if _ID.fullmatch(key_id) else None
     return _changed(services, key_id, record, "revoked")
 
 
-def _changed(services: Services, key_id: str, record: dict | None, done: str) -> Response:
+def _changed(services: Services, key_id: str, record: KeyRecord | None, done: str) -> Response:
     """The answer to a change of one key: its record (this isolate forgets its cached
     lookup, so the change applies here at once), or 404 when there is no such key."""
     if record is None:
@@ -246,11 +256,12 @@ def _changed(services: Services, key_id: str, record: dict | None, done: str) ->
 
 
 async def _usage(request: Request, services: Services, now: float) -> Response:
+    db = _database(services)
     try:
         query = reports.parse_report_query(request.query, now)
     except reports.BadQuery as problem:
         raise _refused(400, str(problem)) from None
-    report = await reports.usage_report(services.db, query)
+    report = await reports.usage_report(db, query)
     if query.format == "json":
         return _json(200, report)
     return Response(
@@ -265,11 +276,12 @@ async def _usage(request: Request, services: Services, now: float) -> Response:
 
 
 async def _requests(request: Request, services: Services) -> Response:
+    db = _database(services)
     try:
         limit, before_id = reports.parse_requests_query(request.query)
     except reports.BadQuery as problem:
         raise _refused(400, str(problem)) from None
-    return _json(200, await reports.recent_requests(services.db, limit, before_id))
+    return _json(200, await reports.recent_requests(db, limit, before_id))
 
 
 async def _status(services: Services) -> Response:
@@ -323,6 +335,4 @@ async def handle(request: Request, settings: Settings, services: Services) -> Re
     if handler is None:
         allowed = ", ".join(handlers)
         raise _refused(405, f"{request.method} is not allowed on {pattern} (allowed: {allowed})", ("allow", allowed))
-    if services.db is None and pattern != "/admin/status":
-        raise _refused(503, "admin API unavailable: relay has no D1 database bound as DB")
     return await handler()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from relay.http.messages import Response, json_response
 from relay.http.text_bounds import MESSAGE_CHARS, clip
 
@@ -59,6 +61,7 @@ def error_response(surface: str, status: int, message: str, headers: tuple[tuple
     client's text (a model it refuses, a field it cannot translate): it is cut to
     MESSAGE_CHARS (text_bounds.py)."""
     message = clip(message, MESSAGE_CHARS)
+    payload: dict[str, Any]
     if surface == "openai":
         kind, code = _OPENAI_TYPES.get(status, ("server_error", None))
         payload = {"error": {"message": message, "type": kind, "param": None, "code": code}}

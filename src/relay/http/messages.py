@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -140,5 +140,5 @@ class Transport(Protocol):
     async def discard(self, body: Any) -> None:
         """Drop a response body that will not be passed on, freeing its connection."""
 
-    def chunks(self, body: Any) -> AsyncIterator[bytes]:
+    def chunks(self, body: Any) -> AsyncGenerator[bytes, None]:
         """Read an upstream body in Python, chunk by chunk as it arrives (deliver.chunks)."""

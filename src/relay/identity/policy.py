@@ -100,7 +100,7 @@ def check_body(caller: Caller, route: Route, parsed: Any, layout: Layout | None)
             )
 
 
-def _unclear(caller: Caller, parsed: dict, layout: Layout | None) -> str | None:
+def _unclear(caller: Caller, parsed: dict[str, Any], layout: Layout | None) -> str | None:
     """Why the upstream might read this body otherwise than relay did, or None."""
     if layout is None:
         return f"relay reads the requests of key {caller.key_id} as UTF-8 JSON, and this body is not"
@@ -115,7 +115,7 @@ def _unclear(caller: Caller, parsed: dict, layout: Layout | None) -> str | None:
     return None
 
 
-def _unmetered(route: Route, parsed: dict) -> str | None:
+def _unmetered(route: Route, parsed: dict[str, Any]) -> str | None:
     """What in this request relay could not meter, or None."""
     if parsed.get("background") not in (None, False):
         return "each request: a background response runs after the answer, where relay cannot see it"
@@ -127,7 +127,9 @@ def _unmetered(route: Route, parsed: dict) -> str | None:
     return None
 
 
-def check_price(caller: Caller, route: Route, model: str | None, targets: Sequence[Target], prices: tuple = ()) -> None:
+def check_price(
+    caller: Caller, route: Route, model: str | None, targets: Sequence[Target], prices: pricing.Prices = ()
+) -> None:
     """Refused (403) when a budget key may not send this request: a model that may serve it
     has no price (RELAY_PRICES, then the built-in table), so its cost would count nothing
     against the budget; or it names no model to price. Passes when every target's model is

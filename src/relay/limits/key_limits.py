@@ -21,6 +21,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import TypedDict
 
 from relay import times
 from relay.http.errors import Refused
@@ -91,6 +92,15 @@ async def close_stream(db: Database, slot: str, now: float) -> None:
     await db.run("DELETE FROM open_streams WHERE id = ? OR started_at < ?", (slot, now - STREAM_MAX_SECONDS))
 
 
+class MonthSpend(TypedDict):
+    """A key's spend this month as one isolate knows it (IsolateState.spend)."""
+
+    month: float  # the month's start (month_start)
+    read_at: float  # when `spent` was read from D1
+    spent: float  # the sum of its audit rows then
+    since: float  # what this isolate has recorded since
+
+
 def month_start(now: float) -> float:
     moment = datetime.fromtimestamp(now, UTC)
     return datetime(moment.year, moment.month, 1, tzinfo=UTC).timestamp()
@@ -105,7 +115,7 @@ async def spent_this_month(db: Database, state: IsolateState, key_id: str, now: 
             "SELECT COALESCE(SUM(cost_usd), 0) AS spent FROM usage WHERE key_id = ? AND created_at >= ?",
             (key_id, times.iso(start)),
         )
-        cached = state.spend[key_id] = {"month": start, "read_at": now, "spent": float(rows[0]["spent"]), "since": 0.0}
+        cached = state.spend[key_id] = MonthSpend(month=start, read_at=now, spent=float(rows[0]["spent"]), since=0.0)
     return cached["spent"] + cached["since"]
 
 

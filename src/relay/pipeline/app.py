@@ -115,10 +115,10 @@ async def _api(
         exchange.stream_slot = await key_limits.take_stream_slot(
             services.db, caller.key_id, caller.max_concurrent_streams, now
         )
-    if route.upstream_path == MESSAGES_PATH and shape is not None:
+    if route.upstream_path == MESSAGES_PATH and body is not None and shape is not None:
         injection = markers.add_markers(body, parsed, shape, caller.cache_policy or settings.cache_policy)
         body, exchange.cache_markers_added = injection.body, injection.markers_added
-    if exchange.stream and surface == "openai" and route.upstream_path in STREAM_USAGE_OPTION:
+    if exchange.stream and body is not None and surface == "openai" and route.upstream_path in STREAM_USAGE_OPTION:
         body = meter.ask_for_usage(body, parsed)
     return await forward(request, route, body, targets, services, exchange, now, settings.upstream_timeout)
 

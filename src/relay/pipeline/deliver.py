@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any, Protocol
 
 from relay.http.bodies import BATCH_BYTES, declared_length, read_within
@@ -158,7 +158,7 @@ def _broken_off(response: Response, path: str) -> Response:
 
 
 def _from_python(
-    chunks: AsyncIterator[bytes], tap: Tap | None, streams: Streams, defer: Callable[[Awaitable[Any]], None]
+    chunks: AsyncGenerator[bytes, None], tap: Tap | None, streams: Streams, defer: Callable[[Awaitable[Any]], None]
 ) -> Any:
     """A stream that relay's own async iterator fills as the client reads it; when the
     client hangs up, the pump stops (and closing the iterator cancels the upstream)."""
@@ -257,7 +257,8 @@ async def _observe(copy: Any, piping: Awaitable[None], upstream: UpstreamBody, t
     off, the copy keeps what had arrived up to the cut: the provider's final count of the
     output never came, and the row counts the output from what did (usage.py)."""
     client_gone = False
-    rest = None
+    rest: Awaitable[tuple[bytes, str | None]] | None = None
+    failure: str | None = None
     try:
         reader = streams.reader(copy)
         seen = b""
@@ -292,7 +293,7 @@ def _has_an_event(data: bytes) -> bool:
     return b"\n\n" in data or b"\r\n\r\n" in data
 
 
-async def chunks(reader: Reader) -> AsyncIterator[bytes]:
+async def chunks(reader: Reader) -> AsyncGenerator[bytes, None]:
     """A stream's chunks, until it ends, for relay to read in Python (a translation).
 
     Closed early (the client of a translated stream went away), it cancels the stream, so

@@ -27,6 +27,7 @@ def _from_body(body: Any) -> str | None:
         return None
     if user_id.startswith("{"):
         inner = loads_or_none(user_id)
-        if isinstance(inner, dict) and isinstance(inner.get("session_id"), str):
-            return inner["session_id"]
+        session = inner.get("session_id") if isinstance(inner, dict) else None
+        if isinstance(session, str):
+            return session
     return user_id

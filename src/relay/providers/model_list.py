@@ -4,6 +4,8 @@ name its models, not the names clients should use)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from relay.http.messages import Response, json_response
 from relay.pipeline.endpoints import MODEL_LIST
 from relay.providers.model_routes import Table
@@ -17,6 +19,7 @@ def answers(surface: str, method: str, upstream_path: str) -> bool:
 
 def response(surface: str, table: Table) -> Response:
     listed = table.listed_models()
+    payload: dict[str, Any]
     if surface == "openai":
         payload = {
             "object": "list",

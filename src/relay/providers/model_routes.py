@@ -54,7 +54,7 @@ class Provider:
     keys_var: str  # the secret holding its keys (named in errors, never shown)
     keys: tuple[UpstreamKey, ...] = field(repr=False, default=())  # its pool, ids made once (keys.pool)
     headers: tuple[tuple[str, str], ...] = ()
-    betas: frozenset | None = None  # anthropic-beta values it accepts; None: all for Anthropic, none for OpenAI
+    betas: frozenset[str] | None = None  # anthropic-beta values it accepts; None: all for Anthropic, none for OpenAI
     reasoning: bool = False  # an OpenAI-format model that takes `reasoning_effort`
     max_tokens_field: str = "max_tokens"
 
@@ -111,17 +111,19 @@ def _is_glob(pattern: str) -> bool:
 
 
 def _ordered(targets: list[Target], session: str | None) -> list[Target]:
-    weighted = [t for t in targets if t.weight]
+    weighted = [(t, t.weight) for t in targets if t.weight]
     if not weighted:
         return targets
-    total = sum(t.weight for t in weighted)
+    total = sum(weight for _, weight in weighted)
     if session:
         point = int.from_bytes(hashlib.sha256(session.encode()).digest()[:8], "big") / 2**64 * total
     else:
         point = random.random() * total
-    for first in weighted:
-        point -= first.weight
+    first = weighted[-1][0]  # where rounding leaves the point past every weight
+    for target, weight in weighted:
+        point -= weight
         if point < 0:
+            first = target
             break
     return [first] + [t for t in targets if t is not first]
 
@@ -143,7 +145,7 @@ def parse(
         return Table(defaults)
     try:
         document = json.loads(raw)
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:
         raise RoutesError(f"is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
     _expect(isinstance(document, dict), 'must be a JSON object with "providers" and "routes"')
     _known_fields("", document, ("providers", "routes"))

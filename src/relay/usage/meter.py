@@ -26,9 +26,10 @@ from relay.http.json_spans import dumps, loads_or_none
 from relay.http.messages import content_kind
 from relay.http.text_bounds import clip, stored
 from relay.identity import key_store
+from relay.identity.key_store import UsageRow
 from relay.limits import key_limits
 from relay.log import log
-from relay.services import Services
+from relay.services import Database, IsolateState, Services
 from relay.usage import estimate, pricing
 
 # Frames worth parsing in an Anthropic stream; deltas and pings are skipped unread.
@@ -221,11 +222,20 @@ class _Reader:
         return reading
 
 
+def _stored(text: str | None) -> str | None:
+    return None if text is None else stored(text)
+
+
 class Meter:
     """The Tap that turns a response into its audit row."""
 
     def __init__(
-        self, exchange: Exchange, status: int, content_type: str | None, services: Services, prices: tuple = ()
+        self,
+        exchange: Exchange,
+        status: int,
+        content_type: str | None,
+        services: Services,
+        prices: pricing.Prices = (),
     ):
         self.exchange = exchange
         self.status = status
@@ -246,7 +256,7 @@ class Meter:
     def too_large(self) -> None:
         self._reader.too_large()
 
-    def row(self, client_gone: bool, now: float) -> dict:
+    def row(self, client_gone: bool, now: float) -> UsageRow:
         ex = self.exchange
         reading = self._reader.close(self.status)
         error_type = reading.error_type
@@ -265,32 +275,35 @@ class Meter:
         )
         first = self._first_byte if self._first_byte is not None else now
         created_at = times.iso(ex.started)
-        row = {  # its text bounded (bounds.py) below
-            "created_at": created_at,
-            "day": created_at[:10],
-            "key_id": ex.key_id,
-            "billing_tag": ex.billing_tag,
-            "session_id": ex.session_id,
-            "client": ex.client,
-            "surface": ex.surface,
-            "provider": ex.provider,
-            "upstream_key_id": ex.upstream_key_id,
-            "method": ex.method,
-            "path": ex.path,
-            "model_requested": ex.model_requested,
-            "model_served": reading.model,
-            "stream": int(ex.stream),
-            "status": self.status,
-            "error_type": error_type,
-            **counts,
-            "usage_basis": reading.basis,
-            "cache_markers_added": ex.cache_markers_added,
-            "ttfb_ms": round((first - ex.started) * 1000),
-            "total_ms": round((now - ex.started) * 1000),
-            "cost_usd": cost,
-            "cache_savings_usd": savings,
-        }
-        return {name: stored(value) if isinstance(value, str) else value for name, value in row.items()}
+        return UsageRow(  # its text bounded (text_bounds.stored)
+            created_at=created_at,
+            day=created_at[:10],
+            key_id=_stored(ex.key_id),
+            billing_tag=_stored(ex.billing_tag),
+            session_id=_stored(ex.session_id),
+            client=_stored(ex.client),
+            surface=stored(ex.surface),
+            provider=_stored(ex.provider),
+            upstream_key_id=_stored(ex.upstream_key_id),
+            method=stored(ex.method),
+            path=stored(ex.path),
+            model_requested=_stored(ex.model_requested),
+            model_served=_stored(reading.model),
+            stream=int(ex.stream),
+            status=self.status,
+            error_type=_stored(error_type),
+            input_tokens=counts["input_tokens"],
+            output_tokens=counts["output_tokens"],
+            cache_creation_tokens=counts["cache_creation_tokens"],
+            cache_creation_1h_tokens=counts["cache_creation_1h_tokens"],
+            cache_read_tokens=counts["cache_read_tokens"],
+            usage_basis=reading.basis,
+            cache_markers_added=ex.cache_markers_added,
+            ttfb_ms=round((first - ex.started) * 1000),
+            total_ms=round((now - ex.started) * 1000),
+            cost_usd=cost,
+            cache_savings_usd=savings,
+        )
 
     async def finish(self, client_gone: bool) -> None:
         """Free the stream slot, count the cost against the key's budget, write the row."""
@@ -303,27 +316,28 @@ class Meter:
         of rows being written; what is left to await (freeing a stream slot first, or
         writing the group this row opens) is returned, else None. The adapter defers that
         work only when there is some: each deferred task costs the isolate CPU."""
-        services = self._services
-        if services.db is None:
+        db = self._services.db
+        if db is None:
             return None
-        if self.exchange.stream_slot is not None:  # first, so the slot is free once the row is there
-            return self._free_slot_then_record(client_gone)
-        return self._record(client_gone)
+        slot = self.exchange.stream_slot
+        if slot is not None:  # first, so the slot is free once the row is there
+            return self._free_slot_then_record(db, slot, client_gone)
+        return self._record(db, client_gone)
 
-    async def _free_slot_then_record(self, client_gone: bool) -> None:
+    async def _free_slot_then_record(self, db: Database, slot: str, client_gone: bool) -> None:
         try:
-            await key_limits.close_stream(self._services.db, self.exchange.stream_slot, self._services.clock())
+            await key_limits.close_stream(db, slot, self._services.clock())
         except Exception as exc:
             log(f"stream slot not released ({type(exc).__name__}); it lapses by itself")
-        work = self._record(client_gone)
+        work = self._record(db, client_gone)
         if work is not None:
             await work
 
-    def _record(self, client_gone: bool) -> Awaitable[None] | None:
+    def _record(self, db: Database, client_gone: bool) -> Awaitable[None] | None:
         services = self._services
         row = self.row(client_gone, services.clock())
         key_limits.note_spend(services.state, self.exchange.key_id, row["cost_usd"])
-        return _join_group(services, row)
+        return _join_group(services.state, db, row)
 
 
 # How long the first of a group of audit rows waits for others to join it, and how many
@@ -337,7 +351,7 @@ WRITE_DELAY_SECONDS = 0.25
 MAX_ROWS_PER_WRITE = 100
 
 
-def _join_group(services: Services, row: dict) -> Awaitable[None] | None:
+def _join_group(state: IsolateState, db: Database, row: UsageRow) -> Awaitable[None] | None:
     """Write the row together with those of requests that end soon after it.
 
     A D1 call costs far more than the rows in it, so rows are written in groups: the
@@ -347,13 +361,12 @@ def _join_group(services: Services, row: dict) -> Awaitable[None] | None:
     another request's context. A row alone (one request at a time) goes in one statement,
     WRITE_DELAY_SECONDS after its request ended. Returns the write of the group this row
     opens, or None when it joined one."""
-    state = services.state
     group = state.usage_group
     if group is not None and len(group) < MAX_ROWS_PER_WRITE:
         group.append(row)
         return None
     state.usage_group = [row]
-    return _write_group(services, state.usage_group)
+    return _write_group(state, db, state.usage_group)
 
 
 # A group that D1 refuses is written again in halves, and a refused half in halves again,
@@ -363,12 +376,12 @@ def _join_group(services: Services, row: dict) -> Awaitable[None] | None:
 WRITE_ATTEMPTS = 24
 
 
-async def _write_group(services: Services, group: list[dict]) -> None:
-    state = services.state
+async def _write_group(state: IsolateState, db: Database, group: list[UsageRow]) -> None:
     await asyncio.sleep(WRITE_DELAY_SECONDS)
     if state.usage_group is group:
         state.usage_group = None
-    pending, calls, cause = [group], 0, None
+    pending, calls = [group], 0
+    cause: Exception | None = None
     while pending:
         rows = pending.pop()
         if calls == WRITE_ATTEMPTS and cause is not None:  # only after failures: the last one
@@ -376,7 +389,7 @@ async def _write_group(services: Services, group: list[dict]) -> None:
             return
         calls += 1
         try:
-            await key_store.insert_usage(services.db, *rows)
+            await key_store.insert_usage(db, *rows)
         except Exception as exc:
             cause = exc
             if len(rows) == 1:
@@ -385,7 +398,7 @@ async def _write_group(services: Services, group: list[dict]) -> None:
                 pending += [rows[len(rows) // 2 :], rows[: len(rows) // 2]]
 
 
-def _lost(state, rows: list[dict], cause: Exception) -> None:
+def _lost(state: IsolateState, rows: list[UsageRow], cause: Exception) -> None:
     """The requests were served; their rows are not written: count them and say why."""
     state.usage_write_failures += len(rows)
     log(
@@ -394,7 +407,7 @@ def _lost(state, rows: list[dict], cause: Exception) -> None:
     )
 
 
-def ask_for_usage(body: bytes, parsed: dict) -> bytes:
+def ask_for_usage(body: bytes, parsed: dict[str, Any]) -> bytes:
     """A Chat Completions stream reports usage only when asked (`stream_options.include_usage`), so
     relay asks when the client did not say either way: its last chunk (empty `choices`,
     then `usage`) is the documented form every OpenAI SDK parses. A client that set

@@ -24,13 +24,13 @@ import csv
 import io
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 from urllib.parse import parse_qsl
 
 from relay import times
 from relay.http.messages import whole_number
 from relay.identity import key_store
-from relay.services import Database
+from relay.services import Database, Row
 
 # group_by name -> the SQL expression it groups by (fixed text, never user input)
 DIMENSIONS = {
@@ -79,6 +79,31 @@ _SUMS = (
 # Spreadsheets run a cell that starts with one of these as a formula: CSV text cells
 # (session ids and tags are the client's) that do get a leading apostrophe.
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+# A report (usage_report) as JSON shows it: each group is its dimensions' values and the
+# measures (MEASURES) summed over its rows, money in dollars.
+Report = TypedDict(
+    "Report",
+    {
+        "group_by": list[str],
+        "from": str,
+        "to": str,
+        "key": str | None,
+        "tag": str | None,
+        "through_id": int,
+        "groups": list[dict[str, Any]],
+        "other": dict[str, Any] | None,
+        "total": dict[str, Any],
+    },
+)
+
+
+class RequestsPage(TypedDict):
+    """A page of audit rows (recent_requests), as the usage page lists them."""
+
+    data: list[Row]
+    next_before_id: int | None
 
 
 class BadQuery(ValueError):
@@ -175,7 +200,7 @@ def parse_requests_query(query: str) -> tuple[int, int | None]:
     return limit, before_id
 
 
-def _measures(row: dict) -> dict[str, int]:
+def _measures(row: Row) -> dict[str, int]:
     """A result row's sums as ints (D1 may hand numbers back as floats)."""
     return {name: int(row[name] or 0) for name in MEASURES}
 
@@ -184,7 +209,7 @@ def _shown(sums: dict[str, int]) -> dict[str, Any]:
     return {name: sums[name] / NANO if name in _MONEY else sums[name] for name in MEASURES}
 
 
-async def usage_report(db: Database, query: ReportQuery) -> dict:
+async def usage_report(db: Database, query: ReportQuery) -> Report:
     """The report as a JSON-ready dict: groups (at most `limit`, the costliest first, by
     day first when grouped by day), `other` (what groups past the limit add up to, or
     None) and `total` (= the groups + other, exactly)."""
@@ -238,7 +263,7 @@ def _text_cell(value: str | None) -> str:
     return "'" + text if text.startswith(_FORMULA_STARTS) else text
 
 
-def report_csv(report: dict) -> str:
+def report_csv(report: Report) -> str:
     """The report's groups as RFC 4180 CSV (CRLF lines, quotes where needed): a header, one
     line per group, and an "(other groups)" line when the groups were cut at the limit.
     No total line, so a column sum in a spreadsheet is the total."""
@@ -254,12 +279,12 @@ def report_csv(report: dict) -> str:
     return out.getvalue()
 
 
-def csv_filename(report: dict) -> str:
+def csv_filename(report: Report) -> str:
     """A file name that says what the CSV holds, e.g. relay-usage-day-tag-2026-10-26-2026-11-25.csv."""
     return f"relay-usage-{'-'.join(report['group_by'])}-{report['from'][:10]}-{report['to'][:10]}.csv"
 
 
-async def recent_requests(db: Database, limit: int, before_id: int | None) -> dict:
+async def recent_requests(db: Database, limit: int, before_id: int | None) -> RequestsPage:
     """Audit rows, newest first: `limit` of them, older than `before_id` when given.
     `next_before_id` continues the listing (None once a page comes back short)."""
     columns = ", ".join(("id",) + key_store.USAGE_COLUMNS)

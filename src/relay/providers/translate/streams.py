@@ -11,12 +11,12 @@ from typing import Any
 
 from relay.http import sse
 from relay.http.json_spans import loads_or_none
-from relay.providers.translate import anthropic_to_openai, openai_to_anthropic
+from relay.providers.translate import Json, anthropic_to_openai, object_at, openai_to_anthropic
 
 INCOMPLETE = "the upstream stream ended before the response was complete"
 
 
-def anthropic_error(error: Any) -> dict:
+def anthropic_error(error: Any) -> Json:
     """An OpenAI-style error object as Anthropic's error event payload."""
     error = error if isinstance(error, dict) else {"message": str(error)}
     words = f"{error.get('type') or ''} {error.get('code') or ''}".lower()
@@ -32,7 +32,7 @@ def anthropic_error(error: Any) -> dict:
     return {"type": "error", "error": {"type": kind, "message": str(error.get("message") or "upstream error")}}
 
 
-def openai_error(error: Any) -> dict:
+def openai_error(error: Any) -> Json:
     """An Anthropic error object as OpenAI's error chunk payload."""
     error = error if isinstance(error, dict) else {"message": str(error)}
     return {
@@ -89,7 +89,7 @@ class OpenAIToAnthropic:
             self._usage = payload["usage"]
         choices = payload.get("choices")
         choice = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else {}
-        delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
+        delta = object_at(choice, "delta")
         reasoning = delta.get("reasoning_content") or delta.get("reasoning")
         if isinstance(reasoning, str) and reasoning:
             out += self._delta(
@@ -103,17 +103,17 @@ class OpenAIToAnthropic:
             if isinstance(call, dict):
                 out += self._tool_call(call)
         if choice.get("finish_reason"):
-            self._stop_reason = openai_to_anthropic.STOP_REASONS.get(choice["finish_reason"], "end_turn")
+            self._stop_reason = openai_to_anthropic.stop_reason(choice["finish_reason"])
             out += self._close()
         return out
 
-    def _start(self, payload: dict) -> bytes:
+    def _start(self, payload: Json) -> bytes:
         if self._started:
             return b""
         self._started = True
         if isinstance(payload.get("model"), str):
             self._model = payload["model"]
-        message = {
+        message: Json = {
             "id": openai_to_anthropic.message_id(payload.get("id")),
             "type": "message",
             "role": "assistant",
@@ -125,7 +125,7 @@ class OpenAIToAnthropic:
         }
         return sse.frame("message_start", {"type": "message_start", "message": message})
 
-    def _open_block(self, kind: str, block: dict) -> bytes:
+    def _open_block(self, kind: str, block: Json) -> bytes:
         out = self._close()
         self._index, self._open = self._blocks, kind
         self._blocks += 1
@@ -133,14 +133,14 @@ class OpenAIToAnthropic:
             "content_block_start", {"type": "content_block_start", "index": self._index, "content_block": block}
         )
 
-    def _delta(self, kind: str, block: dict, delta: dict, index: int | None = None) -> bytes:
+    def _delta(self, kind: str, block: Json, delta: Json, index: int | None = None) -> bytes:
         out = b"" if index is not None or self._open == kind else self._open_block(kind, block)
         index = self._index if index is None else index
         return out + sse.frame("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta})
 
-    def _tool_call(self, call: dict) -> bytes:
+    def _tool_call(self, call: Json) -> bytes:
         key = call.get("index", 0)
-        function = call.get("function") if isinstance(call.get("function"), dict) else {}
+        function = object_at(call, "function")
         out = b""
         known = self._tools.get(key)
         if call.get("id") and (known is None or known[0] != call["id"]):
@@ -188,8 +188,9 @@ class AnthropicToOpenAI:
         self._created = created
         self._id: str | None = None
         self._model: str | None = None
-        self._usage: dict = {}
-        self._tools: dict[int, int] = {}  # Anthropic block index -> OpenAI tool call index
+        self._usage: Json = {}
+        # Anthropic block index (as the stream gives it) -> OpenAI tool call index
+        self._tools: dict[object, int] = {}
         self._done = False
 
     def feed(self, chunk: bytes) -> bytes:
@@ -202,7 +203,7 @@ class AnthropicToOpenAI:
         self._done = True
         return out + sse.frame(None, openai_error({"message": INCOMPLETE, "type": "server_error"}))
 
-    def _chunk(self, delta: dict | None = None, finish_reason: str | None = None, **extra: Any) -> bytes:
+    def _chunk(self, delta: Json | None = None, finish_reason: str | None = None, **extra: Any) -> bytes:
         choices = [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish_reason}]
         return sse.frame(
             None,
@@ -222,18 +223,18 @@ class AnthropicToOpenAI:
             return b""
         kind = payload.get("type") or event.decode(errors="replace")
         if kind == "message_start":
-            message = payload.get("message") if isinstance(payload.get("message"), dict) else {}
+            message = object_at(payload, "message")
             self._id, self._model = message.get("id"), message.get("model")
             self._usage.update(message.get("usage") or {})
             return self._chunk({"role": "assistant", "content": ""})
         if kind == "content_block_start":
-            block = payload.get("content_block") if isinstance(payload.get("content_block"), dict) else {}
+            block = object_at(payload, "content_block")
             if block.get("type") != "tool_use":
                 return b""
             self._tools[payload.get("index")] = position = len(self._tools)
             return self._chunk({"tool_calls": [anthropic_to_openai.tool_call(block, position)]})
         if kind == "content_block_delta":
-            delta = payload.get("delta") if isinstance(payload.get("delta"), dict) else {}
+            delta = object_at(payload, "delta")
             if delta.get("type") == "text_delta":
                 return self._chunk({"content": delta.get("text") or ""})
             if delta.get("type") == "input_json_delta" and payload.get("index") in self._tools:
@@ -246,7 +247,7 @@ class AnthropicToOpenAI:
         if kind == "message_delta":
             self._usage.update({k: v for k, v in (payload.get("usage") or {}).items() if v is not None})
             stop = (payload.get("delta") or {}).get("stop_reason")
-            return self._chunk({}, anthropic_to_openai.FINISH_REASONS.get(stop, "stop")) if stop else b""
+            return self._chunk({}, anthropic_to_openai.finish_reason(stop)) if stop else b""
         if kind == "message_stop":
             self._done = True
             usage = self._chunk(usage=anthropic_to_openai.usage(self._usage)) if self._include_usage else b""

@@ -42,6 +42,11 @@ NAMES = (
 )
 
 
+# Example names for the secrets RELAY_ROUTES may give its providers (`keys`), as
+# .dev.vars.example and the README document them; any other name serves as well.
+ROUTE_SECRET_EXAMPLES = ("GROQ_API_KEYS", "BEDROCK_CREDENTIALS", "VERTEX_SERVICE_ACCOUNT", "FOUNDRY_API_KEYS")
+
+
 class ConfigError(Refused):
     """A var or secret has a value relay cannot use: every request is refused with a 500
     until it is fixed. `problem` names the var, never its value."""

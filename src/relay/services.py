@@ -59,6 +59,7 @@ class IsolateState:
         # provider -> {upstream key id: (cool until as KV holds it, as far as known; when written)}
         self.shared_cooldowns: dict[str, dict[str, tuple[float, float]]] = {}
         self.turn = 0
+        self.access_tokens: dict[str, tuple[str, float]] = {}  # upstream key id -> (cloud access token, expires at)
         self.usage_write_failures = 0  # audit rows D1 refused
         self.usage_group: list[UsageRow] | None = None  # audit rows still taking others (meter.py)
         self.spend: dict[str, MonthSpend] = {}  # relay key id -> month's spend (key_limits.py)

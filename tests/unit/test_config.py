@@ -35,8 +35,13 @@ def _readme_table_names(heading: str) -> set[str]:
 
 
 def test_every_name_relay_reads_is_in_the_example_and_nothing_else_is():
-    example = set(_example()) - {"GROQ_API_KEYS"}  # the example of a name RELAY_ROUTES gives
+    example = set(_example()) - set(config.ROUTE_SECRET_EXAMPLES)  # names RELAY_ROUTES may give
     assert example == set(config.NAMES)
+    assert set(config.ROUTE_SECRET_EXAMPLES) <= set(_example())
+
+
+def test_the_readme_documents_each_example_secret_for_routes():
+    assert _readme_table_names("| example secret | what it holds |") == set(config.ROUTE_SECRET_EXAMPLES)
 
 
 def test_the_vars_wrangler_toml_sets_are_relays_with_the_examples_values():

@@ -13,6 +13,13 @@ strict providers refuse unknown fields). To an Anthropic-format provider, `anthr
 is added if missing. `anthropic-beta` values a provider does not accept are dropped (see
 routing.Provider.betas). The provider's configured headers are set last (they may set
 `openai-organization` / `openai-project`, which no client may choose).
+
+Clouds: Foundry is the Anthropic API at another address, with its own key header. Bedrock
+and Vertex take the Messages body at a model's own URL, with the API version (and on
+Bedrock the betas) in the body, not in header fields (bedrock.py, vertex.py); both serve
+Anthropic-format clients on /v1/messages only, and count_tokens is 501 there. A cloud's
+error answer reaches the client with its status and error type, and a message naming the
+provider, not the account (its own message goes to the log).
 """
 
 from __future__ import annotations
@@ -22,24 +29,40 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from relay.http.errors import error_response
+from relay.http.errors import anthropic_error_type, error_response
 from relay.http.headers import upstream_request_headers
 from relay.http.json_spans import dumps
 from relay.http.messages import Headers, Request, Response, Transport
 from relay.pipeline.endpoints import Route
+from relay.providers import aws_sigv4, bedrock, google_auth, vertex
+from relay.providers.key_pool import UpstreamKey
 from relay.providers.model_routes import Target
 from relay.providers.translate import anthropic_to_openai, openai_to_anthropic, streams
+from relay.services import Services
 
 ANTHROPIC_VERSION = "2023-06-01"
 # The one endpoint pair relay translates: Messages <-> Chat Completions.
 PATHS = {"anthropic": "/v1/messages", "openai": "/chat/completions"}
 _NOT_FOR_OPENAI = frozenset({"anthropic-version", "anthropic-dangerous-direct-browser-access"})
 _BODY_FIELDS = frozenset({"content-type", "content-encoding"})
+# What Bedrock and Vertex take in the body, or set from relay's own body.
+_NOT_FOR_A_CLOUD = _NOT_FOR_OPENAI | _BODY_FIELDS | {"accept", "anthropic-beta"}
+MESSAGES = "/v1/messages"
+COUNT_TOKENS = "/v1/messages/count_tokens"
 
 
 class NotServed(Exception):
     """This target cannot serve this request (another API format, on an endpoint relay does
     not translate); the message says why."""
+
+
+class CannotCount(NotServed):
+    """A cloud that relay cannot ask to count tokens (answered 501 if no target can)."""
+
+
+class NoCredential(Exception):
+    """The provider's credential could not be made (a token exchange failed): try the next
+    target. The message names no secret."""
 
 
 @dataclass
@@ -52,25 +75,54 @@ class Call:
     translated: bool
     model: str | None = None  # the model name sent
     include_usage: bool = False  # OpenAI client: end its stream with a usage chunk
+    stream: bool = False  # a Bedrock call for a stream: its answer is an event stream
 
 
-def _accepted_betas(value: str, target: Target) -> str:
+def _betas(value: str, target: Target) -> list[str]:
     betas = (beta.strip() for beta in value.split(","))
-    return ",".join(beta for beta in betas if beta and target.provider.accepts_beta(beta))
+    return [beta for beta in betas if beta and target.provider.accepts_beta(beta)]
 
 
 def _header_fields(client: Headers, surface: str, target: Target) -> list[tuple[str, str]]:
     provider = target.provider
     fields = upstream_request_headers(client, ())
-    if provider.format == "openai" != surface:
+    if provider.api == "openai" != surface:
         fields = [(n, v) for n, v in fields if n not in _NOT_FOR_OPENAI]
     if provider.betas is not None or provider.format != surface:
-        fields = [(n, _accepted_betas(v, target)) if n == "anthropic-beta" else (n, v) for n, v in fields]
+        fields = [(n, ",".join(_betas(v, target))) if n == "anthropic-beta" else (n, v) for n, v in fields]
         fields = [(n, v) for n, v in fields if v or n != "anthropic-beta"]
-    if provider.format == "anthropic" and not any(n == "anthropic-version" for n, _ in fields):
+    if provider.cloud in ("bedrock", "vertex"):  # Vertex takes the betas as header fields, Bedrock in the body
+        kept = {"anthropic-beta"} if provider.cloud == "vertex" else set()
+        fields = [(n, v) for n, v in fields if n not in _NOT_FOR_A_CLOUD or n in kept]
+    elif provider.api == "anthropic" and not any(n == "anthropic-version" for n, _ in fields):
         fields.append(("anthropic-version", ANTHROPIC_VERSION))
     own = {name for name, _ in provider.headers}
     return [(n, v) for n, v in fields if n not in own] + list(provider.headers)
+
+
+async def authorization(
+    call: Call, key: UpstreamKey, services: Services, now: float, timeout: float
+) -> list[tuple[str, str]]:
+    """The header fields that carry `key` as the call's provider expects it; raises NoCredential."""
+    provider = call.target.provider
+    if provider.format == "openai":
+        return [("authorization", f"Bearer {key.secret}")]
+    if provider.format == "foundry":
+        return [("api-key", key.secret)]
+    if provider.format == "bedrock":
+        credentials = aws_sigv4.parse_credentials(key.secret)
+        assert credentials is not None and provider.region  # checked when the routes were read
+        return aws_sigv4.sign("POST", call.url, call.body, credentials, provider.region, bedrock.SERVICE, now)
+    if provider.format == "vertex":
+        try:
+            token = await google_auth.access_token(
+                key.id, key.secret, services.state.access_tokens, services.transport, now, timeout
+            )
+        except google_auth.TokenError as exc:
+            print(f"relay: vertex provider {provider.name} got no access token: {exc}")
+            raise NoCredential(f"relay could not get an access token for vertex provider {provider.name}") from None
+        return [("authorization", f"Bearer {token}")]
+    return [("x-api-key", key.secret)]
 
 
 def prepare(request: Request, route: Route, body: bytes | None, target: Target) -> Call:
@@ -78,7 +130,9 @@ def prepare(request: Request, route: Route, body: bytes | None, target: Target) 
     cannot be expressed in the provider's format."""
     surface, provider = route.surface, target.provider
     headers = _header_fields(request.headers, surface, target)
-    if provider.format == surface:
+    if provider.cloud in ("bedrock", "vertex"):
+        return _cloud_call(request, route, body, target, headers)
+    if provider.api == surface:
         url = provider.base_url + route.upstream_path + (f"?{request.query}" if request.query else "")
         if target.model and body and route.json_body:
             document = json.loads(body)
@@ -86,7 +140,7 @@ def prepare(request: Request, route: Route, body: bytes | None, target: Target) 
                 body = dumps({**document, "model": target.model}).encode()
         return Call(surface, target, url, headers, body, translated=False)
     if route.upstream_path != PATHS[surface] or request.method != "POST":
-        raise NotServed(f"{provider.format}-format provider {provider.name} cannot serve {request.path}")
+        raise NotServed(f"{provider.api}-format provider {provider.name} cannot serve {request.path}")
     document = json.loads(body or b"{}")
     model = target.model or document.get("model")
     if surface == "anthropic":
@@ -101,7 +155,7 @@ def prepare(request: Request, route: Route, body: bytes | None, target: Target) 
     return Call(
         surface,
         target,
-        provider.base_url + PATHS[provider.format],
+        provider.base_url + PATHS[provider.api],
         headers,
         dumps(translated).encode(),
         translated=True,
@@ -110,9 +164,72 @@ def prepare(request: Request, route: Route, body: bytes | None, target: Target) 
     )
 
 
+def _cloud_call(
+    request: Request, route: Route, body: bytes | None, target: Target, headers: list[tuple[str, str]]
+) -> Call:
+    provider = target.provider
+    if route.upstream_path == COUNT_TOKENS and route.surface == "anthropic":
+        raise CannotCount(f"{provider.format} provider {provider.name} cannot count tokens")
+    if route.surface != "anthropic" or route.upstream_path != MESSAGES or request.method != "POST":
+        raise NotServed(f"{provider.format} provider {provider.name} serves Anthropic-format /v1/messages only")
+    document = json.loads(body or b"{}")
+    model = target.model or document.get("model")
+    if not isinstance(model, str):
+        raise NotServed("the request names no model")
+    stream = document.get("stream") is True
+    models = dict(provider.models)
+    if provider.format == "bedrock":
+        betas = _betas(request.headers.get("anthropic-beta") or "", target)
+        model = bedrock.model_id(models, model)
+        payload = bedrock.body(document, betas)
+        url = provider.base_url + bedrock.path(model, stream)
+        accept = bedrock.STREAM_TYPE if stream else "application/json"
+        headers = [*headers, ("content-type", "application/json"), ("accept", accept)]
+    else:
+        assert provider.project and provider.region  # checked when the routes were read
+        model = vertex.model_id(models, model)
+        payload = vertex.body(document)
+        url = provider.base_url + vertex.path(provider.project, provider.region, model, stream)
+        headers = [*headers, ("content-type", "application/json")]
+    return Call(route.surface, target, url, headers, dumps(payload).encode(), True, model=model, stream=stream)
+
+
+async def _cloud_error(call: Call, answer: Response, transport: Transport) -> Response:
+    """A cloud's error answer with its status and error type, and a message naming the
+    provider, not the account (the cloud's own message is logged)."""
+    provider = call.target.provider
+    raw = b"" if answer.body is None else b"".join([chunk async for chunk in transport.chunks(answer.body)])
+    print(f"relay: {provider.format} provider {provider.name} answered {answer.status}: {raw[:500]!r}")
+    if provider.format == "bedrock":
+        aws_type = Headers(answer.headers).get("x-amzn-errortype")
+        kind = bedrock.error_type(aws_type, answer.status)
+        words = f"{answer.status} {bedrock.error_name(aws_type)}"
+    else:
+        try:
+            document = json.loads(raw)
+        except ValueError:
+            document = None
+        error = document.get("error") if isinstance(document, dict) else None
+        given = error.get("type") if isinstance(error, dict) else None
+        # Anthropic's own error type, as Foundry and Vertex pass it on; Google's errors have none.
+        own = isinstance(given, str) and given.endswith("_error") and given.isidentifier()
+        kind = given if own and isinstance(given, str) else anthropic_error_type(answer.status)
+        words = f"{answer.status} {kind}"
+    headers = tuple((n, v) for n, v in answer.headers if n not in _BODY_FIELDS)
+    message = f"{provider.format} provider {provider.name} answered {words}"
+    return error_response(call.surface, answer.status, message, headers, kind)
+
+
 async def reply(call: Call, answer: Response, transport: Transport, now: float) -> Response:
     """The provider's answer (its fields already fit for the client) in the client's format."""
-    if not call.translated:
+    provider = call.target.provider
+    if provider.cloud and answer.status >= 300:
+        return await _cloud_error(call, answer, transport)
+    if provider.format == "bedrock" and call.stream:
+        body = _translate_stream(transport.chunks(answer.body), bedrock.EventStreamToSSE(provider.name))
+        headers = [(n, v) for n, v in answer.headers if n not in _BODY_FIELDS]
+        return Response(answer.status, headers + [("content-type", "text/event-stream; charset=utf-8")], body)
+    if not call.translated or provider.cloud:
         return answer
     headers = [(n, v) for n, v in answer.headers if n not in _BODY_FIELDS]
     content_type = Headers(answer.headers).get("content-type") or ""

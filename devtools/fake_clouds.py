@@ -17,7 +17,8 @@ Behaviour per request, from header fields relay forwards: `x-fake-<cloud>-scenar
 status-<n>` (an error as that cloud words it, naming a made-up account), `midstream-throttle`
 (Bedrock: a stream that starts, then a throttlingException message); `x-fake-tool-calls: on`
 (call the first tool offered, then answer `Tool said: <result>`); `x-fake-events: N`;
-`x-fake-cache-read: N` / `x-fake-cache-write: M` (usage reports them).
+`x-fake-cache-read: N` / `x-fake-cache-write: M` (usage reports them); `x-fake-gate: <id>`
+(Bedrock: send the first message, then wait until the test calls `release(<id>)`).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import quote, unquote
 
-from devtools.fake_upstream import REPLY_TEXT, Seen, _chunks
+from devtools.fake_upstream import GATE_TIMEOUT_S, REPLY_TEXT, Seen, _chunks
 
 ACCOUNT_ARN = "arn:aws:bedrock:us-east-1:123456789012:inference-profile/fake"  # in error messages only
 GOOGLE_PROJECT_NUMBER = "987654321098"
@@ -326,6 +327,9 @@ class _Handler(BaseHTTPRequestHandler):
         # Message 1 and 2 share one write; every other message goes in three pieces, cut
         # inside its prelude, its headers and its payload.
         self._write(frames[0] + frames[1][:5])
+        gate = seen.header("x-fake-gate")
+        if gate:  # hold the rest until the test has seen the first event arrive
+            self.server.fake._gate(gate).wait(GATE_TIMEOUT_S)
         rest = [frames[1][5:], *frames[2:]]
         for frame in rest:
             cuts = sorted({min(7, len(frame) - 1), min(40, len(frame) - 1), max(1, len(frame) - 9)})
@@ -424,6 +428,7 @@ class FakeClouds:
         self._lock = threading.Lock()
         self._seen: list[CloudSeen] = []
         self.tokens: list[str] = []
+        self._gates: dict[str, threading.Event] = {}
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
@@ -452,6 +457,13 @@ class FakeClouds:
     def _record(self, seen: CloudSeen) -> None:
         with self._lock:
             self._seen.append(seen)
+
+    def release(self, gate: str) -> None:
+        self._gate(gate).set()
+
+    def _gate(self, gate: str) -> threading.Event:
+        with self._lock:
+            return self._gates.setdefault(gate, threading.Event())
 
     def _issue(self, token: str) -> None:
         with self._lock:
@@ -497,6 +509,9 @@ class FakeClouds:
         return self
 
     def stop(self) -> None:
+        with self._lock:
+            for event in self._gates.values():
+                event.set()
         self._server.shutdown()
         self._server.server_close()
         self._folder.cleanup()

@@ -45,6 +45,17 @@ def openai_error(error: Any) -> Json:
     }
 
 
+class _ToolCall:
+    __slots__ = ("id", "name", "arguments")
+
+    def __init__(self, call_id: str, name: str):
+        self.id, self.name = call_id, name
+        self.arguments: list[str] = []
+
+    def block(self) -> dict:
+        return {"type": "tool_use", "id": self.id, "name": self.name, "input": {}}
+
+
 class OpenAIToAnthropic:
     """An OpenAI chat completion stream as an Anthropic Messages stream."""
 
@@ -55,7 +66,9 @@ class OpenAIToAnthropic:
         self._done = False
         self._index = -1  # the Anthropic content block now open (-1: none)
         self._open: str | None = None  # its kind: "text", "thinking" or "tool_use"
-        self._tools: dict[Any, tuple[str, int]] = {}  # OpenAI tool index -> (call id, block index)
+        self._tools: dict[Any, _ToolCall] = {}  # OpenAI tool index -> its latest call
+        self._live: _ToolCall | None = None  # the call whose block streams live
+        self._held: list[_ToolCall] = []  # calls given whole at the end (see _tool_call)
         self._blocks = 0
         self._stop_reason: str | None = None
         self._usage: Any = None
@@ -104,7 +117,7 @@ class OpenAIToAnthropic:
                 out += self._tool_call(call)
         if choice.get("finish_reason"):
             self._stop_reason = openai_to_anthropic.stop_reason(choice["finish_reason"])
-            out += self._close()
+            out += self._held_calls()
         return out
 
     def _start(self, payload: Json) -> bytes:
@@ -139,20 +152,45 @@ class OpenAIToAnthropic:
         return out + sse.frame("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta})
 
     def _tool_call(self, call: Json) -> bytes:
+        """A tool call's fragment. One call streams live in its block; a call that starts
+        while another's block is open is held until the message ends, then given whole: an
+        OpenAI stream may interleave the argument fragments of parallel calls, and an
+        Anthropic block, once stopped, takes no more."""
         key = call.get("index", 0)
         function = object_at(call, "function")
+        arguments = function.get("arguments") if isinstance(function.get("arguments"), str) else ""
+        current = self._tools.get(key)
         out = b""
-        known = self._tools.get(key)
-        if call.get("id") and (known is None or known[0] != call["id"]):
-            out += self._open_block(
-                "tool_use", {"type": "tool_use", "id": call["id"], "name": function.get("name") or "", "input": {}}
-            )
-            self._tools[key] = known = (call["id"], self._index)
-        arguments = function.get("arguments")
-        if known is None or not isinstance(arguments, str) or not arguments:
+        if call.get("id") and (current is None or current.id != call["id"]):
+            if self._live is not None and self._live is current:  # this index's call is complete
+                out += self._close()
+            current = self._tools[key] = _ToolCall(call["id"], function.get("name") or "")
+            if self._open is None or self._open != "tool_use":
+                out += self._open_block("tool_use", current.block())
+                self._live = current
+            else:
+                self._held.append(current)
+        if current is None or not arguments:
             return out
-        # Interleaved parallel calls write to the block opened for their call.
-        return out + self._delta("tool_use", {}, {"type": "input_json_delta", "partial_json": arguments}, known[1])
+        if current is self._live:
+            if self._open == "tool_use":
+                return out + self._delta("tool_use", {}, {"type": "input_json_delta", "partial_json": arguments})
+            print("relay: a tool call's arguments arrived after its block was closed by text; dropped")
+            return out
+        current.arguments.append(arguments)
+        return out
+
+    def _held_calls(self) -> bytes:
+        """The calls held back, each as a whole block, after the open block is closed."""
+        out = self._close()
+        for call in self._held:
+            out += self._open_block("tool_use", call.block())
+            partial = "".join(call.arguments)
+            if partial:
+                out += self._delta("tool_use", {}, {"type": "input_json_delta", "partial_json": partial})
+            out += self._close()
+        self._held = []
+        return out
 
     def _close(self) -> bytes:
         if self._open is None:

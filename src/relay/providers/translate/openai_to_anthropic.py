@@ -249,6 +249,17 @@ def stop_reason(finish_reason: Any) -> str:
     return STOP_REASONS.get(finish_reason, "end_turn") if isinstance(finish_reason, str) else "end_turn"
 
 
+def stop(choice: Json) -> tuple[str, str | None]:
+    """(Anthropic stop_reason, stop_sequence) of a choice. OpenAI's own API says only "stop"
+    for a matched stop sequence; the servers that say which one matched (vLLM's
+    `stop_reason`, SGLang's `matched_stop`, a string then) make it `stop_sequence`."""
+    finish = choice.get("finish_reason")
+    matched = choice.get("stop_reason", choice.get("matched_stop"))
+    if finish == "stop" and isinstance(matched, str) and matched:
+        return "stop_sequence", matched
+    return stop_reason(finish), None
+
+
 def message_id(upstream_id: Any) -> str:
     text = upstream_id if isinstance(upstream_id, str) and upstream_id else "relay"
     return text if text.startswith("msg_") else f"msg_{text}"
@@ -274,13 +285,14 @@ def message(completion: Json) -> Json:
                     "input": tool_input(function.get("arguments")),
                 }
             )
+    reason, sequence = stop(choice)
     return {
         "id": message_id(completion.get("id")),
         "type": "message",
         "role": "assistant",
         "model": completion.get("model"),
         "content": content,
-        "stop_reason": stop_reason(choice.get("finish_reason")),
-        "stop_sequence": None,
+        "stop_reason": reason,
+        "stop_sequence": sequence,
         "usage": usage(completion.get("usage")),
     }

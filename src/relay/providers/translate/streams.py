@@ -71,6 +71,7 @@ class OpenAIToAnthropic:
         self._held: list[_ToolCall] = []  # calls given whole at the end (see _tool_call)
         self._blocks = 0
         self._stop_reason: str | None = None
+        self._stop_sequence: str | None = None
         self._usage: Any = None
 
     def feed(self, chunk: bytes) -> bytes:
@@ -116,7 +117,7 @@ class OpenAIToAnthropic:
             if isinstance(call, dict):
                 out += self._tool_call(call)
         if choice.get("finish_reason"):
-            self._stop_reason = openai_to_anthropic.stop_reason(choice["finish_reason"])
+            self._stop_reason, self._stop_sequence = openai_to_anthropic.stop(choice)
             out += self._held_calls()
         return out
 
@@ -206,7 +207,7 @@ class OpenAIToAnthropic:
             "message_delta",
             {
                 "type": "message_delta",
-                "delta": {"stop_reason": self._stop_reason, "stop_sequence": None},
+                "delta": {"stop_reason": self._stop_reason, "stop_sequence": self._stop_sequence},
                 "usage": usage,
             },
         )

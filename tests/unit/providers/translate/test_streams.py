@@ -7,6 +7,7 @@ import json
 import pytest
 
 from relay.http import sse
+from relay.providers.translate import openai_to_anthropic
 from relay.providers.translate.streams import AnthropicToOpenAI, OpenAIToAnthropic
 
 
@@ -340,3 +341,24 @@ def test_sequential_calls_reusing_an_index_stream_one_after_the_other():
     rest = _events(translator.feed(upstream.split(b"\n\n", 2)[2]) + translator.finish())
     deltas = [d["delta"]["partial_json"] for e, d in first + rest if e == "content_block_delta"]
     assert deltas == ["{}", "{", "}"]
+
+
+@pytest.mark.parametrize(
+    "choice_fields, stop_reason, stop_sequence",
+    [
+        ({"stop_reason": "###"}, "stop_sequence", "###"),  # vLLM says which stop string matched
+        ({"matched_stop": "END"}, "stop_sequence", "END"),  # SGLang
+        ({"stop_reason": 50256}, "end_turn", None),  # a stop token, not a stop sequence
+        ({}, "end_turn", None),  # OpenAI itself does not say
+    ],
+)
+def test_a_matched_stop_sequence_is_reported_when_the_provider_names_it(choice_fields, stop_reason, stop_sequence):
+    final = _chunk({}, "stop")
+    final["choices"][0].update(choice_fields)
+    translator = OpenAIToAnthropic("m")
+    events = _events(translator.feed(_openai_stream(_chunk({"content": "a"}), final)) + translator.finish())
+    [delta] = [d for e, d in events if e == "message_delta"]
+    assert delta["delta"] == {"stop_reason": stop_reason, "stop_sequence": stop_sequence}
+    completion = {"choices": [{"message": {"content": "a"}, "finish_reason": "stop", **choice_fields}]}
+    message = openai_to_anthropic.message(completion)
+    assert (message["stop_reason"], message["stop_sequence"]) == (stop_reason, stop_sequence)

@@ -25,6 +25,7 @@ provider, not the account (its own message goes to the log).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -48,6 +49,8 @@ _BODY_FIELDS = frozenset({"content-type", "content-encoding"})
 # What Bedrock and Vertex take in the body, or set from relay's own body.
 _NOT_FOR_A_CLOUD = _NOT_FOR_OPENAI | _BODY_FIELDS | {"accept", "anthropic-beta"}
 MESSAGES = "/v1/messages"
+# A thinking block's empty signature, as JSON may write it: the cheap test before a parse.
+_UNSIGNED = re.compile(rb'"signature"\s*:\s*""')
 COUNT_TOKENS = "/v1/messages/count_tokens"
 
 
@@ -57,7 +60,8 @@ class NotServed(Exception):
 
 
 class CannotCount(NotServed):
-    """A cloud that relay cannot ask to count tokens (answered 501 if no target can)."""
+    """A target relay cannot ask to count tokens: another API's, or a cloud's (answered 501
+    not_supported if no target of the route can)."""
 
 
 class NoCredential(Exception):
@@ -76,6 +80,28 @@ class Call:
     model: str | None = None  # the model name sent
     include_usage: bool = False  # OpenAI client: end its stream with a usage chunk
     stream: bool = False  # a Bedrock call for a stream: its answer is an event stream
+
+
+def without_unsigned_thinking(document: dict[str, Any]) -> dict[str, Any]:
+    """The Messages body without thinking blocks that carry no signature: relay made them
+    from an OpenAI-format model's reasoning (translate/streams.py), and an Anthropic API
+    refuses them when a later turn of the session is served there."""
+    messages = document.get("messages")
+    if not isinstance(messages, list):
+        return document
+    kept = []
+    for message in messages:
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, list) and message.get("role") == "assistant":
+            blocks = [
+                b
+                for b in content
+                if not (isinstance(b, dict) and b.get("type") == "thinking" and not b.get("signature"))
+            ]
+            if blocks and len(blocks) < len(content):
+                message = {**message, "content": blocks}
+        kept.append(message)
+    return {**document, "messages": kept}
 
 
 def _betas(value: str, target: Target) -> list[str]:
@@ -138,9 +164,12 @@ def prepare(request: Request, route: Route, body: bytes | None, target: Target) 
             document = json.loads(body)
             if document.get("model") != target.model:
                 body = dumps({**document, "model": target.model}).encode()
+        if surface == "anthropic" and body and route.json_body and _UNSIGNED.search(body):
+            body = dumps(without_unsigned_thinking(json.loads(body))).encode()
         return Call(surface, target, url, headers, body, translated=False)
     if route.upstream_path != PATHS[surface] or request.method != "POST":
-        raise NotServed(f"{provider.api}-format provider {provider.name} cannot serve {request.path}")
+        problem = CannotCount if route.upstream_path == COUNT_TOKENS else NotServed
+        raise problem(f"{provider.api}-format provider {provider.name} cannot serve {request.path}")
     document = json.loads(body or b"{}")
     model = target.model or document.get("model")
     if surface == "anthropic":
@@ -172,7 +201,7 @@ def _cloud_call(
         raise CannotCount(f"{provider.format} provider {provider.name} cannot count tokens")
     if route.surface != "anthropic" or route.upstream_path != MESSAGES or request.method != "POST":
         raise NotServed(f"{provider.format} provider {provider.name} serves Anthropic-format /v1/messages only")
-    document = json.loads(body or b"{}")
+    document = without_unsigned_thinking(json.loads(body or b"{}"))
     model = target.model or document.get("model")
     if not isinstance(model, str):
         raise NotServed("the request names no model")

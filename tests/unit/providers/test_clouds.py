@@ -228,3 +228,29 @@ def test_a_cloud_provider_without_what_it_needs_is_a_config_error_naming_no_secr
     with pytest.raises(ConfigError, match=words) as caught:
         Settings.from_env({**ENV, **env, "RELAY_ROUTES": json.dumps(routes)})
     assert "unit/secret+key" not in str(caught.value) and "just-a-key" not in str(caught.value)
+
+
+def test_thinking_blocks_without_a_signature_are_not_sent_to_an_anthropic_api():
+    """relay makes them from an OpenAI-format model's reasoning; a later turn that falls back
+    to an Anthropic-API target would be refused for them."""
+    history = {
+        **MESSAGE,
+        "messages": [
+            {"role": "user", "content": "hi"},
+            {
+                "role": "assistant",
+                "content": [
+                    {"type": "thinking", "thinking": "from gpt", "signature": ""},
+                    {"type": "thinking", "thinking": "from claude", "signature": "sig-1"},
+                    {"type": "text", "text": "hello"},
+                ],
+            },
+            {"role": "user", "content": "again"},
+        ],
+    }
+    answer = Response(200, [("content-type", "application/json")], b'{"type":"message"}')
+    for routes in (ROUTES, {**ROUTES, "routes": []}):  # to Bedrock, and to the Anthropic API itself
+        cloud = Cloud(answer)
+        assert _run(cloud, history, routes=routes).status == 200
+        sent = json.loads(cloud.sent[0][2])["messages"][1]["content"]
+        assert [b.get("signature") for b in sent] == ["sig-1", None]

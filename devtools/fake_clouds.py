@@ -1,7 +1,7 @@
 """Fake Claude clouds for tests: Amazon Bedrock, Google Vertex AI (and its token endpoint)
 and Microsoft Foundry, on one loopback server, each checking what the real one would.
 
-- Bedrock (`POST /model/<id>/invoke`, `/invoke-with-response-stream`): the SigV4
+- Bedrock (`POST /model/<id>/invoke`, `/invoke-with-response-stream`, `/count-tokens`): the SigV4
   signature is recomputed from the request as it arrived (path, query, signed fields, body
   hash) with the credentials the test gave, and a bad one is a 403 as AWS answers it. The
   body must have `anthropic_version: bedrock-2023-05-31` and no `model`. A stream is real
@@ -305,6 +305,8 @@ class _Handler(BaseHTTPRequestHandler):
         parts = path.split("/")
         seen.model = unquote(parts[2])
         request = seen.json()
+        if parts[3] == "count-tokens":
+            return self._bedrock_count(seen, request)
         if request.get("anthropic_version") != "bedrock-2023-05-31" or "model" in request:
             return self._bedrock_error(400, "ValidationException", "malformed input request")
         scenario = self._scenario(seen)
@@ -338,6 +340,18 @@ class _Handler(BaseHTTPRequestHandler):
                 if piece:
                     self._write(piece)
         self._end()
+
+    def _bedrock_count(self, seen: CloudSeen, request: dict) -> None:
+        """CountTokens: foundation model ids only; the InvokeModel body as a base64 blob."""
+        if not seen.model.startswith("anthropic."):
+            return self._bedrock_error(400, "ValidationException", "The provided model doesn't support counting tokens")
+        try:
+            invoke = json.loads(base64.b64decode(request["input"]["invokeModel"]["body"], validate=True))
+        except (KeyError, TypeError, ValueError, binascii.Error):
+            return self._bedrock_error(400, "ValidationException", "input.invokeModel.body must be a base64 blob")
+        if invoke.get("anthropic_version") != "bedrock-2023-05-31" or "max_tokens" not in invoke:
+            return self._bedrock_error(400, "ValidationException", "malformed input request")
+        self._json(200, {"inputTokens": max(1, len(json.dumps(invoke["messages"])) // 4)})
 
     # --- Vertex ---------------------------------------------------------------------
     def _token(self, seen: CloudSeen) -> None:

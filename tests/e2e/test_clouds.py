@@ -77,6 +77,7 @@ def worker(clouds, anthropic_upstream, private_key):
                 "region": "us-west-2",
                 "base_url": clouds.url,
                 "keys": "BEDROCK_CREDENTIALS",
+                "models": {UNCOUNTED: "us.anthropic.claude-3-5-haiku-20241022-v1:0"},  # a profile
             },
             "gcp": {"format": "vertex", "region": "us-east5", "base_url": clouds.url, "keys": "VERTEX_SERVICE_ACCOUNT"},
             "azure": {"format": "foundry", "base_url": clouds.url + "/anthropic", "keys": "FOUNDRY_API_KEYS"},
@@ -281,13 +282,15 @@ def test_a_cloud_error_names_the_provider_not_the_account(client, worker, cloud)
     assert accounts[cloud] in worker.log()  # the cloud's own message went to the log only
 
 
-def test_count_tokens_is_501_not_supported_where_no_target_can_count(client, worker):
-    with pytest.raises(anthropic.APIStatusError) as caught:
+def test_count_tokens_is_bedrocks_count_or_501_not_supported_where_no_target_can_count(client, clouds, tag):
+    counted = client.messages.count_tokens(model=ON["bedrock"][0], messages=[{"role": "user", "content": "hi"}])
+    [seen] = clouds.requests(tag, "bedrock")
+    assert seen.path.endswith("/count-tokens") and counted.input_tokens > 0  # CountTokens, signed
+    with pytest.raises(anthropic.APIStatusError) as caught:  # an inference profile: Bedrock cannot count
         client.messages.count_tokens(model=UNCOUNTED, messages=[{"role": "user", "content": "hi"}])
     assert caught.value.status_code == 501 and caught.value.body["error"]["type"] == "not_supported"
     assert caught.value.response.headers["x-should-retry"] == "false"
-    counted = client.messages.count_tokens(model=ON["bedrock"][0], messages=[{"role": "user", "content": "hi"}])
-    assert counted.input_tokens > 0  # the route's fallback, the Anthropic API, counts
+    assert len(clouds.requests(tag, "bedrock")) == 1
 
 
 def test_claude_code_gets_its_answer_through_a_bedrock_route(worker, clouds):

@@ -3,7 +3,9 @@ as the Anthropic API gives it.
 
 Bedrock takes the Messages body at `/model/<model id>/invoke` (or
 `invoke-with-response-stream`), without `model` and `stream`, with `anthropic_version`
-and the `anthropic-beta` values in the body. A streamed answer is AWS event-stream: each
+and the `anthropic-beta` values in the body; count_tokens goes to CountTokens
+(`/model/<id>/count-tokens`), which counts for foundation model ids only. A streamed
+answer is AWS event-stream: each
 `chunk` message holds one Anthropic event, base64 in a JSON `bytes` field, re-emitted
 here as an SSE frame as soon as its message is complete. An exception message in the
 stream (throttling, a model error) becomes an Anthropic `error` event and ends it.
@@ -21,6 +23,7 @@ from typing import Any
 from urllib.parse import quote
 
 from relay.http import sse
+from relay.http.json_spans import dumps
 from relay.providers.aws_event_stream import Decoder, EventStreamError, Message
 from relay.providers.translate.streams import INCOMPLETE
 
@@ -93,6 +96,23 @@ def body(document: dict[str, Any], betas: list[str]) -> dict[str, Any]:
     if betas:
         out["anthropic_beta"] = betas
     return out
+
+
+def can_count(model: str) -> bool:
+    """CountTokens takes a foundation model's own id, not an inference profile or an ARN."""
+    return model.startswith("anthropic.")
+
+
+def count_path(model: str) -> str:
+    return f"/model/{quote(model, safe='')}/count-tokens"
+
+
+def count_body(document: dict[str, Any], betas: list[str]) -> dict[str, Any]:
+    """CountTokens' request for a count_tokens body: the InvokeModel body it would be,
+    base64 (a blob in AWS's JSON protocol). InvokeModel wants max_tokens, which
+    count_tokens has not."""
+    invoke = body({"max_tokens": 1, **document}, betas)
+    return {"input": {"invokeModel": {"body": base64.b64encode(dumps(invoke).encode()).decode()}}}
 
 
 def error_type(name: str | None, status: int) -> str:

@@ -80,6 +80,7 @@ class Call:
     model: str | None = None  # the model name sent
     include_usage: bool = False  # OpenAI client: end its stream with a usage chunk
     stream: bool = False  # a Bedrock call for a stream: its answer is an event stream
+    counting: bool = False  # Bedrock's CountTokens for count_tokens: its answer is renamed
 
 
 def without_unsigned_thinking(document: dict[str, Any]) -> dict[str, Any]:
@@ -197,21 +198,24 @@ def _cloud_call(
     request: Request, route: Route, body: bytes | None, target: Target, headers: list[tuple[str, str]]
 ) -> Call:
     provider = target.provider
-    if route.upstream_path == COUNT_TOKENS and route.surface == "anthropic":
+    counting = route.upstream_path == COUNT_TOKENS and route.surface == "anthropic" and request.method == "POST"
+    if counting and provider.format != "bedrock":
         raise CannotCount(f"{provider.format} provider {provider.name} cannot count tokens")
-    if route.surface != "anthropic" or route.upstream_path != MESSAGES or request.method != "POST":
+    if not counting and (route.surface != "anthropic" or route.upstream_path != MESSAGES or request.method != "POST"):
         raise NotServed(f"{provider.format} provider {provider.name} serves Anthropic-format /v1/messages only")
     document = without_unsigned_thinking(json.loads(body or b"{}"))
     model = target.model or document.get("model")
     if not isinstance(model, str):
         raise NotServed("the request names no model")
-    stream = document.get("stream") is True
+    stream = document.get("stream") is True and not counting
     models = dict(provider.models)
     if provider.format == "bedrock":
         betas = _betas(request.headers.get("anthropic-beta") or "", target)
         model = bedrock.model_id(models, model)
-        payload = bedrock.body(document, betas)
-        url = provider.base_url + bedrock.path(model, stream)
+        if counting and not bedrock.can_count(model):
+            raise CannotCount(f"bedrock provider {provider.name} cannot count tokens for {model}")
+        payload = bedrock.count_body(document, betas) if counting else bedrock.body(document, betas)
+        url = provider.base_url + (bedrock.count_path(model) if counting else bedrock.path(model, stream))
         accept = bedrock.STREAM_TYPE if stream else "application/json"
         headers = [*headers, ("content-type", "application/json"), ("accept", accept)]
     else:
@@ -220,7 +224,17 @@ def _cloud_call(
         payload = vertex.body(document)
         url = provider.base_url + vertex.path(provider.project, provider.region, model, stream)
         headers = [*headers, ("content-type", "application/json")]
-    return Call(route.surface, target, url, headers, dumps(payload).encode(), True, model=model, stream=stream)
+    return Call(
+        route.surface,
+        target,
+        url,
+        headers,
+        dumps(payload).encode(),
+        True,
+        model=model,
+        stream=stream,
+        counting=counting,
+    )
 
 
 async def _cloud_error(call: Call, answer: Response, transport: Transport) -> Response:
@@ -249,6 +263,22 @@ async def _cloud_error(call: Call, answer: Response, transport: Transport) -> Re
     return error_response(call.surface, answer.status, message, headers, kind)
 
 
+async def _counted(call: Call, answer: Response, transport: Transport) -> Response:
+    """Bedrock's CountTokens answer as count_tokens gives it: `{"input_tokens": N}`."""
+    raw = b"" if answer.body is None else b"".join([chunk async for chunk in transport.chunks(answer.body)])
+    try:
+        counted = json.loads(raw).get("inputTokens")
+    except (ValueError, AttributeError):
+        counted = None
+    headers = [(n, v) for n, v in answer.headers if n not in _BODY_FIELDS]
+    if not isinstance(counted, int):
+        message = f"bedrock provider {call.target.provider.name} answered a count relay could not read"
+        return error_response(call.surface, 502, message, tuple(headers))
+    return Response(
+        answer.status, [*headers, ("content-type", "application/json")], dumps({"input_tokens": counted}).encode()
+    )
+
+
 async def reply(call: Call, answer: Response, transport: Transport, now: float) -> Response:
     """The provider's answer (its fields already fit for the client) in the client's format."""
     provider = call.target.provider
@@ -258,6 +288,8 @@ async def reply(call: Call, answer: Response, transport: Transport, now: float) 
         body = _translate_stream(transport.chunks(answer.body), bedrock.EventStreamToSSE(provider.name))
         headers = [(n, v) for n, v in answer.headers if n not in _BODY_FIELDS]
         return Response(answer.status, headers + [("content-type", "text/event-stream; charset=utf-8")], body)
+    if call.counting:
+        return await _counted(call, answer, transport)
     if not call.translated or provider.cloud:
         return answer
     headers = [(n, v) for n, v in answer.headers if n not in _BODY_FIELDS]

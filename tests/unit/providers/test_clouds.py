@@ -4,6 +4,7 @@ answers (event streams, errors naming an account) reach an Anthropic client."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 
 import pytest
@@ -158,14 +159,39 @@ def test_a_throttled_bedrock_target_gives_way_to_the_anthropic_api():
     ]
 
 
+def test_count_tokens_goes_to_bedrocks_count_tokens_for_a_foundation_model():
+    counted = Response(200, [("content-type", "application/json")], b'{"inputTokens":42}')
+    cloud = Cloud(counted)
+    reply = _run(
+        cloud, MESSAGE, path="/v1/messages/count_tokens", headers=[("anthropic-beta", "context-1m-2025-08-07")]
+    )
+    assert reply.status == 200 and json.loads(reply.body) == {"input_tokens": 42}
+    [(url, headers, body)] = cloud.sent
+    assert url.endswith("/model/anthropic.claude-haiku-4-5-20251001-v1%3A0/count-tokens")
+    invoke = json.loads(base64.b64decode(json.loads(body)["input"]["invokeModel"]["body"]))
+    assert invoke == {
+        "max_tokens": 5,
+        "messages": MESSAGE["messages"],
+        "anthropic_version": "bedrock-2023-05-31",
+        "anthropic_beta": ["context-1m-2025-08-07"],
+    }
+    path = url.split(".com", 1)[1]
+    assert sigv4_problem(AWS, Seen("POST", path, [("host", url.split("/")[2]), *headers], body)) is None
+
+
 def test_count_tokens_where_no_target_can_count_is_501_not_supported():
-    routes = {**ROUTES, "routes": [{"model": "claude-*", "targets": [{"provider": "aws"}]}]}
+    profile = {"aws": {**ROUTES["providers"]["aws"], "models": {"claude-haiku-4-5": "us.anthropic.claude-haiku-4-5"}}}
+    routes = {"providers": profile, "routes": [{"model": "claude-*", "targets": [{"provider": "aws"}]}]}
     reply = _run(Cloud(), MESSAGE, path="/v1/messages/count_tokens", routes=routes)
     assert reply.status == 501 and json.loads(reply.body)["error"]["type"] == "not_supported"
     assert Headers(reply.headers).get("x-should-retry") == "false"
     counted = Response(200, [("content-type", "application/json")], b'{"input_tokens":3}')
     cloud = Cloud(counted)
-    assert _run(cloud, MESSAGE, path="/v1/messages/count_tokens").status == 200  # the Anthropic API counts
+    with_fallback = {
+        **routes,
+        "routes": [{"model": "claude-*", "targets": [{"provider": "aws"}, {"provider": "anthropic"}]}],
+    }
+    assert _run(cloud, MESSAGE, path="/v1/messages/count_tokens", routes=with_fallback).status == 200
     assert cloud.sent[0][0] == "https://api.anthropic.com/v1/messages/count_tokens"
 
 

@@ -24,6 +24,7 @@ from urllib.parse import quote
 
 from relay.http import sse
 from relay.http.json_spans import dumps
+from relay.log import log
 from relay.providers.aws_event_stream import Decoder, EventStreamError, Message
 from relay.providers.translate.streams import INCOMPLETE
 
@@ -146,7 +147,7 @@ class EventStreamToSSE:
         try:
             messages = self._decoder.feed(chunk)
         except EventStreamError as exc:
-            print(f"relay: bedrock provider {self._provider} sent a broken event stream: {exc}")
+            log(f"bedrock provider {self._provider} sent a broken event stream: {exc}")
             return self._error("api_error", f"bedrock provider {self._provider} sent a broken event stream")
         return b"".join(self._message(message) for message in messages)
 
@@ -163,7 +164,7 @@ class EventStreamToSSE:
         kind = message.header(":message-type")
         if kind == "exception" or kind == "error":
             name = message.header(":exception-type") or message.header(":error-code")
-            print(f"relay: bedrock provider {self._provider} stream ended with {name}: {_text(message)}")
+            log(f"bedrock provider {self._provider} stream ended with {name}: {_text(message)}")
             return self._error(
                 error_type(name, 500), f"bedrock provider {self._provider} answered {error_name(name)} mid-stream"
             )

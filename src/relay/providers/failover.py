@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from relay.http.errors import Refused
 from relay.http.headers import client_response_headers
 from relay.http.messages import Headers, Request, Response, UpstreamTimeout, UpstreamUnreachable
+from relay.log import log
 from relay.pipeline.endpoints import Route
 from relay.providers import target_call
 from relay.providers.key_pool import RETRYABLE, Cooldowns, cooldown_until, preference
@@ -90,7 +91,7 @@ async def forward(
     moved: MoveOn | None = None
     for call in _calls(request, route, body, targets, exchange.model_requested):
         if moved is not None:
-            print(f"relay: provider {exchange.provider} did not serve ({moved.why}); trying the route's next target")
+            log(f"provider {exchange.provider} did not serve ({moved.why}); trying the route's next target")
             if moved.answer is not None:
                 await services.transport.discard(moved.answer.body)
         exchange.provider = call.target.provider.name
@@ -143,7 +144,7 @@ async def _through_pool(
             await cooldowns.cool(key.id, cooldown_until(429, Headers(answer.headers), now), now)
         if answer.status not in RETRYABLE:
             return _passed_on(answer, {}, now)
-        print(f"relay: upstream key {key.id} answered {answer.status}; trying the next key")
+        log(f"upstream key {key.id} answered {answer.status}; trying the next key")
         cooling = await cooldowns.current(now) if answer.status == 429 else {}
         moved = MoveOn(f"answered {answer.status}", answer=_passed_on(answer, cooling, now))
     return moved

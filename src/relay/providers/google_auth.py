@@ -9,14 +9,13 @@ token, and a token is kept in the isolate until TOKEN_MARGIN_SECONDS before it e
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any
 from urllib.parse import urlencode
 
+from relay.http.json_spans import loads_or_none
 from relay.http.messages import Transport, UpstreamUnreachable
 
 SCOPE = "https://www.googleapis.com/auth/cloud-platform"
@@ -146,9 +145,7 @@ async def access_token(
         raw = b"".join([chunk async for chunk in transport.chunks(answer.body)]) if answer.body is not None else b""
     except UpstreamUnreachable:
         raise TokenError("the token endpoint could not be reached") from None
-    document: Any = None
-    with contextlib.suppress(ValueError):
-        document = json.loads(raw)
+    document = loads_or_none(raw)
     token = document.get("access_token") if isinstance(document, dict) else None
     if answer.status != 200 or not isinstance(token, str):
         error = document.get("error") if isinstance(document, dict) else None

@@ -32,8 +32,9 @@ from typing import Any
 
 from relay.http.errors import anthropic_error_type, error_response
 from relay.http.headers import upstream_request_headers
-from relay.http.json_spans import dumps
+from relay.http.json_spans import dumps, loads_or_none
 from relay.http.messages import Headers, Request, Response, Transport
+from relay.log import log
 from relay.pipeline.endpoints import Route
 from relay.providers import aws_sigv4, bedrock, google_auth, vertex
 from relay.providers.key_pool import UpstreamKey
@@ -146,7 +147,7 @@ async def authorization(
                 key.id, key.secret, services.state.access_tokens, services.transport, now, timeout
             )
         except google_auth.TokenError as exc:
-            print(f"relay: vertex provider {provider.name} got no access token: {exc}")
+            log(f"vertex provider {provider.name} got no access token: {exc}")
             raise NoCredential(f"relay could not get an access token for vertex provider {provider.name}") from None
         return [("authorization", f"Bearer {token}")]
     return [("x-api-key", key.secret)]
@@ -242,16 +243,13 @@ async def _cloud_error(call: Call, answer: Response, transport: Transport) -> Re
     provider, not the account (the cloud's own message is logged)."""
     provider = call.target.provider
     raw = b"" if answer.body is None else b"".join([chunk async for chunk in transport.chunks(answer.body)])
-    print(f"relay: {provider.format} provider {provider.name} answered {answer.status}: {raw[:500]!r}")
+    log(f"{provider.format} provider {provider.name} answered {answer.status}: {raw[:500]!r}")
     if provider.format == "bedrock":
         aws_type = Headers(answer.headers).get("x-amzn-errortype")
         kind = bedrock.error_type(aws_type, answer.status)
         words = f"{answer.status} {bedrock.error_name(aws_type)}"
     else:
-        try:
-            document = json.loads(raw)
-        except ValueError:
-            document = None
+        document = loads_or_none(raw)
         error = document.get("error") if isinstance(document, dict) else None
         given = error.get("type") if isinstance(error, dict) else None
         # Anthropic's own error type, as Foundry and Vertex pass it on; Google's errors have none.
@@ -266,10 +264,8 @@ async def _cloud_error(call: Call, answer: Response, transport: Transport) -> Re
 async def _counted(call: Call, answer: Response, transport: Transport) -> Response:
     """Bedrock's CountTokens answer as count_tokens gives it: `{"input_tokens": N}`."""
     raw = b"" if answer.body is None else b"".join([chunk async for chunk in transport.chunks(answer.body)])
-    try:
-        counted = json.loads(raw).get("inputTokens")
-    except (ValueError, AttributeError):
-        counted = None
+    document = loads_or_none(raw)
+    counted = document.get("inputTokens") if isinstance(document, dict) else None
     headers = [(n, v) for n, v in answer.headers if n not in _BODY_FIELDS]
     if not isinstance(counted, int):
         message = f"bedrock provider {call.target.provider.name} answered a count relay could not read"
@@ -331,7 +327,7 @@ async def _translate_stream(chunks: AsyncIterator[bytes], translator: Any) -> As
             if out:
                 yield out
     except Exception as exc:  # the upstream connection broke off mid-stream
-        print(f"relay: upstream stream ended with {type(exc).__name__}")
+        log(f"upstream stream ended with {type(exc).__name__}")
         broken = True
     finally:
         await chunks.aclose()

@@ -11,6 +11,7 @@ from typing import Any
 
 from relay.http import sse
 from relay.http.json_spans import loads_or_none
+from relay.log import log
 from relay.providers.translate import Json, anthropic_to_openai, object_at, openai_to_anthropic
 
 INCOMPLETE = "the upstream stream ended before the response was complete"
@@ -176,7 +177,7 @@ class OpenAIToAnthropic:
         if current is self._live:
             if self._open == "tool_use":
                 return out + self._delta("tool_use", {}, {"type": "input_json_delta", "partial_json": arguments})
-            print("relay: a tool call's arguments arrived after its block was closed by text; dropped")
+            log("a tool call's arguments arrived after its block was closed by text; dropped")
             return out
         current.arguments.append(arguments)
         return out

@@ -1,5 +1,5 @@
-"""Bedrock, Vertex and Foundry targets through the pipeline: what each is sent, and how its
-answers (event streams, errors naming an account) reach an Anthropic client."""
+"""Cloud targets (Bedrock, Vertex, Foundry) through the pipeline: what each is sent, and how
+its answers (event streams, errors naming an account) reach an Anthropic client."""
 
 from __future__ import annotations
 

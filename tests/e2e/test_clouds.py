@@ -14,6 +14,7 @@ import time
 
 import anthropic
 import httpx
+import openai
 import pytest
 
 from devtools.fake_clouds import FakeClouds, generate_rsa_key
@@ -303,3 +304,20 @@ def test_claude_code_gets_its_answer_through_a_bedrock_route(worker, clouds):
     body = asked[-1].json()
     assert body["anthropic_version"] == "bedrock-2023-05-31" and "model" not in body
     assert set(body.get("anthropic_beta", [])) <= bedrock.BETAS  # Claude Code's others were dropped
+
+
+@pytest.mark.parametrize("cloud", ["bedrock", "vertex"])
+def test_the_openai_sdk_reaches_claude_on_a_cloud(worker, clouds, tag, cloud):
+    client = openai.OpenAI(
+        base_url=worker.url + "/openai/v1", api_key=CLIENT_KEY, max_retries=0, default_headers={"x-test-tag": tag}
+    )
+    model = ON[cloud][0]
+    ask = dict(model=model, messages=[{"role": "user", "content": "hi"}], max_tokens=50)
+    completion = client.chat.completions.create(**ask)
+    assert completion.choices[0].message.content == REPLY_TEXT and completion.choices[0].finish_reason == "stop"
+    chunks = list(client.chat.completions.create(**ask, stream=True, stream_options={"include_usage": True}))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == REPLY_TEXT
+    assert chunks[-1].usage.completion_tokens == 12
+    plain, streamed = clouds.requests(tag, cloud)
+    assert plain.json()["messages"] == [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]
+    assert streamed.path.endswith("/invoke-with-response-stream" if cloud == "bedrock" else ":streamRawPredict")

@@ -16,8 +16,9 @@ routing.Provider.betas). The provider's configured headers are set last (they ma
 
 Clouds: Foundry is the Anthropic API at another address, with its own key header. Bedrock
 and Vertex take the Messages body at a model's own URL, with the API version (and on
-Bedrock the betas) in the body, not in header fields (bedrock.py, vertex.py); both serve
-Anthropic-format clients on /v1/messages only, and count_tokens is 501 there. A cloud's
+Bedrock the betas) in the body, not in header fields (bedrock.py, vertex.py); they serve
+Messages (and OpenAI clients' Chat Completions, translated), and count_tokens only on
+Bedrock (CountTokens), else 501. A cloud's
 error answer reaches the client with its status and error type, and a message naming the
 provider, not the account (its own message goes to the log).
 """
@@ -28,7 +29,7 @@ import json
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from relay.http.errors import anthropic_error_type, error_response
 from relay.http.headers import upstream_request_headers
@@ -80,7 +81,7 @@ class Call:
     translated: bool
     model: str | None = None  # the model name sent
     include_usage: bool = False  # OpenAI client: end its stream with a usage chunk
-    stream: bool = False  # a Bedrock call for a stream: its answer is an event stream
+    stream: bool = False  # a cloud call for a stream (Bedrock's answer: an event stream)
     counting: bool = False  # Bedrock's CountTokens for count_tokens: its answer is renamed
 
 
@@ -202,9 +203,16 @@ def _cloud_call(
     counting = route.upstream_path == COUNT_TOKENS and route.surface == "anthropic" and request.method == "POST"
     if counting and provider.format != "bedrock":
         raise CannotCount(f"{provider.format} provider {provider.name} cannot count tokens")
-    if not counting and (route.surface != "anthropic" or route.upstream_path != MESSAGES or request.method != "POST"):
-        raise NotServed(f"{provider.format} provider {provider.name} serves Anthropic-format /v1/messages only")
-    document = without_unsigned_thinking(json.loads(body or b"{}"))
+    if request.method != "POST" or route.upstream_path != (COUNT_TOKENS if counting else PATHS[route.surface]):
+        raise NotServed(f"{provider.format} provider {provider.name} cannot serve {request.path}")
+    include_usage = False
+    if route.surface == "openai":  # Chat Completions, translated to Messages
+        original = json.loads(body or b"{}")
+        document = openai_to_anthropic.request(original, target.model or original.get("model"))
+        options = original.get("stream_options")
+        include_usage = isinstance(options, dict) and options.get("include_usage") is True
+    else:
+        document = without_unsigned_thinking(json.loads(body or b"{}"))
     model = target.model or document.get("model")
     if not isinstance(model, str):
         raise NotServed("the request names no model")
@@ -233,6 +241,7 @@ def _cloud_call(
         dumps(payload).encode(),
         True,
         model=model,
+        include_usage=include_usage,
         stream=stream,
         counting=counting,
     )
@@ -261,6 +270,51 @@ async def _cloud_error(call: Call, answer: Response, transport: Transport) -> Re
     return error_response(call.surface, answer.status, message, headers, kind)
 
 
+async def _cloud_answer(call: Call, answer: Response, transport: Transport, now: float) -> Response:
+    """A Bedrock or Vertex answer in the client's format: Bedrock's event stream as SSE, and
+    Anthropic's answer (which both give) as an OpenAI completion for OpenAI clients."""
+    headers = [(n, v) for n, v in answer.headers if n not in _BODY_FIELDS]
+    stages: list[_Translator] = []
+    if call.stream and call.target.provider.format == "bedrock":
+        stages.append(bedrock.EventStreamToSSE(call.target.provider.name))
+    if call.stream and call.surface == "openai":
+        stages.append(streams.AnthropicToOpenAI(call.include_usage, int(now)))
+    if stages:
+        translator = stages[0] if len(stages) == 1 else _Chain(stages[0], stages[1])
+        body = _translate_stream(transport.chunks(answer.body), translator)
+        return Response(answer.status, headers + [("content-type", "text/event-stream; charset=utf-8")], body)
+    if call.surface != "openai" or call.stream:
+        return answer
+    raw = b"" if answer.body is None else b"".join([chunk async for chunk in transport.chunks(answer.body)])
+    document = loads_or_none(raw)
+    if not isinstance(document, dict):
+        message = (
+            f"{call.target.provider.format} provider {call.target.provider.name} answered a body relay could not read"
+        )
+        return error_response(call.surface, 502, message, tuple(headers))
+    converted = anthropic_to_openai.completion(document, int(now))
+    return Response(answer.status, headers + [("content-type", "application/json")], dumps(converted).encode())
+
+
+class _Translator(Protocol):
+    def feed(self, chunk: bytes) -> bytes: ...
+
+    def finish(self, broken: bool = False) -> bytes: ...
+
+
+class _Chain:
+    """Two stream translators, the first's output fed to the second."""
+
+    def __init__(self, first: _Translator, second: _Translator):
+        self.first, self.second = first, second
+
+    def feed(self, chunk: bytes) -> bytes:
+        return self.second.feed(self.first.feed(chunk))
+
+    def finish(self, broken: bool = False) -> bytes:
+        return self.second.feed(self.first.finish(broken)) + self.second.finish(broken)
+
+
 async def _counted(call: Call, answer: Response, transport: Transport) -> Response:
     """Bedrock's CountTokens answer as count_tokens gives it: `{"input_tokens": N}`."""
     raw = b"" if answer.body is None else b"".join([chunk async for chunk in transport.chunks(answer.body)])
@@ -280,13 +334,11 @@ async def reply(call: Call, answer: Response, transport: Transport, now: float) 
     provider = call.target.provider
     if provider.cloud and answer.status >= 300:
         return await _cloud_error(call, answer, transport)
-    if provider.format == "bedrock" and call.stream:
-        body = _translate_stream(transport.chunks(answer.body), bedrock.EventStreamToSSE(provider.name))
-        headers = [(n, v) for n, v in answer.headers if n not in _BODY_FIELDS]
-        return Response(answer.status, headers + [("content-type", "text/event-stream; charset=utf-8")], body)
     if call.counting:
         return await _counted(call, answer, transport)
-    if not call.translated or provider.cloud:
+    if provider.cloud in ("bedrock", "vertex"):
+        return await _cloud_answer(call, answer, transport, now)
+    if not call.translated:
         return answer
     headers = [(n, v) for n, v in answer.headers if n not in _BODY_FIELDS]
     content_type = Headers(answer.headers).get("content-type") or ""

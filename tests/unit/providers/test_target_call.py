@@ -12,6 +12,7 @@ import pytest
 from devtools.fake_clouds import chunk_message, exception_message, sigv4_problem
 from devtools.fake_upstream import Seen
 from relay.config import ConfigError, Settings
+from relay.http import sse
 from relay.http.messages import Headers, Request, Response
 from relay.pipeline.app import handle
 from relay.providers import bedrock, vertex
@@ -280,3 +281,41 @@ def test_thinking_blocks_without_a_signature_are_not_sent_to_an_anthropic_api():
         assert _run(cloud, history, routes=routes).status == 200
         sent = json.loads(cloud.sent[0][2])["messages"][1]["content"]
         assert [b.get("signature") for b in sent] == ["sig-1", None]
+
+
+def _openai_request(body: dict) -> Request:
+    fields = [("authorization", "Bearer client"), ("content-type", "application/json")]
+    return Request("POST", "/openai/v1/chat/completions", "", Headers(fields), read_body(json.dumps(body).encode()))
+
+
+def test_an_openai_client_reaches_claude_on_bedrock_streamed_and_not():
+    chat = {"model": "claude-haiku-4-5", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
+    message = {
+        "id": "msg_1",
+        "type": "message",
+        "role": "assistant",
+        "model": "claude-haiku-4-5",
+        "content": [{"type": "text", "text": "hello"}],
+        "stop_reason": "end_turn",
+        "usage": {"input_tokens": 3, "output_tokens": 2},
+    }
+    stream = b"".join(chunk_message(e) for e in EVENTS)
+    cloud = Cloud(
+        Response(200, [("content-type", "application/json")], json.dumps(message).encode()),
+        Response(200, [("content-type", bedrock.STREAM_TYPE)], [stream[:50], stream[50:]]),
+    )
+    env = {**ENV, "RELAY_ROUTES": json.dumps(ROUTES)}
+    services = Services(transport=cloud, state=IsolateState())
+    plain = asyncio.run(handle(_openai_request(chat), env, services))
+    completion = json.loads(plain.body)
+    assert completion["choices"][0]["message"]["content"] == "hello" and completion["usage"]["prompt_tokens"] == 3
+    sent = json.loads(cloud.sent[0][2])
+    assert sent["anthropic_version"] == "bedrock-2023-05-31" and "model" not in sent
+    assert sent["messages"] == [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]
+    live = asyncio.run(
+        handle(_openai_request({**chat, "stream": True, "stream_options": {"include_usage": True}}), env, services)
+    )
+    assert cloud.sent[1][0].endswith("/invoke-with-response-stream")
+    chunks = [json.loads(d) for e, d in sse.Frames().feed(asyncio.run(_text(live.body))) if d != b"[DONE]"]
+    assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"]) == "hi"
+    assert chunks[-1]["usage"]["completion_tokens"] == 2

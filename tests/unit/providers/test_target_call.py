@@ -319,3 +319,19 @@ def test_an_openai_client_reaches_claude_on_bedrock_streamed_and_not():
     chunks = [json.loads(d) for e, d in sse.Frames().feed(asyncio.run(_text(live.body))) if d != b"[DONE]"]
     assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"]) == "hi"
     assert chunks[-1]["usage"]["completion_tokens"] == 2
+
+
+def test_an_openai_client_reaches_claude_on_foundry_translated_both_ways():
+    routes = {
+        "providers": {
+            "azure": {"format": "foundry", "base_url": "https://r.test/anthropic", "keys": "FOUNDRY_API_KEYS"}
+        },
+        "routes": [{"model": "claude-*", "targets": [{"provider": "azure"}]}],
+    }
+    message = {"type": "message", "model": "claude-x", "content": [{"type": "text", "text": "hey"}], "usage": {}}
+    cloud = Cloud(Response(200, [("content-type", "application/json")], json.dumps(message).encode()))
+    env = {**ENV, "FOUNDRY_API_KEYS": "k", "RELAY_ROUTES": json.dumps(routes)}
+    chat = {"model": "claude-x", "messages": [{"role": "user", "content": "hi"}]}
+    answer = asyncio.run(handle(_openai_request(chat), env, Services(transport=cloud, state=IsolateState())))
+    assert json.loads(answer.body)["choices"][0]["message"]["content"] == "hey"
+    assert cloud.sent[0][0] == "https://r.test/anthropic/v1/messages" and ("api-key", "k") in cloud.sent[0][1]

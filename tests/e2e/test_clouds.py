@@ -21,6 +21,8 @@ from devtools.fake_clouds import FakeClouds, generate_rsa_key
 from devtools.fake_upstream import GATE_TIMEOUT_S, REPLY_TEXT
 from devtools.local_worker import LocalWorker
 from relay.providers import bedrock
+from relay.usage import pricing
+from relay.usage.meter import COUNTS
 from tests.clients import run_claude
 
 from .conftest import CLIENT_KEY, ISSUED
@@ -46,6 +48,7 @@ ON = {
 CHAIN = "claude-opus-4-1"
 UNCOUNTED = "claude-3-5-haiku-latest"  # on Bedrock alone
 CLI_TIMEOUT = 180
+REGIONAL_PRICE = {"input": 3.3, "output": 16.5}  # Bedrock's regional rate, above list price
 
 
 @pytest.fixture(scope="module")
@@ -108,6 +111,7 @@ def worker(clouds, anthropic_upstream, private_key):
             "FOUNDRY_API_KEYS": FOUNDRY_KEY,
             "ANT_API_KEYS": ANT_KEY,
             "RELAY_ROUTES": json.dumps(routes),
+            "RELAY_PRICES": json.dumps({"aws-east/claude-sonnet-4*": REGIONAL_PRICE}),
         }
     ) as running:
         yield running
@@ -179,7 +183,10 @@ def test_a_tool_use_session_on_each_cloud(client, worker, clouds, anthropic_upst
         )
         assert row["model_served"].startswith(model) and row["stream"] == int(stream)  # Bedrock's is dated
         assert (row["cache_read_tokens"], row["cache_creation_tokens"], row["output_tokens"]) == (7, 5, 12)
-        assert row["cost_usd"] > 0
+        counts = {name: row[name] for name in COUNTS}
+        rates = pricing.parse_overrides(json.dumps({"x": REGIONAL_PRICE}))[0][1] if cloud == "bedrock" else None
+        price = rates or pricing.price_of(row["model_served"])
+        assert row["cost_usd"] == pytest.approx(pricing.cost(price, counts)[0])  # priced for the provider
 
 
 def test_bedrocks_event_stream_reaches_the_client_as_sse_event_by_event(worker, clouds, tag):

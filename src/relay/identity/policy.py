@@ -145,7 +145,7 @@ def check_price(
         )
     for target in targets:
         served = target.model or model
-        if pricing.price_of(served, prices) is None:
+        if pricing.price_of(served, prices, target.provider.name) is None:
             via = "" if served == model else f" (what provider {target.provider.name} serves for {model})"
             raise Refused(
                 403,

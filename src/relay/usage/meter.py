@@ -271,7 +271,9 @@ class Meter:
         priced = any(value is not None for value in counts.values())
         # Priced by the model name as stored: price_of keeps an isolate-wide cache by name.
         cost, savings = (
-            pricing.cost(pricing.price_of(model and stored(model), self._prices), counts) if priced else (None, None)
+            pricing.cost(pricing.price_of(model and stored(model), self._prices, ex.provider), counts)
+            if priced
+            else (None, None)
         )
         first = self._first_byte if self._first_byte is not None else now
         created_at = times.iso(ex.started)

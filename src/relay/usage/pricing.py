@@ -3,7 +3,8 @@
 Prices are US dollars per million tokens, matched by model glob, first match wins (so
 the table lists specific names before general ones). Sources: Anthropic's and OpenAI's
 published price pages, read 2026-11. `RELAY_PRICES` (JSON, same shape) is consulted
-before the built-in table, so a team can correct or add a price without a release.
+before the built-in table, so a team can correct or add a price without a release; its
+`<provider>/<model glob>` entries price what that provider serves (a cloud region's rate).
 A model no entry matches is priced None (recorded as NULL), never 0.
 
 Anthropic reports input, cache-write and cache-read tokens separately; usage.py turns
@@ -106,9 +107,15 @@ def parse_overrides(text: str | None) -> Prices:
 
 
 @functools.lru_cache(maxsize=256)  # per isolate: few models, and every audit row asks
-def price_of(model: str | None, overrides: Prices = ()) -> Price | None:
+def price_of(model: str | None, overrides: Prices = (), provider: str | None = None) -> Price | None:
+    """The price of `model`; served by `provider`, an override for `<provider>/<model glob>`
+    comes first (a cloud's regional endpoint may charge more than the model's list price)."""
     if not model:
         return None
+    if provider:
+        for glob, price in overrides:
+            if "/" in glob and fnmatch.fnmatchcase(f"{provider}/{model}", glob):
+                return price
     for glob, price in overrides + BUILT_IN:
         if fnmatch.fnmatchcase(model, glob):
             return price

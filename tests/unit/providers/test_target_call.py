@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from devtools.fake_clouds import chunk_message, exception_message, sigv4_problem
+from devtools.fake_clouds import chunk_message, exception_message, generate_rsa_key, sigv4_problem
 from devtools.fake_upstream import Seen
 from relay.config import ConfigError, Settings
 from relay.http import sse
@@ -335,3 +335,56 @@ def test_an_openai_client_reaches_claude_on_foundry_translated_both_ways():
     answer = asyncio.run(handle(_openai_request(chat), env, Services(transport=cloud, state=IsolateState())))
     assert json.loads(answer.body)["choices"][0]["message"]["content"] == "hey"
     assert cloud.sent[0][0] == "https://r.test/anthropic/v1/messages" and ("api-key", "k") in cloud.sent[0][1]
+
+
+VERTEX_ROUTES = {
+    "providers": {"gcp": {"format": "vertex", "region": "europe-west1", "keys": "VERTEX_SERVICE_ACCOUNT"}},
+    "routes": [{"model": "claude-*", "targets": [{"provider": "gcp"}, {"provider": "anthropic"}]}],
+}
+
+
+@pytest.fixture(scope="module")
+def service_account():
+    return json.dumps(
+        {
+            "project_id": "proj-1",
+            "client_email": "sa@proj-1.iam.gserviceaccount.com",
+            "token_uri": "https://oauth2.test/token",
+            "private_key": generate_rsa_key(),
+        }
+    )
+
+
+def test_vertex_gets_rawpredict_with_its_version_and_an_exchanged_token(service_account):
+    token = Response(200, [("content-type", "application/json")], b'{"access_token":"ya29.unit","expires_in":3600}')
+    ok = Response(200, [("content-type", "application/json")], b'{"type":"message"}')
+    cloud = Cloud(token, ok, ok)
+    env = {**ENV, "VERTEX_SERVICE_ACCOUNT": service_account, "RELAY_ROUTES": json.dumps(VERTEX_ROUTES)}
+    services = Services(transport=cloud, state=IsolateState())
+    for _ in range(2):  # the token is exchanged once, then kept
+        request = _request(MESSAGE, headers=[("anthropic-beta", "context-1m-2025-08-07")])
+        assert asyncio.run(handle(request, env, services)).status == 200
+    (token_url, _, form), (url, headers, body), _ = cloud.sent
+    assert token_url == "https://oauth2.test/token" and b"grant_type=urn%3Aietf" in form
+    assert url == (
+        "https://europe-west1-aiplatform.googleapis.com/v1/projects/proj-1/locations/europe-west1"
+        "/publishers/anthropic/models/claude-haiku-4-5@20251001:rawPredict"
+    )
+    fields = dict(headers)
+    assert fields["authorization"] == "Bearer ya29.unit" and fields["anthropic-beta"] == "context-1m-2025-08-07"
+    assert "anthropic-version" not in fields
+    sent = json.loads(body)
+    assert sent["anthropic_version"] == "vertex-2023-10-16" and "model" not in sent
+
+
+def test_a_vertex_token_that_cannot_be_had_gives_way_to_the_next_target(service_account):
+    refused = Response(400, [("content-type", "application/json")], b'{"error":"invalid_grant"}')
+    ok = Response(200, [("content-type", "application/json")], b'{"type":"message"}')
+    cloud = Cloud(refused, ok)
+    env = {**ENV, "VERTEX_SERVICE_ACCOUNT": service_account, "RELAY_ROUTES": json.dumps(VERTEX_ROUTES)}
+    reply = asyncio.run(handle(_request(MESSAGE), env, Services(transport=cloud, state=IsolateState())))
+    assert reply.status == 200 and reply.tap.exchange.provider == "anthropic"
+    alone = {**VERTEX_ROUTES, "routes": [{"model": "claude-*", "targets": [{"provider": "gcp"}]}]}
+    env = {**env, "RELAY_ROUTES": json.dumps(alone)}
+    reply = asyncio.run(handle(_request(MESSAGE), env, Services(transport=Cloud(refused), state=IsolateState())))
+    assert reply.status == 502 and "access token for vertex provider gcp" in json.loads(reply.body)["error"]["message"]

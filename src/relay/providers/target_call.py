@@ -18,9 +18,9 @@ Clouds: Foundry is the Anthropic API at another address, with its own key header
 and Vertex take the Messages body at a model's own URL, with the API version (and on
 Bedrock the betas) in the body, not in header fields (bedrock.py, vertex.py); they serve
 Messages (and OpenAI clients' Chat Completions, translated), and count_tokens only on
-Bedrock (CountTokens), else 501. A cloud's
-error answer reaches the client with its status and error type, and a message naming the
-provider, not the account (its own message goes to the log).
+Bedrock (CountTokens), else 501. A cloud's error answer reaches the client with its status
+and error type, and a message naming the provider, not the account (its own message goes
+to the log).
 """
 
 from __future__ import annotations
@@ -51,9 +51,9 @@ _BODY_FIELDS = frozenset({"content-type", "content-encoding"})
 # What Bedrock and Vertex take in the body, or set from relay's own body.
 _NOT_FOR_A_CLOUD = _NOT_FOR_OPENAI | _BODY_FIELDS | {"accept", "anthropic-beta"}
 MESSAGES = "/v1/messages"
+COUNT_TOKENS = "/v1/messages/count_tokens"
 # A thinking block's empty signature, as JSON may write it: the cheap test before a parse.
 _UNSIGNED = re.compile(rb'"signature"\s*:\s*""')
-COUNT_TOKENS = "/v1/messages/count_tokens"
 
 
 class NotServed(Exception):
@@ -125,8 +125,19 @@ def _header_fields(client: Headers, surface: str, target: Target) -> list[tuple[
         fields = [(n, v) for n, v in fields if n not in _NOT_FOR_A_CLOUD or n in kept]
     elif provider.api == "anthropic" and not any(n == "anthropic-version" for n, _ in fields):
         fields.append(("anthropic-version", ANTHROPIC_VERSION))
+    # A cloud's own credential and account fields are relay's to set, never a client's
+    # (x-goog-user-project would choose the project billed, x-amz-security-token the session).
+    fields = [(n, v) for n, v in fields if not _clouds_own(provider.format, n)]
     own = {name for name, _ in provider.headers}
     return [(n, v) for n, v in fields if n not in own] + list(provider.headers)
+
+
+def _clouds_own(cloud: str, name: str) -> bool:
+    return (
+        (cloud == "bedrock" and name.startswith("x-amz-"))
+        or (cloud == "vertex" and name.startswith("x-goog-"))
+        or (cloud == "foundry" and name == "api-key")
+    )
 
 
 async def authorization(

@@ -75,7 +75,8 @@ def test_bedrock_gets_a_signed_invoke_with_version_and_betas_in_the_body():
     answer = Response(200, [("content-type", "application/json")], json.dumps({"type": "message"}).encode())
     cloud = Cloud(answer)
     betas = "interleaved-thinking-2025-05-14,claude-code-20250219"
-    reply = _run(cloud, MESSAGE, headers=[("anthropic-beta", betas), ("x-trace", "t1")])
+    client_fields = [("x-amz-security-token", "client-chosen"), ("x-amz-date", "20000101T000000Z")]
+    reply = _run(cloud, MESSAGE, headers=[("anthropic-beta", betas), ("x-trace", "t1"), *client_fields])
     assert reply.status == 200
     [(url, headers, body)] = cloud.sent
     assert (
@@ -86,6 +87,7 @@ def test_bedrock_gets_a_signed_invoke_with_version_and_betas_in_the_body():
     assert sent["anthropic_beta"] == ["interleaved-thinking-2025-05-14"]  # Bedrock refuses the other
     fields = dict(headers)
     assert not {"anthropic-version", "anthropic-beta", "x-api-key"} & set(fields) and fields["x-trace"] == "t1"
+    assert [n for n, _ in headers].count("x-amz-date") == 1 and "x-amz-security-token" not in fields
     path = url.split(".com", 1)[1]
     seen = Seen("POST", path, [("host", "bedrock-runtime.us-west-2.amazonaws.com"), *headers], body)
     assert sigv4_problem(AWS, seen) is None
@@ -231,9 +233,10 @@ def test_foundry_is_the_anthropic_api_with_its_api_key_and_errors_without_the_ac
     )
     ok = Response(200, [("content-type", "application/json")], b'{"type":"message"}')
     cloud = Cloud(ok, error)
-    assert _run(cloud, MESSAGE, routes=routes, env=env).status == 200
+    assert _run(cloud, MESSAGE, routes=routes, env=env, headers=[("api-key", "client-chosen")]).status == 200
     url, headers, body = cloud.sent[0]
     assert url == "https://r.services.ai.azure.com/anthropic/v1/messages" and ("api-key", "foundry-key-1") in headers
+    assert ("api-key", "client-chosen") not in headers
     assert "x-api-key" not in dict(headers) and json.loads(body) == MESSAGE
     reply = _run(cloud, MESSAGE, routes=routes, env=env)
     assert reply.status == 429 and b"0000-1111" not in reply.body
@@ -362,7 +365,7 @@ def test_vertex_gets_rawpredict_with_its_version_and_an_exchanged_token(service_
     env = {**ENV, "VERTEX_SERVICE_ACCOUNT": service_account, "RELAY_ROUTES": json.dumps(VERTEX_ROUTES)}
     services = Services(transport=cloud, state=IsolateState())
     for _ in range(2):  # the token is exchanged once, then kept
-        request = _request(MESSAGE, headers=[("anthropic-beta", "context-1m-2025-08-07")])
+        request = _request(MESSAGE, headers=[("anthropic-beta", "context-1m-2025-08-07"), ("x-goog-user-project", "x")])
         assert asyncio.run(handle(request, env, services)).status == 200
     (token_url, _, form), (url, headers, body), _ = cloud.sent
     assert token_url == "https://oauth2.test/token" and b"grant_type=urn%3Aietf" in form
@@ -372,7 +375,7 @@ def test_vertex_gets_rawpredict_with_its_version_and_an_exchanged_token(service_
     )
     fields = dict(headers)
     assert fields["authorization"] == "Bearer ya29.unit" and fields["anthropic-beta"] == "context-1m-2025-08-07"
-    assert "anthropic-version" not in fields
+    assert "anthropic-version" not in fields and "x-goog-user-project" not in fields
     sent = json.loads(body)
     assert sent["anthropic_version"] == "vertex-2023-10-16" and "model" not in sent
 

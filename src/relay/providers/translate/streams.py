@@ -53,7 +53,7 @@ class _ToolCall:
         self.id, self.name = call_id, name
         self.arguments: list[str] = []
 
-    def block(self) -> dict:
+    def block(self) -> Json:
         return {"type": "tool_use", "id": self.id, "name": self.name, "input": {}}
 
 

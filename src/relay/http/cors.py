@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TypeGuard
 
-from relay.http.errors import error_response
+from relay.http.errors import Refused
 from relay.http.messages import Headers, Response
 
 _METHODS = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
@@ -32,12 +32,13 @@ def origin_allowed(origin: str | None, allowed: tuple[str, ...]) -> TypeGuard[st
     return bool(origin) and ("*" in allowed or origin in allowed)
 
 
-def preflight(headers: Headers, allowed: tuple[str, ...], surface: str) -> Response:
-    """Answer a preflight. Requested headers are echoed, so every SDK header
-    (anthropic-*, x-stainless-*, openai-*) is allowed; the key is still checked on the real request."""
+def preflight(headers: Headers, allowed: tuple[str, ...]) -> Response:
+    """Answer a preflight (Refused, 403, for an origin not allowed). Requested headers are
+    echoed, so every SDK header (anthropic-*, x-stainless-*, openai-*) is allowed; the key is
+    still checked on the real request."""
     origin = headers.get("origin")
     if not origin_allowed(origin, allowed):
-        return error_response(surface, 403, f"origin {origin} is not allowed by this relay")
+        raise Refused(403, f"origin {origin} is not allowed by this relay")
     fields = [
         ("access-control-allow-origin", origin),
         ("access-control-allow-methods", _METHODS),

@@ -47,14 +47,17 @@ class Refused(Exception):
     """relay's own refusal of a request (auth, limits, bad input, configuration), raised where
     the reason is found and answered in the client's format in one place (`pipeline.app`)."""
 
-    def __init__(self, status: int, message: str, headers: tuple[tuple[str, str], ...] = ()) -> None:
+    def __init__(
+        self, status: int, message: str, headers: tuple[tuple[str, str], ...] = (), *, surface: str | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.headers = headers
+        self.surface = surface  # a surface of its own, when not the request path's (a variant path)
 
     def response(self, surface: str) -> Response:
-        return error_response(surface, self.status, self.message, self.headers)
+        return error_response(self.surface or surface, self.status, self.message, self.headers)
 
 
 def anthropic_error_type(status: int) -> str:

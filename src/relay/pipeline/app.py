@@ -38,37 +38,45 @@ async def handle(request: Request, env: Mapping[str, str | None], services: Serv
         return exc.response(surface)
     origin = request.headers.get("origin")
     if cors.is_preflight(request.method, request.headers):
-        return cors.preflight(request.headers, settings.cors_origins, surface)
-    if not is_safe_path(request.path):
-        response = error_response(surface, 400, "the request path contains dot segments or encoded separators")
-    elif (canonical := variant_of(request.path)) is not None:
-        response = error_response(
-            surface_of(canonical), 400, f"relay serves {canonical} only at that exact path, not at {request.path}"
-        )
-    elif request.path.startswith("/admin/"):
-        response = await _guarded(api.handle(request, settings, services), surface)
-    else:
-        route = resolve(request.method, request.path)
-        if route is None:
-            response = error_response(surface, 404, f"no route for {request.method} {request.path}")
-        else:
-            exchange = meter.Exchange(
-                started=services.clock(),
-                surface=surface,
-                method=request.method,
-                path=request.path,
-                client=meter.client_family(request.headers.get("user-agent")),
-                session_id=session_id(request.headers, None),
-            )
-            response = await _guarded(_api(request, route, settings, services, exchange), surface)
-            response.tap = meter.Meter(
-                exchange,
-                response.status,
-                Headers(response.headers).get("content-type"),
-                services,
-                settings.prices,
-            )
+        return await _guarded(_preflight(request, settings), surface)
+    response = await _guarded(_dispatch(request, settings, services, surface), surface)
     return cors.decorate(response, origin, settings.cors_origins)
+
+
+async def _preflight(request: Request, settings: Settings) -> Response:
+    return cors.preflight(request.headers, settings.cors_origins)
+
+
+async def _dispatch(request: Request, settings: Settings, services: Services, surface: str) -> Response:
+    """The admin API's answer or an API route's, with its usage meter; Refused for a path
+    relay does not serve."""
+    if not is_safe_path(request.path):
+        raise Refused(400, "the request path contains dot segments or encoded separators")
+    if (canonical := variant_of(request.path)) is not None:
+        raise Refused(
+            400,
+            f"relay serves {canonical} only at that exact path, not at {request.path}",
+            surface=surface_of(canonical),
+        )
+    if request.path.startswith("/admin/"):
+        return await api.handle(request, settings, services)
+    route = resolve(request.method, request.path)
+    if route is None:
+        raise Refused(404, f"no route for {request.method} {request.path}")
+    exchange = meter.Exchange(
+        started=services.clock(),
+        surface=surface,
+        method=request.method,
+        path=request.path,
+        client=meter.client_family(request.headers.get("user-agent")),
+        session_id=session_id(request.headers, None),
+    )
+    # Guarded here too, so that a refused API request still leaves its audit row.
+    response = await _guarded(_api(request, route, settings, services, exchange), surface)
+    response.tap = meter.Meter(
+        exchange, response.status, Headers(response.headers).get("content-type"), services, settings.prices
+    )
+    return response
 
 
 async def _guarded(answer: Awaitable[Response], surface: str) -> Response:

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -382,7 +382,7 @@ async def reply(call: Call, answer: Response, transport: Transport, now: float) 
     return Response(answer.status, headers + [("content-type", "application/json")], dumps(converted).encode())
 
 
-async def _translate_stream(chunks: AsyncIterator[bytes], translator: Any) -> AsyncIterator[bytes]:
+async def _translate_stream(chunks: AsyncGenerator[bytes, None], translator: Any) -> AsyncIterator[bytes]:
     broken = False
     try:
         async for chunk in chunks:

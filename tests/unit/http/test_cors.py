@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from relay.http import cors
+from relay.http.errors import Refused
 from relay.http.messages import Headers, Response
 
 ALLOWED = ("https://app.example",)
@@ -23,7 +26,7 @@ def test_a_preflight_needs_an_origin_and_a_requested_method():
 
 def test_an_allowed_origin_gets_every_header_it_asks_for():
     asked = "x-api-key, anthropic-version, x-stainless-os"
-    answer = cors.preflight(_preflight("https://app.example", asked), ALLOWED, "anthropic")
+    answer = cors.preflight(_preflight("https://app.example", asked), ALLOWED)
     fields = dict(answer.headers)
     assert answer.status == 204 and answer.body == b""
     assert fields["access-control-allow-origin"] == "https://app.example"
@@ -32,7 +35,9 @@ def test_an_allowed_origin_gets_every_header_it_asks_for():
 
 
 def test_another_origin_is_refused_in_the_clients_format():
-    answer = cors.preflight(_preflight("https://evil.example"), ALLOWED, "openai")
+    with pytest.raises(Refused) as caught:
+        cors.preflight(_preflight("https://evil.example"), ALLOWED)
+    answer = caught.value.response("openai")
     assert answer.status == 403
     assert "https://evil.example" in json.loads(answer.body)["error"]["message"]
 

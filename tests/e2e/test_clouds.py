@@ -337,3 +337,24 @@ def test_the_openai_sdk_reaches_claude_on_a_cloud(worker, clouds, tag, cloud):
     plain, streamed = clouds.requests(tag, cloud)
     assert plain.json()["messages"] == [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]
     assert streamed.path.endswith("/invoke-with-response-stream" if cloud == "bedrock" else ":streamRawPredict")
+
+
+def test_claude_code_runs_a_tool_turn_through_bedrock(worker, clouds, tag):
+    """The fake model calls Claude Code's first tool; Claude Code answers with its result
+    (whatever the tool made of the fake arguments) and the model's last turn quotes it."""
+    headers = {"x-test-tag": tag, **TOOLS_ON}
+    done = run_claude(
+        worker.url, api_key=CLIENT_KEY, headers=headers, args=("--model", ON["bedrock"][0]), timeout=CLI_TIMEOUT
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    asked = clouds.requests(tag, "bedrock")
+    assert len(asked) >= 2 and "Tool said:" in done.stdout
+    [call] = [
+        b
+        for m in asked[-1].json()["messages"]
+        if m["role"] == "assistant"
+        for b in m["content"]
+        if b["type"] == "tool_use"
+    ]
+    [result] = [b for b in asked[-1].json()["messages"][-1]["content"] if b.get("type") == "tool_result"]
+    assert result["tool_use_id"] == call["id"] == "toolu_fake_1"

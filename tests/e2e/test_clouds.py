@@ -301,16 +301,25 @@ def test_count_tokens_is_bedrocks_count_or_501_not_supported_where_no_target_can
     assert len(clouds.requests(tag, "bedrock")) == 1
 
 
-def test_claude_code_gets_its_answer_through_a_bedrock_route(worker, clouds):
-    before = len(clouds.requests(cloud="bedrock"))
-    done = run_claude(worker.url, api_key=CLIENT_KEY, args=("--model", ON["bedrock"][0]), timeout=CLI_TIMEOUT)
+@pytest.mark.parametrize("cloud", ["bedrock", "vertex", "foundry"])
+def test_claude_code_gets_its_answer_through_each_cloud(worker, clouds, anthropic_upstream, cloud):
+    model = ON[cloud][0]
+    before, fallback = len(clouds.requests(cloud=cloud)), anthropic_upstream.count
+    done = run_claude(worker.url, api_key=CLIENT_KEY, args=("--model", model), timeout=CLI_TIMEOUT)
     assert done.returncode == 0, done.stderr[-2000:]
     assert REPLY_TEXT in done.stdout
-    asked = clouds.requests(cloud="bedrock")[before:]
-    assert asked and all(seen.model == "anthropic.claude-sonnet-4-5-20250929-v1:0" for seen in asked)
+    asked = clouds.requests(cloud=cloud)[before:]
+    assert asked and anthropic_upstream.count == fallback  # the cloud served it all
     body = asked[-1].json()
-    assert body["anthropic_version"] == "bedrock-2023-05-31" and "model" not in body
-    assert set(body.get("anthropic_beta", [])) <= bedrock.BETAS  # Claude Code's others were dropped
+    if cloud == "bedrock":
+        assert all(seen.model == "anthropic.claude-sonnet-4-5-20250929-v1:0" for seen in asked)
+        assert body["anthropic_version"] == "bedrock-2023-05-31" and "model" not in body
+        assert set(body.get("anthropic_beta", [])) <= bedrock.BETAS  # Claude Code's others were dropped
+    elif cloud == "vertex":
+        assert all(seen.model == "claude-haiku-4-5@20251001" for seen in asked)
+        assert body["anthropic_version"] == "vertex-2023-10-16" and "model" not in body
+    else:
+        assert body["model"] == model and asked[-1].header("api-key") == FOUNDRY_KEY
 
 
 @pytest.mark.parametrize("cloud", ["bedrock", "vertex"])
@@ -328,3 +337,24 @@ def test_the_openai_sdk_reaches_claude_on_a_cloud(worker, clouds, tag, cloud):
     plain, streamed = clouds.requests(tag, cloud)
     assert plain.json()["messages"] == [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]
     assert streamed.path.endswith("/invoke-with-response-stream" if cloud == "bedrock" else ":streamRawPredict")
+
+
+def test_claude_code_runs_a_tool_turn_through_bedrock(worker, clouds, tag):
+    """The fake model calls Claude Code's first tool; Claude Code answers with its result
+    (whatever the tool made of the fake arguments) and the model's last turn quotes it."""
+    headers = {"x-test-tag": tag, **TOOLS_ON}
+    done = run_claude(
+        worker.url, api_key=CLIENT_KEY, headers=headers, args=("--model", ON["bedrock"][0]), timeout=CLI_TIMEOUT
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    asked = clouds.requests(tag, "bedrock")
+    assert len(asked) >= 2 and "Tool said:" in done.stdout
+    [call] = [
+        b
+        for m in asked[-1].json()["messages"]
+        if m["role"] == "assistant"
+        for b in m["content"]
+        if b["type"] == "tool_use"
+    ]
+    [result] = [b for b in asked[-1].json()["messages"][-1]["content"] if b.get("type") == "tool_result"]
+    assert result["tool_use_id"] == call["id"] == "toolu_fake_1"

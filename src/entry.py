@@ -230,6 +230,10 @@ class D1Database:
     async def run(self, sql, params=()):
         await self._statement(sql, params).run()
 
+    async def batch(self, statements):
+        results = await self._binding.batch(to_js([self._statement(sql, params) for sql, params in statements]))
+        return [json.loads(JSON.stringify(result.results)) for result in results]
+
 
 class WorkersKV:
     """The core's KeyValue, over a KV namespace binding."""

@@ -22,6 +22,10 @@ class Database(Protocol):
     async def run(self, sql: str, params: Sequence[Any] = ()) -> None:
         """Execute a statement."""
 
+    async def batch(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[list[dict]]:
+        """Run (sql, params) statements in order as one transaction (D1's batch: one call, all
+        or nothing, and its reads see one state); the rows of each, as dicts."""
+
 
 class KeyValue(Protocol):
     """A store shared by every isolate and location, eventually consistent (Workers KV)."""

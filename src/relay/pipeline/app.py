@@ -102,18 +102,6 @@ async def _api(
                 f"relay key {caller.key_id} is over its limit of {rpm} requests per minute",
                 (("retry-after", str(wait)),),
             )
-    if caller.monthly_budget_usd is not None and services.db is not None:
-        spent = await key_limits.spent_this_month(
-            services.db, services.state, caller.key_id, now, settings.key_cache_seconds
-        )
-        if spent >= caller.monthly_budget_usd:
-            return error_response(
-                surface,
-                402,
-                f"relay key {caller.key_id} has spent its monthly budget of "
-                f"${caller.monthly_budget_usd:.2f} (${spent:.2f} this month)",
-            )
-
     refusal = policy.endpoint_refusal(caller, route, request.method, request.path)
     if refusal is not None:
         return error_response(surface, 403, refusal)
@@ -127,6 +115,19 @@ async def _api(
     exchange.model_requested = model
     exchange.stream = isinstance(parsed, dict) and parsed.get("stream") is True
     exchange.session_id = session_id(request.headers, parsed)
+    # The budget is checked once the body is read, so a refused request's row still says
+    # which model it asked for.
+    if caller.monthly_budget_usd is not None and services.db is not None:
+        spent = await key_limits.spent_this_month(
+            services.db, services.state, caller.key_id, now, settings.key_cache_seconds
+        )
+        if spent >= caller.monthly_budget_usd:
+            return error_response(
+                surface,
+                402,
+                f"relay key {caller.key_id} has spent its monthly budget of "
+                f"${caller.monthly_budget_usd:.2f} (${spent:.2f} this month)",
+            )
     problem = policy.body_refusal(caller, route, parsed, shape)
     if problem is not None:
         return error_response(surface, *problem)

@@ -27,7 +27,7 @@ from relay.http.text_bounds import clip, stored
 from relay.identity import key_store
 from relay.limits import key_limits
 from relay.services import Services
-from relay.usage import estimate, pricing
+from relay.usage import audit_log, estimate, pricing
 
 # Frames worth parsing in an Anthropic stream; deltas and pings are skipped unread.
 _ANTHROPIC_EVENTS = frozenset({b"message_start", b"message_delta", b"message_stop", b"error"})
@@ -290,8 +290,10 @@ class Meter:
             "cache_markers_added": ex.cache_markers_added,
             "ttfb_ms": round((first - ex.started) * 1000),
             "total_ms": round((now - ex.started) * 1000),
-            "cost_usd": cost,
-            "cache_savings_usd": savings,
+            "cost_usd": pricing.usd(cost),
+            "cache_savings_usd": pricing.usd(savings),
+            "cost_nanos": cost,
+            "cache_savings_nanos": savings,
         }
         return {name: stored(value) if isinstance(value, str) else value for name, value in row.items()}
 
@@ -379,7 +381,7 @@ async def _write_group(services: Services, group: list[dict]) -> None:
             return
         calls += 1
         try:
-            await key_store.insert_usage(services.db, *rows)
+            await audit_log.insert_usage(services.db, *rows)
         except Exception as exc:
             cause = exc
             if len(rows) == 1:

@@ -12,8 +12,8 @@ from decimal import Decimal
 import pytest
 
 from relay.identity import key_store
-from relay.usage import reports
-from tests.fakes.platform import SqliteDatabase
+from relay.usage import audit_log, reports
+from tests.fakes.platform import CountingDatabase, SqliteDatabase
 from tests.unit.admin.test_api import NOW, answer, call, message, services
 
 TO = "2027-01-15T08:00:00Z"  # NOW
@@ -23,9 +23,15 @@ def run(coroutine):
     return asyncio.run(coroutine)
 
 
+def nanos(amount) -> int:
+    """Dollars as whole nano-dollars, the unit reports add in."""
+    return round(Decimal(str(amount)) * 10**9)
+
+
 def row(created_at: str, **fields) -> dict:
-    """An audit row as usage.Meter writes it; `fields` override the defaults."""
-    return {
+    """An audit row as usage.Meter writes it; `fields` override the defaults, and the
+    nano-dollar columns follow the dollar ones."""
+    made = {
         "created_at": created_at,
         "day": created_at[:10],
         "key_id": "rk_0000000a",
@@ -51,6 +57,9 @@ def row(created_at: str, **fields) -> dict:
         "cache_savings_usd": 0.0,
         **fields,
     }
+    for dollars, nano in (("cost_usd", "cost_nanos"), ("cache_savings_usd", "cache_savings_nanos")):
+        made[nano] = None if made[dollars] is None else nanos(made[dollars])
+    return made
 
 
 ROWS = [
@@ -113,17 +122,12 @@ ROWS = [
 def db():
     database = SqliteDatabase()
     for made in ROWS:
-        run(key_store.insert_usage(database, made))
+        run(audit_log.insert_usage(database, made))
     return database
 
 
 def report(db, query: str = "", now: float = NOW) -> dict:
     return run(reports.usage_report(db, reports.parse_report_query(query, now)))
-
-
-def nanos(amount) -> int:
-    """Dollars as whole nano-dollars, the unit reports add in."""
-    return round(Decimal(str(amount)) * 10**9)
 
 
 def added(parts: list[dict]) -> dict:
@@ -240,21 +244,17 @@ def test_groups_past_the_limit_add_up_in_other(db):
     assert added(made["groups"] + [made["other"]]) == exact(made["total"])
 
 
-def test_rows_written_after_the_report_started_are_left_out():
-    db = SqliteDatabase()
-    run(key_store.insert_usage(db, row("2027-01-10T09:00:00Z")))
-    real_all = db.all
+def test_a_report_is_one_batch_so_its_parts_read_one_state_of_the_log():
+    db = CountingDatabase()
+    run(audit_log.insert_usage(db, row("2027-01-10T09:00:00Z")))
+    db.statements.clear()
 
-    async def all_then_write(sql, params=()):
-        found = await real_all(sql, params)
-        await db.run(
-            "INSERT INTO usage (created_at, day, surface, method, path, status, input_tokens) "
-            "VALUES ('2027-01-10T09:00:01Z', '2027-01-10', 'anthropic', 'POST', '/v1/messages', 200, 7)"
-        )
-        return found
+    async def no_single_queries(sql, params=()):
+        raise AssertionError("a report's queries go in one batch")
 
-    db.all = all_then_write
+    db.all = no_single_queries
     made = report(db, "group_by=tag")
+    assert len(db.statements) == 3  # the newest row's id, the groups, the total
     assert made["through_id"] == 1
     assert added(made["groups"]) == exact(made["total"]) and made["total"]["requests"] == 1
 
@@ -264,11 +264,11 @@ def test_rows_written_after_the_report_started_are_left_out():
 
 def test_csv_has_a_header_and_one_line_per_group_matching_the_json(db):
     run(
-        key_store.insert_usage(
+        audit_log.insert_usage(
             db, row("2027-01-14T00:00:00Z", billing_tag='a, "quoted"\nteam', cost_usd=1.5, cache_savings_usd=0.25)
         )
     )
-    run(key_store.insert_usage(db, row("2027-01-14T00:00:01Z", billing_tag='=HYPERLINK("x")')))
+    run(audit_log.insert_usage(db, row("2027-01-14T00:00:01Z", billing_tag='=HYPERLINK("x")')))
     made = report(db, "group_by=tag")
     text = reports.report_csv(made)
     assert text.endswith("\r\n") and '"a, ""quoted""\nteam"' in text
@@ -294,7 +294,7 @@ def test_csv_marks_the_groups_past_the_limit(db):
 def admin_with_rows():
     svc = services()
     for made in ROWS:
-        run(key_store.insert_usage(svc.db, made))
+        run(audit_log.insert_usage(svc.db, made))
     return svc
 
 

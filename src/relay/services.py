@@ -35,6 +35,12 @@ class KeyValue(Protocol):
     async def put(self, key: str, value: str, ttl_seconds: int) -> None: ...
 
 
+class ObjectStore(Protocol):
+    """A bucket of objects (R2), where the usage export writes its files."""
+
+    async def put(self, key: str, body: str) -> None: ...
+
+
 class RateLimiter(Protocol):
     async def allow(self, key: str) -> bool:
         """Count one request for `key`; False when its budget for the period is spent."""
@@ -79,6 +85,7 @@ class Services:
     transport: Transport
     db: Database | None = None
     kv: KeyValue | None = None
+    exports: ObjectStore | None = None  # the usage export's bucket (usage/export.py)
     # Rate-limit bindings by their requests-per-minute tier (see limits.py).
     limiters: Mapping[int, RateLimiter] = field(default_factory=dict)
     state: IsolateState = field(default_factory=IsolateState)

@@ -114,7 +114,14 @@ def parse_table(text: str) -> tuple[tuple[str, Price], ...]:
     return tuple(entries)
 
 
-BUNDLED: tuple[tuple[str, Price], ...] = parse_table(BUNDLED_FILE.read_text(encoding="utf-8"))
+_BUNDLED_TEXT = BUNDLED_FILE.read_text(encoding="utf-8")
+BUNDLED: tuple[tuple[str, Price], ...] = parse_table(_BUNDLED_TEXT)
+_SOURCES = json.loads(_BUNDLED_TEXT).get("sources", [])
+
+
+def about(overrides: tuple[tuple[str, Price], ...] = ()) -> dict[str, Any]:
+    """Where the price table comes from, for /admin/status."""
+    return {"bundled_models": len(BUNDLED), "sources": _SOURCES, "overrides": [glob for glob, _ in overrides]}
 
 
 @functools.lru_cache(maxsize=256)  # per isolate: few models, and every audit row asks

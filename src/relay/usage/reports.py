@@ -334,3 +334,21 @@ async def recent_requests(db: Database, limit: int, before_id: int | None) -> di
             pricing.usd(row["cache_savings_nanos"]),
         )
     return {"data": rows, "next_before_id": rows[-1]["id"] if len(rows) == limit else None}
+
+
+async def unpriced_models(db: Database, now: float, overrides: tuple = ()) -> list[dict]:
+    """Models of the last DEFAULT_DAYS with requests relay had no price for, the most such
+    requests first, and whether the price table (RELAY_PRICES, then prices.json) has one now."""
+    report = await usage_report(db, parse_report_query(f"group_by=model&limit={MAX_GROUPS}", now))
+    found = sorted(
+        (group for group in report["groups"] if group["unpriced_requests"]),
+        key=lambda group: (-group["unpriced_requests"], group["model"] or ""),
+    )
+    return [
+        {
+            "model": group["model"],
+            "unpriced_requests": group["unpriced_requests"],
+            "priced_now": pricing.price_of(group["model"], overrides) is not None,
+        }
+        for group in found
+    ]

@@ -363,7 +363,17 @@ def test_status_shows_this_isolates_lost_audit_rows_even_without_d1():
     svc.state.usage_write_failures = 3
     response = call(svc, "GET", "/admin/status")
     assert response.status == 200
-    assert answer(response) == {"usage_write_failures": 3, "database_bound": False}
+    shown = answer(response)
+    assert (shown["usage_write_failures"], shown["database_bound"]) == (3, False)
+    assert "unpriced_models" not in shown  # nothing to read them from
+
+
+def test_status_names_the_unpriced_models_and_where_prices_come_from():
+    svc = admin_with_rows()  # ROWS: mystery-1 has tokens and no price
+    shown = answer(call(svc, "GET", "/admin/status"))
+    assert shown["unpriced_models"] == [{"model": "mystery-1", "unpriced_requests": 1, "priced_now": False}]
+    assert shown["prices"]["bundled_models"] > 20
+    assert any("Claude Code" in source["source"] for source in shown["prices"]["sources"])
 
 
 @pytest.mark.parametrize("path", ["/admin/usage", "/admin/usage/requests", "/admin/status"])

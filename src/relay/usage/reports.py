@@ -336,7 +336,9 @@ async def recent_requests(db: Database, limit: int, before_id: int | None) -> di
     return {"data": rows, "next_before_id": rows[-1]["id"] if len(rows) == limit else None}
 
 
-async def unpriced_models(db: Database, now: float, overrides: tuple = ()) -> list[dict]:
+async def unpriced_models(
+    db: Database, now: float, overrides: tuple[tuple[str, pricing.Price], ...] = ()
+) -> list[dict[str, Any]]:
     """Models of the last DEFAULT_DAYS with requests relay had no price for, the most such
     requests first, and whether the price table (RELAY_PRICES, then prices.json) has one now."""
     report = await usage_report(db, parse_report_query(f"group_by=model&limit={MAX_GROUPS}", now))

@@ -193,10 +193,17 @@ def _shown(sums: dict[str, int]) -> dict[str, Any]:
     return {name: pricing.usd(sums[name]) if name in _MONEY else sums[name] for name in MEASURES}
 
 
+def _filters(query: ReportQuery) -> list[tuple[str, str]]:
+    """(column, value) of each filter the report has."""
+    return [
+        (column, value) for column, value in (("key_id", query.key), ("billing_tag", query.tag)) if value is not None
+    ]
+
+
 def _rollup_columns(query: ReportQuery) -> list[str]:
     """The rollup columns a report groups and filters by (a day is any rollup's period)."""
-    filtered = [column for column, value in (("key_id", query.key), ("billing_tag", query.tag)) if value is not None]
-    return [ROLLUP_DIMENSIONS[name] for name in query.group_by if name != "day"] + filtered
+    grouped = [ROLLUP_DIMENSIONS[name] for name in query.group_by if name != "day"]
+    return grouped + [column for column, _ in _filters(query)]
 
 
 def _plan(
@@ -219,9 +226,7 @@ def _plan(
 def _sources(query: ReportQuery, grouped: bool) -> tuple[str, list[Any]]:
     """The SQL of rows whose sums are the report (UNION ALL of per-piece sums), and its
     parameters. `grouped`: with the dimensions as d0, d1."""
-    filters = [
-        (column, value) for column, value in (("key_id", query.key), ("billing_tag", query.tag)) if value is not None
-    ]
+    filters = _filters(query)
     matched = "".join(f" AND {column} = ?" for column, _ in filters)
     group_keys = ", ".join(f"d{n}" for n in range(len(query.group_by)))
     parts: list[str] = []

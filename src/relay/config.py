@@ -91,7 +91,7 @@ class Settings:
     default_rpm: int
     routes: model_routes.Table  # providers and model routes (RELAY_ROUTES over the defaults)
     cache_policy: str
-    prices: tuple = ()  # RELAY_PRICES entries, consulted before pricing.BUILT_IN
+    prices: tuple = ()  # RELAY_PRICES entries, consulted before pricing.BUNDLED (prices.json)
     upstream_timeout: float = DEFAULT_UPSTREAM_TIMEOUT_SECONDS  # seconds to the upstream's headers
     retention_days: int = retention.DEFAULT_DAYS  # audit rows older than this are deleted (retention.py)
 

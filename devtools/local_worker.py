@@ -25,6 +25,7 @@ import subprocess
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -167,6 +168,19 @@ class LocalWorker:
             stdin=subprocess.DEVNULL,
         ).stdout
 
+    def r2_object(self, bucket: str, key: str) -> bytes:
+        """An object of the Worker's local R2 bucket (by its bucket_name)."""
+        return subprocess.run(
+            self._wrangler(
+                "r2", "object", "get", f"{bucket}/{key}", "--local", "--persist-to", str(self.state_dir), "--pipe"
+            ),
+            cwd=self.dir,
+            env=_wrangler_env(),
+            check=True,
+            capture_output=True,
+            stdin=subprocess.DEVNULL,
+        ).stdout
+
     def query(self, sql: str) -> list[dict]:
         """Rows from the Worker's local D1. wrangler's JSON shows SQL NULL as the string
         "null"; here it is None again (relay never stores "null")."""
@@ -175,6 +189,21 @@ class LocalWorker:
             for result in json.loads(self.d1_output(sql))
             for row in result["results"]
         ]
+
+    def run_scheduled(self, cron: str, timeout: float = 120.0) -> dict:
+        """Run the Worker's scheduled handler as its Cron Trigger `cron` would, through
+        wrangler dev's scheduled-test route; its outcome ({"outcome": "ok", ...}) once the
+        handler is done. The pinned wrangler serves that route at /cdn-cgi/local/scheduled
+        for every Worker; `--test-scheduled`'s /__scheduled is a JavaScript middleware it
+        does not add to a Python Worker."""
+        query = urllib.parse.urlencode({"cron": cron, "format": "json"})
+        try:
+            with urllib.request.urlopen(
+                f"{self._served_url}/cdn-cgi/local/scheduled?{query}", timeout=timeout
+            ) as answer:
+                return json.loads(answer.read())
+        except urllib.error.HTTPError as failed:  # 500: the handler raised
+            return json.loads(failed.read())
 
     def _serve_command(self) -> list[str]:
         """The command that serves the Worker on `self.port` (bench/miniflare_worker.py has another)."""

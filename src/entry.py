@@ -38,6 +38,7 @@ from relay.pipeline import deliver
 from relay.pipeline.app import handle
 from relay.pipeline.endpoints import surface_of
 from relay.services import IsolateState, Services
+from relay.usage import scheduled
 
 
 def _missing(value):
@@ -231,6 +232,10 @@ class D1Database:
     async def run(self, sql, params=()):
         await self._statement(sql, params).run()
 
+    async def batch(self, statements):
+        results = await self._binding.batch(to_js([self._statement(sql, params) for sql, params in statements]))
+        return [json.loads(JSON.stringify(result.results)) for result in results]
+
 
 class WorkersKV:
     """The core's KeyValue, over a KV namespace binding."""
@@ -245,6 +250,19 @@ class WorkersKV:
     async def put(self, key, value, ttl_seconds):
         # KV refuses expirations shorter than 60 s.
         await self._binding.put(key, value, _js_object({"expirationTtl": max(60, int(ttl_seconds))}))
+
+
+class R2Bucket:
+    """The core's ObjectStore, over an R2 bucket binding."""
+
+    def __init__(self, binding):
+        self._binding = binding
+
+    async def put(self, key, body):
+        await self._binding.put(key, body, _NDJSON)
+
+
+_NDJSON = _js_object({"httpMetadata": {"contentType": "application/x-ndjson"}})
 
 
 class RateLimitBinding:
@@ -285,6 +303,7 @@ class _Isolate:
                 transport=FetchTransport(),
                 db=D1Database(env.DB) if "DB" in bindings else None,
                 kv=WorkersKV(env.RELAY_KV) if "RELAY_KV" in bindings else None,
+                exports=R2Bucket(env.USAGE_EXPORT) if "USAGE_EXPORT" in bindings else None,
                 limiters=limiters,
                 state=IsolateState(),
                 clock=lambda: Date.now() / 1000,
@@ -360,7 +379,11 @@ def _to_js_response(answer):
 
 class Default(WorkerEntrypoint):
     """The Worker's entry point: the runtime calls `fetch` with its Request (the SDK's
-    wrapper; relay reads the runtime's own)."""
+    wrapper; relay reads the runtime's own), and `scheduled` on its Cron Trigger."""
 
     async def fetch(self, request):
         return await serve(request.js_object, self.ctx)
+
+    async def scheduled(self, controller, env, ctx):
+        services = _services(self.ctx)
+        await scheduled.run(_Vars(_Isolate.env), services, Date.now() / 1000)

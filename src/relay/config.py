@@ -11,7 +11,7 @@ from relay.limits import key_limits
 from relay.prompt_cache.markers import POLICIES
 from relay.providers import model_routes
 from relay.services import IsolateState
-from relay.usage import pricing
+from relay.usage import pricing, retention
 
 DEFAULT_ANTHROPIC_URL = "https://api.anthropic.com"
 DEFAULT_OPENAI_URL = "https://api.openai.com/v1"
@@ -39,6 +39,7 @@ NAMES = (
     "RELAY_UPSTREAM_TIMEOUT_SECONDS",
     model_routes.VAR,
     "RELAY_CACHE_POLICY",
+    "RELAY_RETENTION_DAYS",
 )
 
 
@@ -101,8 +102,9 @@ class Settings:
     default_rpm: int
     routes: model_routes.Table  # providers and model routes (RELAY_ROUTES over the defaults)
     cache_policy: str
-    prices: pricing.Prices = ()  # RELAY_PRICES entries, consulted before pricing.BUILT_IN
+    prices: pricing.Prices = ()  # RELAY_PRICES entries, consulted before pricing.BUNDLED (prices.json)
     upstream_timeout: float = DEFAULT_UPSTREAM_TIMEOUT_SECONDS  # seconds to the upstream's headers
+    retention_days: int = retention.DEFAULT_DAYS  # audit rows older than this are deleted (retention.py)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str | None]) -> Settings:
@@ -125,6 +127,7 @@ class Settings:
             upstream_timeout=_whole_number(env, "RELAY_UPSTREAM_TIMEOUT_SECONDS", DEFAULT_UPSTREAM_TIMEOUT_SECONDS),
             routes=_routes(env, model_routes.default_providers(upstream_urls, upstream_keys)),
             cache_policy=_cache_policy(env),
+            retention_days=_whole_number(env, "RELAY_RETENTION_DAYS", retention.DEFAULT_DAYS),
         )
 
 

@@ -16,8 +16,9 @@ from relay.http.messages import Transport
 
 if TYPE_CHECKING:  # these modules import this one
     from relay.config import Settings
-    from relay.identity.key_store import KeyRecord, UsageRow
+    from relay.identity.key_store import KeyRecord
     from relay.limits.key_limits import MonthSpend
+    from relay.usage.audit_log import UsageRow
 
 # A row as D1 hands it back: column name -> SQL value (None, int, float or str).
 Row = dict[str, Any]
@@ -30,6 +31,10 @@ class Database(Protocol):
     async def run(self, sql: str, params: Sequence[Any] = ()) -> None:
         """Execute a statement."""
 
+    async def batch(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[list[Row]]:
+        """Run (sql, params) statements in order as one transaction (D1's batch: one call, all
+        or nothing, and its reads see one state); the rows of each, as dicts."""
+
 
 class KeyValue(Protocol):
     """A store shared by every isolate and location, eventually consistent (Workers KV)."""
@@ -37,6 +42,12 @@ class KeyValue(Protocol):
     async def get(self, key: str) -> str | None: ...
 
     async def put(self, key: str, value: str, ttl_seconds: int) -> None: ...
+
+
+class ObjectStore(Protocol):
+    """A bucket of objects (R2), where the usage export writes its files."""
+
+    async def put(self, key: str, body: str) -> None: ...
 
 
 class RateLimiter(Protocol):
@@ -85,6 +96,7 @@ class Services:
     transport: Transport
     db: Database | None = None
     kv: KeyValue | None = None
+    exports: ObjectStore | None = None  # the usage export's bucket (usage/export.py)
     # Rate-limit bindings by their requests-per-minute tier (see key_limits.py).
     limiters: Mapping[int, RateLimiter] = field(default_factory=dict)
     state: IsolateState = field(default_factory=IsolateState)

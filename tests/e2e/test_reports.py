@@ -163,7 +163,9 @@ def test_recent_requests_page_through_the_d1_rows(produced, admin):
 def test_status_shows_no_lost_audit_rows(admin):
     status = admin.get("/admin/status")
     assert status.status_code == 200
-    assert status.json() == {"usage_write_failures": 0, "database_bound": True}
+    shown = status.json()
+    assert (shown["usage_write_failures"], shown["database_bound"]) == (0, True)
+    assert shown["prices"]["overrides"] == [] and shown["prices"]["bundled_models"] > 20
 
 
 def test_bad_parameters_and_relay_keys_are_refused(relay, admin):

@@ -17,7 +17,7 @@ import pytest
 
 from devtools.fake_upstream import REPLY_TEXT
 
-from .conftest import CLIENT_KEY, create_key
+from .conftest import CLIENT_KEY, audit_rows, create_key
 from .conftest import session_rows as rows
 from .test_key_limits import CACHE_SECONDS
 
@@ -50,8 +50,8 @@ def test_stream_and_non_stream_rows_hold_the_upstreams_token_counts(relay, tag):
         assert row["key_id"].startswith("static-") and row["client"] == "Anthropic/Python"
         assert row["surface"] == row["provider"] == "anthropic"
         assert row["upstream_key_id"].startswith("anthropic-")
-        expected = (seen.usage.input_tokens * 3 + seen.usage.output_tokens * 15) / 1e6
-        assert row["cost_usd"] == pytest.approx(expected)
+        expected = seen.usage.input_tokens * 3000 + seen.usage.output_tokens * 15000  # nano-dollars
+        assert row["cost_nanos"] == expected and row["cost_usd"] == expected / 1e9
         assert 0 <= row["ttfb_ms"] <= row["total_ms"]
     assert (plain["stream"], live["stream"]) == (0, 1)
 
@@ -272,3 +272,6 @@ def test_huge_model_names_cost_no_other_request_its_row_nor_a_key_its_budget(rel
     with pytest.raises(anthropic.APIStatusError) as caught:
         _ask(client)
     assert caught.value.status_code == 402
+    # The refused row keeps what relay had read: the model asked for.
+    [refused_row] = audit_rows(relay, f"session_id = '{tag}' AND status = 402", 1)
+    assert (refused_row["model_requested"], refused_row["key_id"]) == ("claude-sonnet-4-5", budgeted["id"])

@@ -82,8 +82,11 @@ def hostile(relay):
         model="claude-haiku-4-5", max_tokens=8, messages=[{"role": "user", "content": "hi"}]
     ) as stream:
         stream.get_final_message()
-    audit_rows(relay, f"billing_tag LIKE '%{marker}'", 2)
-    return tag, session
+    # A model relay has no price for, named with markup too.
+    unpriced = f"<b>mystery</b>-{marker}"
+    client.messages.create(model=unpriced, max_tokens=8, messages=[{"role": "user", "content": "hi"}])
+    audit_rows(relay, f"billing_tag LIKE '%{marker}'", 3)
+    return tag, session, unpriced
 
 
 def table(page, selector: str) -> list[list[str]]:
@@ -93,7 +96,7 @@ def table(page, selector: str) -> list[list[str]]:
 
 
 def test_the_page_shows_the_reports_it_fetched_and_markup_as_text(relay, browser_context, hostile, tmp_path):
-    tag, session = hostile
+    tag, session, unpriced = hostile
     page = browser_context.new_page()
     fetched: dict[str, dict] = {}
     page.on(
@@ -119,6 +122,7 @@ def test_the_page_shows_the_reports_it_fetched_and_markup_as_text(relay, browser
     by_tag = next(r for p, r in reports.items() if p.startswith("usage?group_by=tag&"))
     sessions = next(r for p, r in reports.items() if p.startswith("usage?group_by=session&"))
     recent = next(r for p, r in reports.items() if p.startswith("usage/requests?"))
+    by_model = next(r for p, r in reports.items() if p.startswith("usage?group_by=model&"))
     total = by_tag["total"]
 
     cards = dict(
@@ -161,6 +165,12 @@ def test_the_page_shows_the_reports_it_fetched_and_markup_as_text(relay, browser
         ]
         for g in by_tag["groups"]
     ]
+    assert table(page, "#unpriced") == [
+        [g["model"], count(g["unpriced_requests"]), f"{count(g['input_tokens'])} / {count(g['output_tokens'])}"]
+        for g in by_model["groups"]
+        if g["unpriced_requests"]
+    ]
+    assert any(line[0] == unpriced for line in table(page, "#unpriced"))
     recent_rows = table(page, "#recent")
     assert len(recent_rows) == len(recent["data"])
     assert [row[3] for row in recent_rows] == [r["session_id"] or "(no session)" for r in recent["data"]]

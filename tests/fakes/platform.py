@@ -36,6 +36,18 @@ class SqliteDatabase:
         self.connection.execute(sql, tuple(params))
         self.connection.commit()
 
+    async def batch(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[list[dict]]:
+        """D1's batch: the statements in one transaction, rolled back whole if one fails."""
+        results = []
+        try:
+            for sql, params in statements:
+                results.append([dict(row) for row in self.connection.execute(sql, tuple(params)).fetchall()])
+        except BaseException:
+            self.connection.rollback()
+            raise
+        self.connection.commit()
+        return results
+
 
 class CountingDatabase(SqliteDatabase):
     """A SqliteDatabase that keeps each statement it was sent, in order: a test counts the
@@ -52,6 +64,10 @@ class CountingDatabase(SqliteDatabase):
     async def run(self, sql: str, params: Sequence[Any] = ()) -> None:
         self.statements.append(sql)
         await super().run(sql, params)
+
+    async def batch(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[list[dict]]:
+        self.statements.extend(sql for sql, _ in statements)
+        return await super().batch(statements)
 
     def calls(self, table: str) -> int:
         """The statements sent so far that name `table`."""

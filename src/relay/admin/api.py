@@ -32,7 +32,7 @@ from relay.limits import key_limits
 from relay.log import log
 from relay.prompt_cache.markers import POLICIES
 from relay.services import Database, Services
-from relay.usage import reports
+from relay.usage import export, pricing, reports
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_TEXT = 256  # longest name, billing tag or model glob
@@ -284,17 +284,26 @@ async def _requests(request: Request, services: Services) -> Response:
     return _json(200, await reports.recent_requests(db, limit, before_id))
 
 
-async def _status(services: Services) -> Response:
-    """What this isolate knows that D1 cannot tell: audit rows it failed to write."""
-    return _json(
-        200, {"usage_write_failures": services.state.usage_write_failures, "database_bound": services.db is not None}
-    )
+async def _status(settings: Settings, services: Services, now: float) -> Response:
+    """What this isolate knows that D1 cannot tell (audit rows it failed to write), and the
+    price table: where it comes from, and the models of the last 30 days it had no price for."""
+    status: dict[str, Any] = {
+        "usage_write_failures": services.state.usage_write_failures,
+        "database_bound": services.db is not None,
+        "prices": pricing.about(settings.prices),
+    }
+    if services.db is not None:
+        status["unpriced_models"] = await reports.unpriced_models(services.db, now, settings.prices)
+        status["export"] = await export.status(services.db, services.exports is not None)
+    return _json(200, status)
 
 
 Handler = Callable[[], Awaitable[Response]]
 
 
-def _route(request: Request, services: Services, now: float) -> tuple[str, dict[str, Handler]] | None:
+def _route(
+    request: Request, settings: Settings, services: Services, now: float
+) -> tuple[str, dict[str, Handler]] | None:
     """The request path's route and its handlers by method; None when no admin route has it.
     Messages name the route, never the path as sent (it could hold a pasted key)."""
     parts = request.path.rstrip("/").split("/")[2:]  # "/admin/keys/x" -> ["keys", "x"]
@@ -313,7 +322,7 @@ def _route(request: Request, services: Services, now: float) -> tuple[str, dict[
     if parts == ["usage", "requests"]:
         return "/admin/usage/requests", {"GET": lambda: _requests(request, services)}
     if parts == ["status"]:
-        return "/admin/status", {"GET": lambda: _status(services)}
+        return "/admin/status", {"GET": lambda: _status(settings, services, now)}
     return None
 
 
@@ -323,7 +332,7 @@ async def handle(request: Request, settings: Settings, services: Services) -> Re
     if page is not None:
         return page
     _authorize(request.headers, settings)
-    route = _route(request, services, services.clock())
+    route = _route(request, settings, services, services.clock())
     if route is None:
         raise _refused(
             404,

@@ -1,4 +1,5 @@
-"""The usage page under /admin/: cost per day by tag, top sessions, cache savings, recent requests.
+"""The usage page under /admin/: cost per day by tag, top sessions, unpriced models, cache
+savings, recent requests.
 
 A browser cannot send a bearer token when it opens a page, so the page and its style,
 script and icon are served without the admin token: they hold no data and no secret. The
@@ -75,6 +76,15 @@ HTML = """<!doctype html>
     <table id="sessions">
       <thead><tr><th>session</th><th class="num">requests</th><th class="num">tokens in / out</th>
         <th class="num">cache read</th><th class="num">cost</th><th class="num">cache savings</th></tr></thead>
+      <tbody></tbody>
+    </table>
+  </section>
+  <section class="panel" id="unpriced-panel" hidden>
+    <h2>Unpriced models</h2>
+    <p class="status">Requests to these models have token counts but no price, so their cost is
+       not in the totals. Give them one in <code>RELAY_PRICES</code> (README "Prices").</p>
+    <table id="unpriced">
+      <thead><tr><th>model</th><th class="num">unpriced requests</th><th class="num">tokens in / out</th></tr></thead>
       <tbody></tbody>
     </table>
   </section>

@@ -188,6 +188,15 @@ SCRIPT = r"""
     ]));
   }
 
+  function renderUnpriced(report) {
+    const unpriced = report.groups.filter((g) => g.unpriced_requests > 0);
+    $("unpriced-panel").hidden = unpriced.length === 0;
+    fill("unpriced", unpriced.map((g) => [
+      cell(label(g.model, "(no model)")), cell(count(g.unpriced_requests), "num failed"),
+      cell(count(g.input_tokens) + " / " + count(g.output_tokens), "num"),
+    ]));
+  }
+
   function requestRow(r) {
     const failed = r.status >= 400 || r.error_type !== null;
     const status = cell(r.error_type ? `${r.status} ${r.error_type}` : String(r.status), failed ? "num failed" : "num");
@@ -214,15 +223,17 @@ SCRIPT = r"""
     $("status").textContent = "Loading…";
     const range = "from=" + rangeStart();
     try {
-      const [byDay, sessions, tags] = await Promise.all([
+      const [byDay, sessions, tags, models] = await Promise.all([
         api("/admin/usage?group_by=day,tag&" + range),
         api("/admin/usage?group_by=session&limit=10&" + range),
         api("/admin/usage?group_by=tag&" + range),
+        api("/admin/usage?group_by=model&" + range),
         loadOlder(true),
       ]);
       renderCards(tags.total);
       renderChart(byDay);
       renderSessions(sessions);
+      renderUnpriced(models);
       renderTags(tags);
       $("status").textContent = `${tags.from.slice(0, 10)} to ${tags.to.replace("T", " ").replace("Z", "")} UTC` +
         ` · audit rows up to #${tags.through_id}`;

@@ -103,10 +103,6 @@ async def _api(
     exchange.key_id, exchange.billing_tag = caller.key_id, caller.billing_tag
     if services.limiters:
         await key_limits.check_rate(caller.key_id, caller.rpm_limit or settings.default_rpm, services.limiters, now)
-    if caller.monthly_budget_usd is not None and services.db is not None:
-        await key_limits.check_budget(
-            services.db, services.state, caller.key_id, caller.monthly_budget_usd, now, settings.key_cache_seconds
-        )
     policy.check_endpoint(caller, route, request.method, request.path)
     if settings.routes.configured and model_list.answers(surface, request.method, route.upstream_path):
         return model_list.response(surface, settings.routes)
@@ -116,6 +112,12 @@ async def _api(
     exchange.model_requested = model
     exchange.stream = isinstance(parsed, dict) and parsed.get("stream") is True
     exchange.session_id = session_id(request.headers, parsed)
+    # The budget is checked once the body is read, so a refused request's row still says
+    # which model it asked for.
+    if caller.monthly_budget_usd is not None and services.db is not None:
+        await key_limits.check_budget(
+            services.db, services.state, caller.key_id, caller.monthly_budget_usd, now, settings.key_cache_seconds
+        )
     policy.check_body(caller, route, parsed, shape)
     targets = settings.routes.targets(surface, model, exchange.session_id)
     policy.check_price(caller, route, model, targets, settings.prices)

@@ -25,12 +25,11 @@ from relay.http import sse
 from relay.http.json_spans import dumps, loads_or_none
 from relay.http.messages import content_kind
 from relay.http.text_bounds import clip, stored
-from relay.identity import key_store
-from relay.identity.key_store import UsageRow
 from relay.limits import key_limits
 from relay.log import log
 from relay.services import Database, IsolateState, Services
-from relay.usage import estimate, pricing
+from relay.usage import audit_log, estimate, pricing
+from relay.usage.audit_log import UsageRow
 
 # Frames worth parsing in an Anthropic stream; deltas and pings are skipped unread.
 _ANTHROPIC_EVENTS = frozenset({b"message_start", b"message_delta", b"message_stop", b"error"})
@@ -303,8 +302,10 @@ class Meter:
             cache_markers_added=ex.cache_markers_added,
             ttfb_ms=round((first - ex.started) * 1000),
             total_ms=round((now - ex.started) * 1000),
-            cost_usd=cost,
-            cache_savings_usd=savings,
+            cost_usd=pricing.usd(cost),
+            cache_savings_usd=pricing.usd(savings),
+            cost_nanos=cost,
+            cache_savings_nanos=savings,
         )
 
     async def finish(self, client_gone: bool) -> None:
@@ -391,7 +392,7 @@ async def _write_group(state: IsolateState, db: Database, group: list[UsageRow])
             return
         calls += 1
         try:
-            await key_store.insert_usage(db, *rows)
+            await audit_log.insert_usage(db, *rows)
         except Exception as exc:
             cause = exc
             if len(rows) == 1:

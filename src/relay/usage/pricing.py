@@ -1,109 +1,134 @@
 """What a request cost, from its token counts and a price table per model.
 
-Prices are US dollars per million tokens, matched by model glob, first match wins (so
-the table lists specific names before general ones). Sources: Anthropic's and OpenAI's
-published price pages, read 2026-11. `RELAY_PRICES` (JSON, same shape) is consulted
-before the built-in table, so a team can correct or add a price without a release; its
-`<provider>/<model glob>` entries price what that provider serves (a cloud region's rate).
-A model no entry matches is priced None (recorded as NULL), never 0.
+Prices are data: prices.json (bundled, with its sources and the date they were read)
+lists US dollars per million tokens by model glob, first match wins (so it lists specific
+names before general ones). `RELAY_PRICES` (JSON, {"<glob>": {...}}) is consulted before
+it, so a team can correct or add a price without a release; its `<provider>/<model glob>`
+entries price what that provider serves (a cloud region's rate). A model no entry matches is
+priced None (recorded as NULL and counted as unpriced), never 0.
 
-Anthropic reports input, cache-write and cache-read tokens separately; usage.py turns
+Money is exact: prices are read as decimals (never floats) and a cost is a whole number
+of nano-dollars (1e-9 USD), rounded once per request, half to even. So a row's cost has
+no float noise and sums of rows are exact integers.
+
+Anthropic reports input, cache-write and cache-read tokens separately; meter.py turns
 OpenAI's figures into the same shape (prompt tokens less cached ones), so one formula
 serves both.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import fnmatch
 import functools
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
 
 from relay.http.json_spans import unknown_fields
+
+NANO = 10**9
+# Nano-dollars per token for a price of one dollar per million tokens.
+_NANOS_PER_TOKEN = Fraction(NANO, 10**6)
+_FIELDS = ("input", "output", "cache_write_5m", "cache_write_1h", "cache_read")
+BUNDLED_FILE = Path(__file__).with_name("prices.json")
 
 
 @dataclass(frozen=True)
 class Price:
-    input: float
-    output: float
-    cache_write_5m: float
-    cache_write_1h: float
-    cache_read: float
+    """Dollars per million tokens, exact. `long_prompt`: the price of a request whose prompt
+    (input, cache reads and writes) exceeds `long_prompt_above` tokens, when the model has one."""
+
+    input: Fraction
+    output: Fraction
+    cache_write_5m: Fraction
+    cache_write_1h: Fraction
+    cache_read: Fraction
+    long_prompt: Price | None = None
+    long_prompt_above: int | None = None
 
 
-def _anthropic(input: float, output: float) -> Price:
-    """Anthropic's cache rates are fixed multiples of the input price."""
-    return Price(input, output, input * 1.25, input * 2, input * 0.1)
+def _number(value: Any, where: str) -> Fraction:
+    valid = isinstance(value, int) or (isinstance(value, Decimal) and value.is_finite())
+    if isinstance(value, bool) or not valid or value < 0:
+        raise ValueError(f"{where} must be a non-negative number")
+    return Fraction(value)
 
 
-def _openai(input: float, output: float, cached: float) -> Price:
-    """OpenAI caches automatically: no write premium, a discounted read."""
-    return Price(input, output, input, input, cached)
+def _price(fields: Any, where: str, nested: bool = False) -> Price:
+    """One entry's prices. The cache fields default to Anthropic's multiples of `input`
+    (writes 1.25x for 5 minutes, 2x for an hour; reads 0.1x)."""
+    allowed = set(_FIELDS) | ({"above_prompt_tokens"} if nested else {"long_prompt"})
+    if not isinstance(fields, dict) or unknown_fields(fields, allowed) is not None:
+        raise ValueError(f"{where} must be an object with only {', '.join(sorted(allowed))}")
+    if fields.get("input") is None or fields.get("output") is None:
+        raise ValueError(f"{where} needs input and output")
+    base = _number(fields["input"], f"{where}.input")
+    defaults = {"cache_write_5m": base * Fraction(5, 4), "cache_write_1h": base * 2, "cache_read": base / 10}
+    values = {
+        name: _number(fields[name], f"{where}.{name}") if fields.get(name) is not None else defaults[name]
+        for name in _FIELDS
+        if name != "input"
+    }
+    long_prompt, above = None, None
+    if fields.get("long_prompt") is not None:
+        long_prompt = _price(fields["long_prompt"], f"{where}.long_prompt", nested=True)
+        above = fields["long_prompt"].get("above_prompt_tokens")
+        if isinstance(above, bool) or not isinstance(above, int) or above < 1:
+            raise ValueError(f"{where}.long_prompt.above_prompt_tokens must be a positive whole number")
+    return Price(input=base, long_prompt=long_prompt, long_prompt_above=above, **values)
 
 
-BUILT_IN: Prices = (
-    ("claude-fable-5-1*", Price(10, 50, 12.5, 20, 0.25)),
-    ("claude-mythos-5-1*", Price(10, 50, 12.5, 20, 0.25)),
-    ("claude-fable-5*", _anthropic(10, 50)),
-    ("claude-mythos-5*", _anthropic(10, 50)),
-    ("claude-opus-5*", _anthropic(5, 25)),
-    ("claude-opus-4-[5678]*", _anthropic(5, 25)),
-    ("claude-opus-4*", _anthropic(15, 75)),
-    ("claude-3-opus*", _anthropic(15, 75)),
-    ("claude-sonnet-4*", _anthropic(3, 15)),
-    ("claude-3-7-sonnet*", _anthropic(3, 15)),
-    ("claude-3-5-sonnet*", _anthropic(3, 15)),
-    ("claude-haiku-4*", _anthropic(1, 5)),
-    ("claude-3-5-haiku*", _anthropic(0.8, 4)),
-    ("claude-3-haiku*", _anthropic(0.25, 1.25)),
-    ("gpt-4o-mini*", _openai(0.15, 0.6, 0.075)),
-    ("gpt-4o*", _openai(2.5, 10, 1.25)),
-    ("gpt-4.1-nano*", _openai(0.1, 0.4, 0.025)),
-    ("gpt-4.1-mini*", _openai(0.4, 1.6, 0.1)),
-    ("gpt-4.1*", _openai(2, 8, 0.5)),
-    ("gpt-5-nano*", _openai(0.05, 0.4, 0.005)),
-    ("gpt-5-mini*", _openai(0.25, 2, 0.025)),
-    ("gpt-5*", _openai(1.25, 10, 0.125)),
-    ("text-embedding-3-small*", _openai(0.02, 0, 0.02)),
-    ("text-embedding-3-large*", _openai(0.13, 0, 0.13)),
-    ("text-embedding-ada-002*", _openai(0.1, 0, 0.1)),
-)
-
-_FIELDS = ("input", "output", "cache_write_5m", "cache_write_1h", "cache_read")
-
-# (model glob, its price) pairs, the first match winning: RELAY_PRICES's, then BUILT_IN.
+# (model glob, its price) pairs, the first match winning: RELAY_PRICES's, then BUNDLED.
 Prices = tuple[tuple[str, Price], ...]
 
 
+def _decimal_json(text: str) -> Any:
+    """JSON with its numbers as exact decimals; NaN and Infinity refused."""
+
+    def refuse(name: str) -> Any:
+        raise ValueError(f"{name} is not a price")
+
+    return json.loads(text, parse_float=Decimal, parse_constant=refuse)
+
+
 def parse_overrides(text: str | None) -> Prices:
-    """RELAY_PRICES: {"<model glob>": {"input": 3, "output": 15, ...}, ...}. The cache
-    fields default to Anthropic's multiples of `input`. Raises ValueError with a
-    message that names the problem."""
+    """RELAY_PRICES: {"<model glob>": {"input": 3, "output": 15, ...}, ...}. Raises
+    ValueError with a message that names the problem."""
     if not text or not text.strip():
         return ()
-    table = json.loads(text)
+    table = _decimal_json(text)
     if not isinstance(table, dict):
         raise ValueError("must be a JSON object of model glob -> prices")
+    return tuple((glob, _price(fields, repr(glob))) for glob, fields in table.items())
+
+
+def parse_table(text: str) -> Prices:
+    """A price file in prices.json's shape: {"models": [{"match": glob, ...prices}, ...], ...}."""
+    document = _decimal_json(text)
+    models = document.get("models") if isinstance(document, dict) else None
+    if not isinstance(models, list):
+        raise ValueError('a price file needs "models", a list of entries')
     entries = []
-    for glob, fields in table.items():
-        if not isinstance(fields, dict) or unknown_fields(fields, _FIELDS) is not None:
-            raise ValueError(f"{glob!r} must map to an object with only {', '.join(_FIELDS)}")
-        values: dict[str, float | None] = {name: fields.get(name) for name in _FIELDS}
-        if (
-            any(
-                v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0)
-                for v in values.values()
-            )
-            or values["input"] is None
-            or values["output"] is None
-        ):
-            raise ValueError(f"{glob!r} needs non-negative numbers, input and output at least")
-        base = _anthropic(values["input"], values["output"])
-        given = {name: value for name, value in values.items() if value is not None}
-        entries.append((glob, dataclasses.replace(base, **given)))
+    for n, entry in enumerate(models):
+        if not isinstance(entry, dict) or not isinstance(entry.get("match"), str):
+            raise ValueError(f'models[{n}] needs "match", a model glob')
+        fields = {name: value for name, value in entry.items() if name != "match"}
+        entries.append((entry["match"], _price(fields, f"models[{n}] ({entry['match']})")))
     return tuple(entries)
+
+
+_BUNDLED_TEXT = BUNDLED_FILE.read_text(encoding="utf-8")
+BUNDLED: Prices = parse_table(_BUNDLED_TEXT)
+_SOURCES = json.loads(_BUNDLED_TEXT).get("sources", [])
+
+
+def about(overrides: Prices = ()) -> dict[str, Any]:
+    """Where the price table comes from, for /admin/status."""
+    return {"bundled_models": len(BUNDLED), "sources": _SOURCES, "overrides": [glob for glob, _ in overrides]}
 
 
 @functools.lru_cache(maxsize=256)  # per isolate: few models, and every audit row asks
@@ -116,7 +141,7 @@ def price_of(model: str | None, overrides: Prices = (), provider: str | None = N
         for glob, price in overrides:
             if "/" in glob and fnmatch.fnmatchcase(f"{provider}/{model}", glob):
                 return price
-    for glob, price in overrides + BUILT_IN:
+    for glob, price in overrides + BUNDLED:
         if fnmatch.fnmatchcase(model, glob):
             return price
     return None
@@ -126,14 +151,18 @@ def _tokens(counts: Mapping[str, int | None], name: str) -> int:
     return counts.get(name) or 0
 
 
-def cost(price: Price | None, counts: Mapping[str, int | None]) -> tuple[float | None, float | None]:
-    """(cost, cache savings) in dollars; savings are what cache reads saved against the
-    full input price, less what cache writes cost above it. (None, None) unpriced."""
+def cost(price: Price | None, counts: Mapping[str, int | None]) -> tuple[int | None, int | None]:
+    """(cost, cache savings) in whole nano-dollars; savings are what cache reads saved
+    against the full input price, less what cache writes cost above it. (None, None)
+    unpriced."""
     if price is None:
         return None, None
     written = _tokens(counts, "cache_creation_tokens")
     written_1h = min(written, _tokens(counts, "cache_creation_1h_tokens"))
     read = _tokens(counts, "cache_read_tokens")
+    prompt = _tokens(counts, "input_tokens") + written + read
+    if price.long_prompt is not None and price.long_prompt_above is not None and prompt > price.long_prompt_above:
+        price = price.long_prompt
     total = (
         _tokens(counts, "input_tokens") * price.input
         + _tokens(counts, "output_tokens") * price.output
@@ -146,4 +175,16 @@ def cost(price: Price | None, counts: Mapping[str, int | None]) -> tuple[float |
         - (written - written_1h) * (price.cache_write_5m - price.input)
         - written_1h * (price.cache_write_1h - price.input)
     )
-    return total / 1e6, savings / 1e6
+    return round(total * _NANOS_PER_TOKEN), round(savings * _NANOS_PER_TOKEN)
+
+
+def usd(nanos: int | None) -> float | None:
+    """Nano-dollars as a float of dollars: the double nearest the exact amount, which prints
+    as that decimal (1806000 -> 0.001806), for JSON answers and the cost_usd column."""
+    return None if nanos is None else nanos / NANO
+
+
+def usd_text(nanos: int) -> str:
+    """Nano-dollars as exact decimal text: 15000 -> "0.000015000", -250 -> "-0.000000250"."""
+    sign = "-" if nanos < 0 else ""
+    return f"{sign}{abs(nanos) // NANO}.{abs(nanos) % NANO:09d}"

@@ -1,13 +1,19 @@
-"""Usage reports from the audit log (migrations/0002_usage.sql), for the admin API.
+"""Usage reports for the admin API, from the rollups (rollups.py) and, for the seconds of a
+range that fill no whole hour, the audit log (migrations/0002_usage.sql).
 
-A report sums the rows of a time range, grouped by one or two dimensions (tag, key,
-model, session, day, client, provider), and gives a `total` over the same rows.
+A report sums a time range, grouped by one or two dimensions (tag, key, model, session,
+day, client, provider), and gives a `total` over the same range. Its whole UTC days are
+read from a daily rollup, the whole hours left at either end from an hourly one (the
+session tables when grouped by session), and the seconds left from the audit rows: some
+thousands of rows whatever the traffic (a report by session and model or provider, which no
+rollup holds, reads the audit rows). All of a report's queries go to D1 in one batch,
+so they see one state of the log: rows written while it runs do not make its parts
+disagree. Audit rows past retention (retention.py) are gone, so the seconds of a range
+that fill no whole hour count nothing that far back: give such ranges whole hours.
 
-Money is summed in whole nano-dollars: SQL rounds each row's cost to 1e-9 USD before
-adding, so every sum is an exact integer and the total equals the sum of the groups
-digit for digit (in decimal; JSON carries the dollars as numbers, CSV as exact decimal
-text). All queries of one report read the rows up to one id (`through_id`), so rows
-written while it runs do not make its parts disagree.
+Money is summed in whole nano-dollars (usage.cost_nanos), so every sum is an exact integer
+and the total equals the sum of the groups digit for digit (in decimal; JSON carries the
+dollars as numbers, CSV as exact decimal text).
 
 A row's cost is NULL when the model has no price, or when no token counts came back
 (relay refused the request, or the upstream failed before usage). Neither adds to
@@ -29,16 +35,26 @@ from urllib.parse import parse_qsl
 
 from relay import times
 from relay.http.messages import whole_number
-from relay.identity import key_store
 from relay.services import Database, Row
+from relay.usage import audit_log, pricing, rollups
 
-# group_by name -> the SQL expression it groups by (fixed text, never user input)
+# group_by name -> the SQL expression it groups by in the audit log (fixed text, never user input)
 DIMENSIONS = {
     "tag": "billing_tag",
     "key": "key_id",
     "model": "COALESCE(model_served, model_requested)",
     "session": "session_id",
     "day": "day",
+    "client": "client",
+    "provider": "provider",
+}
+# ... and in a rollup table
+ROLLUP_DIMENSIONS = {
+    "tag": "billing_tag",
+    "key": "key_id",
+    "model": "model",
+    "session": "session_id",
+    "day": "substr(period, 1, 10)",
     "client": "client",
     "provider": "provider",
 }
@@ -50,7 +66,6 @@ MAX_GROUPS = 10000
 DEFAULT_REQUESTS = 50
 MAX_REQUESTS = 500
 MAX_FILTER = 256
-NANO = 10**9
 
 MEASURES = (
     "requests",
@@ -64,18 +79,12 @@ MEASURES = (
     "cache_savings_usd",
 )
 _MONEY = ("cost_usd", "cache_savings_usd")
-_SUMS = (
-    "COUNT(*) AS requests",
-    "COALESCE(SUM(status >= 400 OR error_type IS NOT NULL), 0) AS errors",
-    "COALESCE(SUM(input_tokens), 0) AS input_tokens",
-    "COALESCE(SUM(output_tokens), 0) AS output_tokens",
-    "COALESCE(SUM(cache_creation_tokens), 0) AS cache_creation_tokens",
-    "COALESCE(SUM(cache_read_tokens), 0) AS cache_read_tokens",
-    "COALESCE(SUM(CAST(ROUND(cost_usd * 1e9) AS INTEGER)), 0) AS cost_usd",
-    "COALESCE(SUM(cost_usd IS NULL AND COALESCE(input_tokens, output_tokens, cache_creation_tokens, "
-    "cache_read_tokens) IS NOT NULL), 0) AS unpriced_requests",
-    "COALESCE(SUM(CAST(ROUND(cache_savings_usd * 1e9) AS INTEGER)), 0) AS cache_savings_usd",
-)
+# A report's measure -> the rollup measure it is the sum of (money is kept in nano-dollars).
+_SOURCE = {
+    **{name: name for name in MEASURES},
+    "cost_usd": "cost_nanos",
+    "cache_savings_usd": "cache_savings_nanos",
+}
 # Spreadsheets run a cell that starts with one of these as a formula: CSV text cells
 # (session ids and tags are the client's) that do get a leading apostrophe.
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -206,31 +215,87 @@ def _measures(row: Row) -> dict[str, int]:
 
 
 def _shown(sums: dict[str, int]) -> dict[str, Any]:
-    return {name: sums[name] / NANO if name in _MONEY else sums[name] for name in MEASURES}
+    return {name: pricing.usd(sums[name]) if name in _MONEY else sums[name] for name in MEASURES}
+
+
+def _filters(query: ReportQuery) -> list[tuple[str, str]]:
+    """(column, value) of each filter the report has."""
+    return [
+        (column, value) for column, value in (("key_id", query.key), ("billing_tag", query.tag)) if value is not None
+    ]
+
+
+def _rollup_columns(query: ReportQuery) -> list[str]:
+    """The rollup columns a report groups and filters by (a day is any rollup's period)."""
+    grouped = [ROLLUP_DIMENSIONS[name] for name in query.group_by if name != "day"]
+    return grouped + [column for column, _ in _filters(query)]
+
+
+def _plan(
+    start: float, end: float, tiers: tuple[rollups.Table, ...]
+) -> list[tuple[rollups.Table | None, float, float]]:
+    """[start, end) as pieces to read: (a rollup table, its whole periods), longest periods
+    first, then (None, seconds left over) from the audit rows."""
+    if start >= end:
+        return []
+    if not tiers:
+        return [(None, start, end)]
+    table, rest = tiers[0], tiers[1:]
+    first = math.ceil(start / table.seconds) * table.seconds
+    last = math.floor(end / table.seconds) * table.seconds
+    if first >= last:
+        return _plan(start, end, rest)
+    return [*_plan(start, first, rest), (table, first, last), *_plan(last, end, rest)]
+
+
+def _sources(query: ReportQuery, grouped: bool) -> tuple[str, list[Any]]:
+    """The SQL of rows whose sums are the report (UNION ALL of per-piece sums), and its
+    parameters. `grouped`: with the dimensions as d0, d1."""
+    filters = _filters(query)
+    matched = "".join(f" AND {column} = ?" for column, _ in filters)
+    group_keys = ", ".join(f"d{n}" for n in range(len(query.group_by)))
+    parts: list[str] = []
+    params: list[Any] = []
+    for table, start, end in _plan(query.start, query.end, rollups.tiers(_rollup_columns(query))):
+        if table is not None:
+            dims = [f"{ROLLUP_DIMENSIONS[name]} AS d{n}, " for n, name in enumerate(query.group_by)] if grouped else []
+            where = f"period >= ? AND period < ?{matched}"
+            parts.append(f"SELECT {''.join(dims)}{', '.join(rollups.MEASURES)} FROM {table.name} WHERE {where}")
+            params += [times.iso(start)[: table.width], times.iso(end)[: table.width]]
+        else:
+            dims = [f"{DIMENSIONS[name]} AS d{n}, " for n, name in enumerate(query.group_by)] if grouped else []
+            sums = ", ".join(f"{sql} AS {name}" for name, sql in rollups.MEASURES.items())
+            group = f" GROUP BY {group_keys}" if grouped else ""
+            parts.append(
+                f"SELECT {''.join(dims)}{sums} FROM usage WHERE created_at >= ? AND created_at < ?{matched}{group}"
+            )
+            params += [times.iso(start), times.iso(end)]
+        params += [value for _, value in filters]
+    return " UNION ALL ".join(parts), params
+
+
+_TOTALS = ", ".join(f"COALESCE(SUM({_SOURCE[name]}), 0) AS {name}" for name in MEASURES)
 
 
 async def usage_report(db: Database, query: ReportQuery) -> Report:
     """The report as a JSON-ready dict: groups (at most `limit`, the costliest first, by
     day first when grouped by day), `other` (what groups past the limit add up to, or
-    None) and `total` (= the groups + other, exactly)."""
-    [top] = await db.all("SELECT COALESCE(MAX(id), 0) AS id FROM usage")
-    through = int(top["id"])
-    where = ["id <= ?", "created_at >= ?", "created_at < ?"]
-    params: list[Any] = [through, times.iso(query.start), times.iso(query.end)]
-    for column, value in (("key_id", query.key), ("billing_tag", query.tag)):
-        if value is not None:
-            where.append(f"{column} = ?")
-            params.append(value)
-    condition = " AND ".join(where)
-    dims = [f"{DIMENSIONS[name]} AS d{n}" for n, name in enumerate(query.group_by)]
-    keys = ", ".join(f"d{n}" for n in range(len(dims)))
+    None) and `total` (= the groups + other, exactly). `through_id`: the newest audit row
+    when it was made."""
+    keys = ", ".join(f"d{n}" for n in range(len(query.group_by)))
     order = ("d0, " if query.group_by[0] == "day" else "") + f"cost_usd DESC, requests DESC, {keys}"
-    rows = await db.all(
-        f"SELECT {', '.join(dims + list(_SUMS))} FROM usage WHERE {condition} GROUP BY {keys} ORDER BY {order} LIMIT ?",
-        (*params, query.limit + 1),
+    grouped_sql, grouped_params = _sources(query, grouped=True)
+    total_sql, total_params = _sources(query, grouped=False)
+    [top], rows, [total_row] = await db.batch(
+        [
+            ("SELECT COALESCE(MAX(id), 0) AS id FROM usage", ()),
+            (
+                f"SELECT {keys}, {_TOTALS} FROM ({grouped_sql}) GROUP BY {keys} ORDER BY {order} LIMIT ?",
+                (*grouped_params, query.limit + 1),
+            ),
+            (f"SELECT {_TOTALS} FROM ({total_sql})", total_params),
+        ]
     )
-    [total_row] = await db.all(f"SELECT {', '.join(_SUMS)} FROM usage WHERE {condition}", params)
-
     total = _measures(total_row)
     groups = [(row, _measures(row)) for row in rows[: query.limit]]
     other = None
@@ -242,20 +307,13 @@ async def usage_report(db: Database, query: ReportQuery) -> Report:
         "to": times.iso(query.end),
         "key": query.key,
         "tag": query.tag,
-        "through_id": through,
+        "through_id": int(top["id"]),
         "groups": [
             {**{name: row[f"d{n}"] for n, name in enumerate(query.group_by)}, **_shown(sums)} for row, sums in groups
         ],
         "other": None if other is None else _shown(other),
         "total": _shown(total),
     }
-
-
-def _usd_text(amount: float) -> str:
-    """Dollars as exact decimal text to the nano-dollar: 1.5e-05 -> "0.000015000"."""
-    nanos = round(amount * NANO)
-    sign = "-" if nanos < 0 else ""
-    return f"{sign}{abs(nanos) // NANO}.{abs(nanos) % NANO:09d}"
 
 
 def _text_cell(value: str | None) -> str:
@@ -275,7 +333,15 @@ def report_csv(report: Report) -> str:
     if report["other"] is not None:
         lines.append((report["other"], ["(other groups)"] * len(dims)))
     for sums, labels in lines:
-        writer.writerow([*labels, *(_usd_text(sums[name]) if name in _MONEY else sums[name] for name in MEASURES)])
+        writer.writerow(
+            [
+                *labels,
+                *(
+                    pricing.usd_text(round(sums[name] * pricing.NANO)) if name in _MONEY else sums[name]
+                    for name in MEASURES
+                ),
+            ]
+        )
     return out.getvalue()
 
 
@@ -287,13 +353,34 @@ def csv_filename(report: Report) -> str:
 async def recent_requests(db: Database, limit: int, before_id: int | None) -> RequestsPage:
     """Audit rows, newest first: `limit` of them, older than `before_id` when given.
     `next_before_id` continues the listing (None once a page comes back short)."""
-    columns = ", ".join(("id",) + key_store.USAGE_COLUMNS)
+    columns = ", ".join(("id",) + audit_log.COLUMNS)
     if before_id is None:
         rows = await db.all(f"SELECT {columns} FROM usage ORDER BY id DESC LIMIT ?", (limit,))
     else:
         rows = await db.all(f"SELECT {columns} FROM usage WHERE id < ? ORDER BY id DESC LIMIT ?", (before_id, limit))
-    for row in rows:
-        for name in _MONEY:  # D1 hands whole REALs back as ints
-            if row[name] is not None:
-                row[name] = float(row[name])
+    for row in rows:  # dollars as the exact nano-dollars show them
+        row["cost_usd"], row["cache_savings_usd"] = (
+            pricing.usd(row["cost_nanos"]),
+            pricing.usd(row["cache_savings_nanos"]),
+        )
     return {"data": rows, "next_before_id": rows[-1]["id"] if len(rows) == limit else None}
+
+
+async def unpriced_models(
+    db: Database, now: float, overrides: tuple[tuple[str, pricing.Price], ...] = ()
+) -> list[dict[str, Any]]:
+    """Models of the last DEFAULT_DAYS with requests relay had no price for, the most such
+    requests first, and whether the price table (RELAY_PRICES, then prices.json) has one now."""
+    report = await usage_report(db, parse_report_query(f"group_by=model&limit={MAX_GROUPS}", now))
+    found = sorted(
+        (group for group in report["groups"] if group["unpriced_requests"]),
+        key=lambda group: (-group["unpriced_requests"], group["model"] or ""),
+    )
+    return [
+        {
+            "model": group["model"],
+            "unpriced_requests": group["unpriced_requests"],
+            "priced_now": pricing.price_of(group["model"], overrides) is not None,
+        }
+        for group in found
+    ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from fractions import Fraction
 
 import pytest
 
@@ -137,18 +138,18 @@ def test_embeddings_are_priced_by_their_input_tokens():
         b'"usage":{"prompt_tokens":1000000,"total_tokens":1000000}}'
     )
     assert meter.row(False, 1_700_000_002.0)["cost_usd"] == pytest.approx(0.02)
-    assert pricing.price_of("text-embedding-3-large").input == 0.13
-    assert pricing.price_of("text-embedding-ada-002").input == 0.1
+    assert pricing.price_of("text-embedding-3-large").input == Fraction("0.13")
+    assert pricing.price_of("text-embedding-ada-002").input == Fraction("0.1")
 
 
 def test_a_provider_price_applies_only_to_what_that_provider_serves():
     overrides = pricing.parse_overrides(
         '{"aws-east/claude-sonnet-4*": {"input": 3.3, "output": 16.5}, "claude-sonnet-4*": {"input": 3, "output": 15}}'
     )
-    assert pricing.price_of("claude-sonnet-4-5", overrides, "aws-east").input == 3.3
+    assert pricing.price_of("claude-sonnet-4-5", overrides, "aws-east").input == Fraction("3.3")
     assert pricing.price_of("claude-sonnet-4-5", overrides, "anthropic").input == 3
     assert pricing.price_of("claude-sonnet-4-5", overrides).input == 3
-    assert pricing.price_of("claude-haiku-4-5", overrides, "aws-east").input == 1  # the built-in table
+    assert pricing.price_of("claude-haiku-4-5", overrides, "aws-east").input == 1  # the bundled table
 
 
 def test_price_overrides_come_first_and_are_checked():
@@ -169,7 +170,7 @@ def test_rows_reach_the_database_and_a_failing_database_is_counted():
     assert row["ttfb_ms"] == 1500 and row["total_ms"] == 1500 and row["output_tokens"] == 42
 
     class Down:
-        async def run(self, sql, params=()):
+        async def batch(self, statements):
             raise ConnectionError("D1 unavailable")
 
     broken = _meter("anthropic", db=Down())
@@ -184,11 +185,12 @@ class _CountingDatabase(SqliteDatabase):
         self.calls: list[int] = []  # rows per call
         self.fail = fail
 
-    async def run(self, sql, params=()):
-        self.calls.append(len(json.loads(params[0])))  # insert_usage: the rows as one JSON array
+    async def batch(self, statements):
+        # insert_usage: the rows as one JSON array, then what they add to the rollups
+        self.calls.append(len(json.loads(statements[0][1][0])))
         if self.fail:
             raise ConnectionError("D1 unavailable")
-        await super().run(sql, params)
+        return await super().batch(statements)
 
 
 def _requests_ending_together(db, count, path=lambda n: "/v1/messages"):
@@ -221,11 +223,12 @@ class _RefusingDatabase(_CountingDatabase):
     """Refuses every statement holding a row for the path "/refused" (as D1 refuses a
     statement with one value too long), and writes the others."""
 
-    async def run(self, sql, params=()):
-        if "/refused" in params[0]:
-            self.calls.append(len(json.loads(params[0])))
+    async def batch(self, statements):
+        rows = statements[0][1][0]
+        if "/refused" in rows:
+            self.calls.append(len(json.loads(rows)))
             raise ValueError("string or blob too big")
-        await super().run(sql, params)
+        return await super().batch(statements)
 
 
 def test_a_row_the_database_refuses_costs_no_other_row_its_place():

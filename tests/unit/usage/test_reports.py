@@ -12,9 +12,8 @@ from decimal import Decimal
 import pytest
 
 from relay import times
-from relay.identity import key_store
-from relay.usage import reports
-from tests.fakes.platform import SqliteDatabase
+from relay.usage import audit_log, reports
+from tests.fakes.platform import CountingDatabase, SqliteDatabase
 from tests.unit.admin.test_api import NOW, answer, call, message, services
 
 TO = "2027-01-15T08:00:00Z"  # NOW
@@ -24,9 +23,15 @@ def run(coroutine):
     return asyncio.run(coroutine)
 
 
+def nanos(amount) -> int:
+    """Dollars as whole nano-dollars, the unit reports add in."""
+    return round(Decimal(str(amount)) * 10**9)
+
+
 def row(created_at: str, **fields) -> dict:
-    """An audit row as usage.Meter writes it; `fields` override the defaults."""
-    return {
+    """An audit row as usage.Meter writes it; `fields` override the defaults, and the
+    nano-dollar columns follow the dollar ones."""
+    made = {
         "created_at": created_at,
         "day": created_at[:10],
         "key_id": "rk_0000000a",
@@ -52,6 +57,9 @@ def row(created_at: str, **fields) -> dict:
         "cache_savings_usd": 0.0,
         **fields,
     }
+    for dollars, nano in (("cost_usd", "cost_nanos"), ("cache_savings_usd", "cache_savings_nanos")):
+        made[nano] = None if made[dollars] is None else nanos(made[dollars])
+    return made
 
 
 ROWS = [
@@ -114,17 +122,12 @@ ROWS = [
 def db():
     database = SqliteDatabase()
     for made in ROWS:
-        run(key_store.insert_usage(database, made))
+        run(audit_log.insert_usage(database, made))
     return database
 
 
 def report(db, query: str = "", now: float = NOW) -> dict:
     return run(reports.usage_report(db, reports.parse_report_query(query, now)))
-
-
-def nanos(amount) -> int:
-    """Dollars as whole nano-dollars, the unit reports add in."""
-    return round(Decimal(str(amount)) * 10**9)
 
 
 def added(parts: list[dict]) -> dict:
@@ -241,21 +244,17 @@ def test_groups_past_the_limit_add_up_in_other(db):
     assert added(made["groups"] + [made["other"]]) == exact(made["total"])
 
 
-def test_rows_written_after_the_report_started_are_left_out():
-    db = SqliteDatabase()
-    run(key_store.insert_usage(db, row("2027-01-10T09:00:00Z")))
-    real_all = db.all
+def test_a_report_is_one_batch_so_its_parts_read_one_state_of_the_log():
+    db = CountingDatabase()
+    run(audit_log.insert_usage(db, row("2027-01-10T09:00:00Z")))
+    db.statements.clear()
 
-    async def all_then_write(sql, params=()):
-        found = await real_all(sql, params)
-        await db.run(
-            "INSERT INTO usage (created_at, day, surface, method, path, status, input_tokens) "
-            "VALUES ('2027-01-10T09:00:01Z', '2027-01-10', 'anthropic', 'POST', '/v1/messages', 200, 7)"
-        )
-        return found
+    async def no_single_queries(sql, params=()):
+        raise AssertionError("a report's queries go in one batch")
 
-    db.all = all_then_write
+    db.all = no_single_queries
     made = report(db, "group_by=tag")
+    assert len(db.statements) == 3  # the newest row's id, the groups, the total
     assert made["through_id"] == 1
     assert added(made["groups"]) == exact(made["total"]) and made["total"]["requests"] == 1
 
@@ -265,11 +264,11 @@ def test_rows_written_after_the_report_started_are_left_out():
 
 def test_csv_has_a_header_and_one_line_per_group_matching_the_json(db):
     run(
-        key_store.insert_usage(
+        audit_log.insert_usage(
             db, row("2027-01-14T00:00:00Z", billing_tag='a, "quoted"\nteam', cost_usd=1.5, cache_savings_usd=0.25)
         )
     )
-    run(key_store.insert_usage(db, row("2027-01-14T00:00:01Z", billing_tag='=HYPERLINK("x")')))
+    run(audit_log.insert_usage(db, row("2027-01-14T00:00:01Z", billing_tag='=HYPERLINK("x")')))
     made = report(db, "group_by=tag")
     text = reports.report_csv(made)
     assert text.endswith("\r\n") and '"a, ""quoted""\nteam"' in text
@@ -295,7 +294,7 @@ def test_csv_marks_the_groups_past_the_limit(db):
 def admin_with_rows():
     svc = services()
     for made in ROWS:
-        run(key_store.insert_usage(svc.db, made))
+        run(audit_log.insert_usage(svc.db, made))
     return svc
 
 
@@ -364,7 +363,17 @@ def test_status_shows_this_isolates_lost_audit_rows_even_without_d1():
     svc.state.usage_write_failures = 3
     response = call(svc, "GET", "/admin/status")
     assert response.status == 200
-    assert answer(response) == {"usage_write_failures": 3, "database_bound": False}
+    shown = answer(response)
+    assert (shown["usage_write_failures"], shown["database_bound"]) == (3, False)
+    assert "unpriced_models" not in shown  # nothing to read them from
+
+
+def test_status_names_the_unpriced_models_and_where_prices_come_from():
+    svc = admin_with_rows()  # ROWS: mystery-1 has tokens and no price
+    shown = answer(call(svc, "GET", "/admin/status"))
+    assert shown["unpriced_models"] == [{"model": "mystery-1", "unpriced_requests": 1, "priced_now": False}]
+    assert shown["prices"]["bundled_models"] > 20
+    assert any("Claude Code" in source["source"] for source in shown["prices"]["sources"])
 
 
 @pytest.mark.parametrize("path", ["/admin/usage", "/admin/usage/requests", "/admin/status"])

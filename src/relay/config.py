@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from relay.identity import gateway_settings
 from relay.limits import key_limits
 from relay.prompt_cache.markers import POLICIES
 from relay.providers import model_routes
@@ -37,6 +38,7 @@ NAMES = (
     "RELAY_UPSTREAM_TIMEOUT_SECONDS",
     model_routes.VAR,
     "RELAY_CACHE_POLICY",
+    *gateway_settings.NAMES,  # sign-in with the company's identity provider
 )
 
 
@@ -92,6 +94,7 @@ class Settings:
     cache_policy: str
     prices: tuple = ()  # RELAY_PRICES entries, consulted before pricing.BUILT_IN
     upstream_timeout: float = DEFAULT_UPSTREAM_TIMEOUT_SECONDS  # seconds to the upstream's headers
+    gateway: gateway_settings.GatewaySettings | None = None  # sign-in; None: off (no RELAY_OIDC_ISSUER)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str | None]) -> Settings:
@@ -114,6 +117,7 @@ class Settings:
             upstream_timeout=_whole_number(env, "RELAY_UPSTREAM_TIMEOUT_SECONDS", DEFAULT_UPSTREAM_TIMEOUT_SECONDS),
             routes=_routes(env, model_routes.default_providers(upstream_urls, upstream_keys)),
             cache_policy=_cache_policy(env),
+            gateway=_gateway(env),
         )
 
 
@@ -140,6 +144,13 @@ def _routes(env: Mapping[str, str | None], defaults: dict) -> model_routes.Table
         return model_routes.parse(env.get(model_routes.VAR), env, defaults, _RESERVED)
     except model_routes.RoutesError as exc:
         raise ConfigError(f"{model_routes.VAR} {exc}") from None
+
+
+def _gateway(env: Mapping[str, str | None]) -> gateway_settings.GatewaySettings | None:
+    try:
+        return gateway_settings.parse(env)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _prices(value: str | None) -> tuple:

@@ -23,7 +23,7 @@ from relay.admin import usage_page
 from relay.config import Settings
 from relay.http.errors import error_response
 from relay.http.messages import Headers, Request, Response
-from relay.identity import key_store
+from relay.identity import gateway_sessions, key_store, people
 from relay.limits import key_limits
 from relay.prompt_cache.markers import POLICIES
 from relay.services import Services
@@ -274,8 +274,32 @@ async def _requests(request: Request, services: Services) -> Response:
 async def _status(services: Services) -> Response:
     """What this isolate knows that D1 cannot tell: audit rows it failed to write."""
     return _json(
-        200, {"usage_write_failures": services.state.usage_write_failures, "database_bound": services.db is not None}
+        200,
+        {
+            "usage_write_failures": services.state.usage_write_failures,
+            "telemetry_failures": services.state.telemetry_failures,
+            "database_bound": services.db is not None,
+        },
     )
+
+
+_PERSON = re.compile(r"p_[0-9a-f]{8}")  # people.upsert_person's ids
+
+
+async def _people(services: Services) -> Response:
+    return _json(200, {"data": await people.list_people(services.db)})
+
+
+async def _revoke_person(services: Services, person_id: str, now: float) -> Response:
+    """End every session of a signed-in person at once (in this isolate; elsewhere within
+    RELAY_KEY_CACHE_SECONDS). They can sign in again unless the IdP no longer lets them."""
+    revoked = await people.revoke_person(services.db, person_id, now) if _PERSON.fullmatch(person_id) else []
+    for session_id in revoked:
+        gateway_sessions.forget(services, session_id)
+    print(
+        f"relay: admin: revoked {len(revoked)} sessions of person {person_id if _PERSON.fullmatch(person_id) else '?'}"
+    )
+    return _json(200, {"person_id": person_id if _PERSON.fullmatch(person_id) else None, "revoked_sessions": revoked})
 
 
 Handler = Callable[[], Awaitable[Response]]
@@ -301,6 +325,10 @@ def _route(request: Request, services: Services, now: float) -> tuple[str, dict[
         return "/admin/usage/requests", {"GET": lambda: _requests(request, services)}
     if parts == ["status"]:
         return "/admin/status", {"GET": lambda: _status(services)}
+    if parts == ["people"]:
+        return "/admin/people", {"GET": lambda: _people(services)}
+    if len(parts) == 3 and parts[0] == "people" and parts[1] and parts[2] == "revoke":
+        return "/admin/people/{id}/revoke", {"POST": lambda: _revoke_person(services, parts[1], now)}
     return None
 
 
@@ -317,7 +345,8 @@ async def handle(request: Request, settings: Settings, services: Services, now: 
         return _error(
             404,
             "no such admin route: the admin API has /admin/keys, /admin/keys/{id}, "
-            "/admin/keys/{id}/revoke, /admin/usage, /admin/usage/requests and /admin/status",
+            "/admin/keys/{id}/revoke, /admin/usage, /admin/usage/requests, /admin/status, /admin/people "
+            "and /admin/people/{id}/revoke",
         )
     pattern, handlers = route
     handler = handlers.get(request.method)

@@ -161,7 +161,7 @@ async def set_cache_policy(db: Database, key_id: str, policy: str | None) -> dic
     return await get_key(db, key_id)
 
 
-# --- the audit log (migrations/0002_usage.sql, 0005_usage_basis.sql) ----------------
+# --- the audit log (migrations/0002_usage.sql, 0005_usage_basis.sql, 0006_gateway_signin.sql) ----------------
 
 USAGE_COLUMNS = (
     "created_at",
@@ -191,6 +191,9 @@ USAGE_COLUMNS = (
     "total_ms",
     "cost_usd",
     "cache_savings_usd",
+    "person_id",
+    "person_email",
+    "group_name",
 )
 # Rows arrive as one JSON array of arrays (one bound parameter, whatever their number: D1
 # allows 100 per statement), which SQLite's json_each unpacks.

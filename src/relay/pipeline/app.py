@@ -13,7 +13,7 @@ from relay.http import cors, json_spans
 from relay.http.bodies import declared_length
 from relay.http.errors import Refused, error_response
 from relay.http.messages import Headers, Request, Response
-from relay.identity import policy, relay_keys
+from relay.identity import gateway_routes, policy, relay_keys
 from relay.limits import key_limits
 from relay.pipeline.endpoints import STREAM_USAGE_OPTION, Route, is_safe_path, resolve, surface_of, variant_of
 from relay.pipeline.session import session_id
@@ -47,6 +47,8 @@ async def handle(request: Request, env: Mapping[str, str | None], services: Serv
         )
     elif request.path.startswith("/admin/"):
         response = await _guarded(api.handle(request, settings, services), surface)
+    elif gateway_routes.serves(settings, request.path):
+        response = await _guarded(gateway_routes.handle(request, settings, services, time.time()), surface)
     else:
         route = resolve(request.method, request.path)
         if route is None:
@@ -92,6 +94,7 @@ async def _api(
     if isinstance(caller, relay_keys.Refusal):
         return error_response(surface, caller.status, caller.message)
     exchange.key_id, exchange.billing_tag = caller.key_id, caller.billing_tag
+    exchange.person_id, exchange.person_email, exchange.group_name = caller.person_id, caller.person_email, caller.group
     if services.limiters:
         rpm = caller.rpm_limit or settings.default_rpm
         wait = await key_limits.retry_after(caller.key_id, rpm, services.limiters)

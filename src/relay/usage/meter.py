@@ -65,6 +65,9 @@ class Exchange:
     stream: bool = False
     cache_markers_added: int = 0
     stream_slot: str | None = None  # limits.open_stream's, released when the body ends
+    person_id: str | None = None  # a signed-in person (identity/gateway_sessions.py), their email and group
+    person_email: str | None = None
+    group_name: str | None = None
 
 
 @dataclass
@@ -292,6 +295,9 @@ class Meter:
             "total_ms": round((now - ex.started) * 1000),
             "cost_usd": cost,
             "cache_savings_usd": savings,
+            "person_id": ex.person_id,
+            "person_email": ex.person_email,
+            "group_name": ex.group_name,
         }
         return {name: stored(value) if isinstance(value, str) else value for name, value in row.items()}
 

@@ -363,7 +363,7 @@ def test_status_shows_this_isolates_lost_audit_rows_even_without_d1():
     svc.state.usage_write_failures = 3
     response = call(svc, "GET", "/admin/status")
     assert response.status == 200
-    assert answer(response) == {"usage_write_failures": 3, "database_bound": False}
+    assert answer(response) == {"usage_write_failures": 3, "telemetry_failures": 0, "database_bound": False}
 
 
 @pytest.mark.parametrize("path", ["/admin/usage", "/admin/usage/requests", "/admin/status"])

@@ -1,0 +1,155 @@
+"""The gateway's OAuth endpoints on CPython with SQLite (the same SQL as D1): the device
+grant's states, single use, settings, and bad forms answered in RFC 6749's form."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from urllib.parse import urlencode
+
+import pytest
+
+from relay.config import ConfigError, Settings
+from relay.http.messages import Headers, Request
+from relay.identity import access_tokens, managed_settings, people
+from relay.identity.gateway_settings import GroupPolicy, parse
+from relay.identity.oidc import Identity
+from relay.pipeline.app import handle
+from relay.services import Services
+from tests.fakes.platform import RecordingTransport, SqliteDatabase
+from tests.fakes.streams import read_body
+
+SECRET = "s" * 40
+ENV = {
+    "RELAY_OIDC_ISSUER": "https://idp.example",
+    "RELAY_OIDC_CLIENT_ID": "relay",
+    "RELAY_OIDC_CLIENT_SECRET": "cs",
+    "RELAY_SESSION_SECRET": SECRET,
+}
+DEVICE = "urn:ietf:params:oauth:grant-type:device_code"
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1_800_000_000.0
+
+    def __call__(self):
+        return self.now
+
+
+def _call(services, method, path, form=None, headers=(), body=None):
+    raw = body if body is not None else (urlencode(form).encode() if form is not None else b"")
+    fields = Headers([("host", "127.0.0.1:8787"), *headers])
+    request = Request(method, path, "", fields, read_body(raw))
+    response = asyncio.run(handle(request, ENV, services))
+    return response.status, json.loads(response.body) if response.body else None
+
+
+@pytest.fixture
+def services():
+    return Services(transport=RecordingTransport(), db=SqliteDatabase())
+
+
+def test_metadata_points_at_this_origin(services):
+    status, metadata = _call(services, "GET", "/.well-known/oauth-authorization-server")
+    assert status == 200 and metadata["token_endpoint"] == "http://127.0.0.1:8787/oauth/token"
+    assert metadata["grant_types_supported"] == [DEVICE, "refresh_token"]
+
+
+def test_a_device_code_goes_from_pending_to_one_exchange(services, monkeypatch):
+    clock = Clock()
+    monkeypatch.setattr("relay.pipeline.app.time.time", clock)
+    status, device = _call(services, "POST", "/oauth/device_authorization", {"surface": "claude_code"})
+    assert status == 200 and len(device["device_code"]) >= 43 and device["interval"] == 5
+    assert device["verification_uri_complete"].endswith("/device?user_code=" + device["user_code"])
+    poll = {"grant_type": DEVICE, "device_code": device["device_code"]}
+    assert _call(services, "POST", "/oauth/token", poll)[1]["error"] == "authorization_pending"
+    assert _call(services, "POST", "/oauth/token", poll)[1]["error"] == "slow_down"
+
+    rows = asyncio.run(services.db.all("SELECT * FROM device_grants"))
+    assert device["device_code"] not in json.dumps(rows) and device["user_code"] not in json.dumps(rows)
+    person = asyncio.run(people.upsert_person(services.db, Identity("iss u", "a@x.example", "A", ("eng",)), clock.now))
+    assert asyncio.run(people.settle_grant(services.db, rows[0]["device_hash"], person["id"], None))
+
+    clock.now += 11
+    status, tokens = _call(services, "POST", "/oauth/token", poll)
+    assert status == 200 and tokens["token_type"] == "Bearer"
+    assert access_tokens.verify(SECRET, tokens["access_token"], clock.now).person_id == person["id"]
+    assert _call(services, "POST", "/oauth/token", poll) == (
+        400,
+        {"error": "invalid_grant", "error_description": "unknown device code (it may have been used already)"},
+    )
+    refresh = {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}
+    status, renewed = _call(services, "POST", "/oauth/token", refresh)
+    assert status == 200 and renewed["refresh_token"] != tokens["refresh_token"]
+    assert _call(services, "POST", "/oauth/token", refresh)[0] == 401
+
+
+def test_an_expired_device_code_is_expired_token(services, monkeypatch):
+    clock = Clock()
+    monkeypatch.setattr("relay.pipeline.app.time.time", clock)
+    device = _call(services, "POST", "/oauth/device_authorization", {})[1]
+    clock.now += 601
+    poll = {"grant_type": DEVICE, "device_code": device["device_code"]}
+    assert _call(services, "POST", "/oauth/token", poll)[1]["error"] == "expired_token"
+    assert _call(services, "POST", "/oauth/token", poll)[1]["error"] == "invalid_grant"
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "error"),
+    [
+        (b"grant_type=" + b"x" * 9000, 413, "invalid_request"),
+        (b"grant_type=refresh_token&grant_type=refresh_token", 400, "invalid_request"),
+        (b"\xff\xfe", 400, "invalid_request"),
+        (b"grant_type=password", 400, "unsupported_grant_type"),
+        (b"", 400, "invalid_request"),
+        (b"grant_type=refresh_token", 400, "invalid_request"),
+        (b"grant_type=refresh_token&refresh_token=nope", 401, "invalid_grant"),
+    ],
+)
+def test_bad_token_requests_get_oauth_errors(services, body, status, error):
+    answer = _call(services, "POST", "/oauth/token", body=body)
+    assert (answer[0], answer[1]["error"]) == (status, error)
+
+
+def test_bearer_endpoints_refuse_without_a_token_in_the_anthropic_envelope(services):
+    status, body = _call(services, "GET", "/managed/settings")
+    assert status == 401 and body["type"] == "error" and body["error"]["type"] == "authentication_error"
+    status, body = _call(services, "POST", "/managed/settings")
+    assert status == 405 and body["type"] == "error"
+
+
+def test_sign_in_needs_its_secrets_and_a_long_session_secret():
+    with pytest.raises(ConfigError, match="RELAY_OIDC_CLIENT_SECRET"):
+        Settings.from_env({**ENV, "RELAY_OIDC_CLIENT_SECRET": ""})
+    with pytest.raises(ConfigError, match="at least 32"):
+        Settings.from_env({**ENV, "RELAY_SESSION_SECRET": "short"})
+    with pytest.raises(ConfigError, match="RELAY_GROUP_POLICIES"):
+        Settings.from_env({**ENV, "RELAY_GROUP_POLICIES": '{"groups": {"eng": {"allowed": []}}}'})
+    assert Settings.from_env({}).gateway is None
+
+
+def test_the_first_listed_group_of_a_person_gives_the_policy_else_default():
+    gateway = parse(
+        {
+            **ENV,
+            "RELAY_GROUP_POLICIES": json.dumps(
+                {"groups": {"eng": {"billing_tag": "e"}, "ops": {"billing_tag": "o"}}, "default": {}}
+            ),
+        }
+    )
+    assert gateway.policy_for(("ops", "eng")).group == "eng"
+    assert gateway.policy_for(("sales",)).group == "default"
+    assert parse(ENV).policy_for(("eng",)) is None
+    assert parse({**ENV, "RELAY_SIGNIN_EMAIL_DOMAINS": "example.com"}).may_sign_in("a@other.example", ()) is not None
+
+
+def test_managed_settings_checksum_is_sha256_of_sorted_compact_json_and_304_on_match():
+    policy = GroupPolicy("eng", default_model="claude-sonnet-4-5", settings={"env": {"B": "2", "A": "1"}})
+    answer = managed_settings.response(policy, None)
+    payload = json.loads(answer.body)
+    expected = '{"env":{"A":"1","B":"2"},"model":"claude-sonnet-4-5"}'
+    assert payload["checksum"] == "sha256:" + hashlib.sha256(expected.encode()).hexdigest()
+    assert dict(answer.headers)["etag"] == f'"{payload["checksum"]}"'
+    assert managed_settings.response(policy, f'"{payload["checksum"]}"').status == 304

@@ -22,6 +22,8 @@ from devtools.fake_collector import FakeCollector
 from devtools.fake_oidc import FakeIdp
 from devtools.fake_upstream import REPLY_TEXT
 from devtools.local_worker import LocalWorker
+from relay.identity.managed_settings import telemetry_env
+from tests import sign_in_browser
 
 from .conftest import ADMIN_TOKEN, ANTHROPIC_UPSTREAM_KEY, ISSUED, audit_rows
 
@@ -105,19 +107,7 @@ def _start(gateway) -> tuple[dict, dict]:
 
 def _browser_signs_in(gateway, idp, device: dict, user: str) -> httpx.Response:
     """The person opens the verification link, confirms the code and signs in at the IdP."""
-    with httpx.Client(timeout=60) as browser:
-        page = browser.get(device["verification_uri_complete"])
-        assert page.status_code == 200 and device["user_code"] in page.text
-        csrf = re.search(r'name=csrf value="([^"]+)"', page.text).group(1)
-        to_idp = browser.post(device["verification_uri"], data={"csrf": csrf, "user_code": device["user_code"]})
-        assert to_idp.status_code == 302, to_idp.text
-        assert to_idp.headers["location"].startswith(idp.issuer + "/authorize?")
-        login = browser.get(to_idp.headers["location"])
-        hidden = dict(re.findall(r'type=hidden name="([^"]+)" value="([^"]*)"', login.text))
-        assert hidden["code_challenge_method"] == "S256" and hidden["nonce"]
-        back = browser.post(idp.issuer + "/authorize", data={**hidden, "username": user})
-        assert back.status_code == 302 and back.headers["location"].startswith(gateway.url + "/oauth/callback?")
-        return browser.get(back.headers["location"])
+    return sign_in_browser.sign_in(device["verification_uri"], device["user_code"], idp, user)
 
 
 def sign_in(gateway, idp, user: str) -> dict:
@@ -254,7 +244,7 @@ def test_group_policy_models_and_managed_settings(gateway, idp, anthropic_upstre
     assert settings.status_code == 200, settings.text
     payload = settings.json()
     assert payload["settings"] == {
-        "env": {"CLAUDE_CODE_ENABLE_GATEWAY_MODEL_DISCOVERY": "1"},
+        "env": {**telemetry_env(gateway.url), "CLAUDE_CODE_ENABLE_GATEWAY_MODEL_DISCOVERY": "1"},
         "model": "claude-sonnet-4-5",
     }
     assert payload["checksum"].startswith("sha256:") and settings.headers["etag"] == f'"{payload["checksum"]}"'
@@ -264,9 +254,10 @@ def test_group_policy_models_and_managed_settings(gateway, idp, anthropic_upstre
     )
     assert unchanged.status_code == 304
 
+    # bob's group has no policy: his settings only send telemetry to relay (it relays some).
     bob = sign_in(gateway, idp, "bob")["access_token"]
-    none = httpx.get(gateway.url + "/managed/settings", headers={"authorization": f"Bearer {bob}"})
-    assert none.status_code == 404 and none.json()["type"] == "error"
+    bobs = httpx.get(gateway.url + "/managed/settings", headers={"authorization": f"Bearer {bob}"})
+    assert bobs.json()["settings"] == {"env": telemetry_env(gateway.url)}
     assert _ask(_client(gateway, bob), model="claude-opus-4-1").content[0].text == REPLY_TEXT
 
 

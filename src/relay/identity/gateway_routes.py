@@ -50,8 +50,11 @@ async def handle(request: Request, settings: Settings, services: Services, now: 
     if isinstance(caller, relay_keys.Refusal):
         raise Refused(caller.status, caller.message)
     if path == managed_settings.PATH:
-        policy = gateway.policy_for(caller.groups) if caller.person_id else None
-        return managed_settings.response(policy, request.headers.get("if-none-match"))
+        if not caller.person_id:
+            raise Refused(404, "managed settings are for signed-in people, not relay keys")
+        telemetry_to = oauth.base_url(request, gateway) if gateway.collectors else None
+        policy = gateway.policy_for(caller.groups)
+        return managed_settings.response(policy, request.headers.get("if-none-match"), telemetry_to)
     body = await request.read_body(otlp_relay.MAX_BODY_BYTES)
     if body is None:
         raise Refused(413, f"telemetry body exceeds relay's limit of {otlp_relay.MAX_BODY_BYTES} bytes")

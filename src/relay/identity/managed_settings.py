@@ -5,6 +5,10 @@ The answer is `{uuid, checksum, settings}` with `ETag` the quoted checksum; a ma
 no "default", or a relay key) gets 404, which Claude Code reads as "no policy", unlike
 `200` with empty settings. The settings are the policy's "settings" object, with the
 policy's "default_model" as "model" unless the object sets one itself.
+
+When relay relays telemetry (RELAY_TELEMETRY_COLLECTORS), every signed-in person's settings
+also turn Claude Code's OpenTelemetry export on, to relay itself, as the reference gateway
+does (`telemetry_env`); a policy's own `env` entries win over these.
 """
 
 from __future__ import annotations
@@ -23,12 +27,28 @@ PATH = "/managed/settings"
 _NAMESPACE = uuid.UUID("6f1d9a52-3c0e-4f53-9a1c-2b7b3f0f5e11")  # relay's, for the policies' uuids
 
 
-def settings_of(policy: GroupPolicy) -> dict[str, Any] | None:
-    if policy.settings is None and policy.default_model is None:
+def telemetry_env(base_url: str) -> dict[str, str]:
+    return {
+        "CLAUDE_CODE_ENABLE_TELEMETRY": "1",
+        "OTEL_METRICS_EXPORTER": "otlp",
+        "OTEL_LOGS_EXPORTER": "otlp",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": base_url,
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+    }
+
+
+def settings_of(policy: GroupPolicy | None, telemetry_to: str | None = None) -> dict[str, Any] | None:
+    """The settings to deliver (None: no policy applies). `telemetry_to`: relay's base URL
+    when it relays telemetry."""
+    has_policy = policy is not None and (policy.settings is not None or policy.default_model is not None)
+    if not has_policy and telemetry_to is None:
         return None
-    settings = dict(policy.settings or {})
-    if policy.default_model is not None:
+    settings = dict(policy.settings or {}) if policy is not None else {}
+    if policy is not None and policy.default_model is not None:
         settings.setdefault("model", policy.default_model)
+    if telemetry_to is not None:
+        env = settings.get("env")
+        settings["env"] = {**telemetry_env(telemetry_to), **(env if isinstance(env, dict) else {})}
     return settings
 
 
@@ -38,9 +58,9 @@ def checksum(settings: Mapping[str, Any]) -> str:
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
-def response(policy: GroupPolicy | None, if_none_match: str | None) -> Response:
-    settings = settings_of(policy) if policy is not None else None
-    if policy is None or settings is None:
+def response(policy: GroupPolicy | None, if_none_match: str | None, telemetry_to: str | None = None) -> Response:
+    settings = settings_of(policy, telemetry_to)
+    if settings is None:
         raise Refused(404, "no managed settings apply to you")
     digest = checksum(settings)
     etag = f'"{digest}"'
@@ -48,5 +68,6 @@ def response(policy: GroupPolicy | None, if_none_match: str | None) -> Response:
     presented = [tag.strip() for tag in (if_none_match or "").split(",")]
     if etag in presented or digest in presented or f"W/{etag}" in presented:
         return Response(304, fields, b"")
-    payload = {"uuid": str(uuid.uuid5(_NAMESPACE, policy.group)), "checksum": digest, "settings": settings}
+    name = policy.group if policy is not None else "telemetry"
+    payload = {"uuid": str(uuid.uuid5(_NAMESPACE, name)), "checksum": digest, "settings": settings}
     return Response(200, [("content-type", "application/json"), *fields], json.dumps(payload).encode())

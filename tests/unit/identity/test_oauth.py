@@ -11,6 +11,7 @@ from urllib.parse import urlencode
 import pytest
 
 from relay.config import ConfigError, Settings
+from relay.http.errors import Refused
 from relay.http.messages import Headers, Request
 from relay.identity import access_tokens, managed_settings, people
 from relay.identity.gateway_settings import GroupPolicy, parse
@@ -153,3 +154,14 @@ def test_managed_settings_checksum_is_sha256_of_sorted_compact_json_and_304_on_m
     assert payload["checksum"] == "sha256:" + hashlib.sha256(expected.encode()).hexdigest()
     assert dict(answer.headers)["etag"] == f'"{payload["checksum"]}"'
     assert managed_settings.response(policy, f'"{payload["checksum"]}"').status == 304
+
+
+def test_no_policy_and_no_telemetry_is_404_and_telemetry_alone_is_settings():
+    with pytest.raises(Refused) as refused:
+        managed_settings.response(None, None)
+    assert refused.value.status == 404
+    assert managed_settings.settings_of(GroupPolicy("eng", allowed_models=("a",))) is None
+    env = managed_settings.settings_of(None, "https://relay.example")["env"]
+    assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "https://relay.example"
+    mine = GroupPolicy("eng", settings={"env": {"OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"}})
+    assert managed_settings.settings_of(mine, "https://r")["env"]["OTEL_EXPORTER_OTLP_PROTOCOL"] == "http/json"

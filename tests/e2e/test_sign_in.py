@@ -38,7 +38,8 @@ POLICIES = {
             "default_model": "claude-sonnet-4-5",
             "billing_tag": "eng",
             "settings": {"env": {"CLAUDE_CODE_ENABLE_GATEWAY_MODEL_DISCOVERY": "1"}},
-        }
+        },
+        "sales": {"allowed_models": ["claude-opus-*", "claude-haiku-*"]},
     }
 }
 ISSUED.extend([IDP_SECRET, SESSION_SECRET])
@@ -254,11 +255,19 @@ def test_group_policy_models_and_managed_settings(gateway, idp, anthropic_upstre
     )
     assert unchanged.status_code == 304
 
-    # bob's group has no policy: his settings only send telemetry to relay (it relays some).
+    # bob's group pushes no settings: his only send telemetry to relay (it relays some).
     bob = sign_in(gateway, idp, "bob")["access_token"]
     bobs = httpx.get(gateway.url + "/managed/settings", headers={"authorization": f"Bearer {bob}"})
     assert bobs.json()["settings"] == {"env": telemetry_env(gateway.url)}
     assert _ask(_client(gateway, bob), model="claude-opus-4-1").content[0].text == REPLY_TEXT
+
+
+def test_the_model_list_names_only_the_models_the_persons_group_allows(gateway, idp):
+    # The provider lists claude-sonnet-4-5: engineering may use it, sales may not.
+    for user, expected in (("alice", ["claude-sonnet-4-5"]), ("bob", [])):
+        listed = _client(gateway, sign_in(gateway, idp, user)["access_token"]).models.list()
+        assert [model.id for model in listed.data] == expected
+        assert listed.first_id == (expected[0] if expected else None)
 
 
 def test_telemetry_reaches_the_collector_byte_identical(gateway, idp, collector):

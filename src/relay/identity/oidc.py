@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from relay.http.messages import Response, UpstreamUnreachable
+from relay.http.bodies import answer_body
+from relay.http.messages import UpstreamUnreachable
 from relay.identity import rsa_signatures
 from relay.identity.access_tokens import b64url, derived_key, unb64url
 from relay.identity.gateway_settings import GatewaySettings
@@ -79,24 +80,13 @@ async def _answer(
         response = await services.transport.send(method, url, headers, body, TIMEOUT_SECONDS)
     except UpstreamUnreachable as exc:
         raise IdpError(f"the identity provider did not answer ({exc})") from None
-    data = await _read(services, response)
+    data = await answer_body(services.transport, response, MAX_ANSWER_BYTES)
+    if data is None:
+        raise IdpError("the identity provider's answer is too large")
     try:
         return response.status, json.loads(data) if data else None
     except ValueError:
         return response.status, None
-
-
-async def _read(services: Services, response: Response) -> bytes:
-    if isinstance(response.body, bytes) or response.body is None:
-        return response.body or b""
-    parts, size = [], 0
-    async for chunk in services.transport.chunks(response.body):
-        parts.append(chunk)
-        size += len(chunk)
-        if size > MAX_ANSWER_BYTES:
-            await services.transport.discard(response.body)
-            raise IdpError("the identity provider's answer is too large")
-    return b"".join(parts)
 
 
 Json = dict[str, Any]

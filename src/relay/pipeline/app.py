@@ -120,8 +120,9 @@ async def _api(
     refusal = policy.endpoint_refusal(caller, route, request.method, request.path)
     if refusal is not None:
         return error_response(surface, 403, refusal)
-    if settings.routes.configured and model_list.answers(surface, request.method, route.upstream_path):
-        return model_list.response(surface, settings.routes)
+    lists_models = model_list.answers(surface, request.method, route.upstream_path)
+    if settings.routes.configured and lists_models:
+        return model_list.response(surface, settings.routes, caller.may_use)
     body, parsed, shape, problem = await _read_body(request, route, settings.max_body_bytes)
     if problem is not None:
         return problem
@@ -153,7 +154,10 @@ async def _api(
         body, exchange.cache_markers_added = injection.body, injection.markers_added
     if exchange.stream and surface == "openai" and route.upstream_path in STREAM_USAGE_OPTION:
         body = meter.ask_for_usage(body, parsed)
-    return await forward(request, route, body, targets, services, exchange, now, settings.upstream_timeout)
+    answer = await forward(request, route, body, targets, services, exchange, now, settings.upstream_timeout)
+    if lists_models and caller.person_id and caller.allowed_models:
+        return await model_list.filtered(surface, answer, caller.may_use, services.transport)
+    return answer
 
 
 async def _read_body(

@@ -12,11 +12,12 @@ import pytest
 
 from relay.config import ConfigError, Settings
 from relay.http.errors import Refused
-from relay.http.messages import Headers, Request
+from relay.http.messages import Headers, Request, Response
 from relay.identity import access_tokens, managed_settings, people
 from relay.identity.gateway_settings import GroupPolicy, parse
 from relay.identity.oidc import Identity
 from relay.pipeline.app import handle
+from relay.providers import model_list
 from relay.services import Services
 from tests.fakes.platform import RecordingTransport, SqliteDatabase
 from tests.fakes.streams import read_body
@@ -165,3 +166,21 @@ def test_no_policy_and_no_telemetry_is_404_and_telemetry_alone_is_settings():
     assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "https://relay.example"
     mine = GroupPolicy("eng", settings={"env": {"OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"}})
     assert managed_settings.settings_of(mine, "https://r")["env"]["OTEL_EXPORTER_OTLP_PROTOCOL"] == "http/json"
+
+
+def test_a_providers_model_list_is_filtered_to_what_the_person_may_use():
+    listing = {"data": [{"id": "claude-sonnet-4-5"}, {"id": "claude-opus-4-1"}], "first_id": "x", "last_id": "y"}
+    answer = Response(
+        200, [("content-type", "application/json"), ("content-length", "9")], json.dumps(listing).encode()
+    )
+    out = asyncio.run(
+        model_list.filtered("anthropic", answer, lambda m: m.startswith("claude-sonnet"), RecordingTransport())
+    )
+    assert json.loads(out.body) == {
+        "data": [{"id": "claude-sonnet-4-5"}],
+        "first_id": "claude-sonnet-4-5",
+        "last_id": "claude-sonnet-4-5",
+    }
+    assert ("content-length", "9") not in out.headers
+    error = Response(404, [("content-type", "application/json")], b"{}")
+    assert asyncio.run(model_list.filtered("anthropic", error, lambda m: False, RecordingTransport())) is error

@@ -161,6 +161,12 @@ def test_a_person_signs_in_and_their_requests_name_them(gateway, idp):
         "engineering",
     )
     assert row["billing_tag"] == "eng" and row["status"] == 200
+    report = httpx.get(
+        gateway.url + "/admin/usage",
+        params={"group_by": "group,person"},
+        headers={"authorization": f"Bearer {ADMIN_TOKEN}"},
+    ).json()
+    assert any(g["group"] == "engineering" and g["person"] == "alice@example.com" for g in report["groups"])
 
 
 def test_a_device_code_is_single_use_and_polling_too_fast_slows_down(gateway, idp):

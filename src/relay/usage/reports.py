@@ -1,7 +1,7 @@
 """Usage reports from the audit log (migrations/0002_usage.sql), for the admin API.
 
 A report sums the rows of a time range, grouped by one or two dimensions (tag, key,
-model, session, day, client, provider), and gives a `total` over the same rows.
+model, session, day, client, provider, person, group), and gives a `total` over the same rows.
 
 Money is summed in whole nano-dollars: SQL rounds each row's cost to 1e-9 USD before
 adding, so every sum is an exact integer and the total equals the sum of the groups
@@ -40,6 +40,8 @@ DIMENSIONS = {
     "day": "day",
     "client": "client",
     "provider": "provider",
+    "person": "person_email",  # a signed-in person (identity/gateway_sessions.py); NULL for relay keys
+    "group": "group_name",  # the IdP group whose policy applied
 }
 MAX_DIMENSIONS = 2
 DEFAULT_DAYS = 30

@@ -177,9 +177,9 @@ def test_a_device_code_is_single_use_and_polling_too_fast_slows_down(gateway, id
     time.sleep(10.5)  # the interval, grown by slow_down
     assert _poll(gateway, device["device_code"]).status_code == 200
     again = _poll(gateway, device["device_code"])
-    assert (again.status_code, again.json()["error"]) == (400, "invalid_grant")
+    assert (again.status_code, again.json()["error"]) == (400, "expired_token")
     unknown = _poll(gateway, "not-a-device-code")
-    assert (unknown.status_code, unknown.json()["error"]) == (400, "invalid_grant")
+    assert (unknown.status_code, unknown.json()["error"]) == (400, "expired_token")
 
 
 def test_refresh_rotates_and_a_used_refresh_token_is_refused(gateway, idp):

@@ -171,7 +171,9 @@ async def _device_grant(
     device_hash = access_tokens.keyed_hash(gateway.session_secret, code)
     grant = await people.grant(people.db_of(services), device_hash)
     if grant is None:
-        return oauth_error(400, "invalid_grant", "unknown device code (it may have been used already)")
+        # expired_token, not invalid_grant: the one error of the device grant after which the
+        # gateway protocol has the client stop (the reference gateway answers the same).
+        return oauth_error(400, "expired_token", "unknown device code (it may have been used already)")
     if grant["expires_at"] <= now:
         await people.take_grant(people.db_of(services), device_hash, grant["status"])
         return oauth_error(400, "expired_token", "the device code has expired: start the sign-in again")
@@ -187,10 +189,10 @@ async def _device_grant(
         return oauth_error(400, "authorization_pending", "the person has not finished signing in yet")
     taken = await people.take_grant(people.db_of(services), device_hash, "approved")
     if taken is None:
-        return oauth_error(400, "invalid_grant", "the device code has been used already")
+        return oauth_error(400, "expired_token", "the device code has been used already")
     person = await people.get_person(people.db_of(services), taken["person_id"])
     if person is None:
-        return oauth_error(400, "invalid_grant", "the signed-in person is gone")
+        return oauth_error(400, "access_denied", "the signed-in person is gone")
     pair = await gateway_sessions.open_session(
         gateway, services, base_url(request, gateway), person, taken["idp_refresh"], now
     )

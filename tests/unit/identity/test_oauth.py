@@ -80,7 +80,7 @@ def test_a_device_code_goes_from_pending_to_one_exchange(services, monkeypatch):
     assert access_tokens.verify(SECRET, tokens["access_token"], clock.now).person_id == person["id"]
     assert _call(services, "POST", "/oauth/token", poll) == (
         400,
-        {"error": "invalid_grant", "error_description": "unknown device code (it may have been used already)"},
+        {"error": "expired_token", "error_description": "unknown device code (it may have been used already)"},
     )
     refresh = {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}
     status, renewed = _call(services, "POST", "/oauth/token", refresh)
@@ -95,7 +95,7 @@ def test_an_expired_device_code_is_expired_token(services, monkeypatch):
     clock.now += 601
     poll = {"grant_type": DEVICE, "device_code": device["device_code"]}
     assert _call(services, "POST", "/oauth/token", poll)[1]["error"] == "expired_token"
-    assert _call(services, "POST", "/oauth/token", poll)[1]["error"] == "invalid_grant"
+    assert _call(services, "POST", "/oauth/token", poll)[1]["error"] == "expired_token"  # gone, as unknown
 
 
 @pytest.mark.parametrize(

@@ -17,6 +17,7 @@ from urllib.parse import parse_qsl
 from relay.http.messages import Request, Response
 from relay.identity import access_tokens, gateway_sessions, oidc, people
 from relay.identity.gateway_settings import GatewaySettings
+from relay.limits import key_limits
 from relay.services import Services
 
 METADATA_PATH = "/.well-known/oauth-authorization-server"
@@ -34,6 +35,11 @@ MAX_FORM_BYTES = 8 * 1024
 MAX_FIELDS = 32
 # RFC 8628 §6.1: 20 consonants, no vowels (no words), case-insensitive, 8 characters (~34 bits).
 USER_CODE_ALPHABET = "BCDFGHJKLMNPQRSTVWXZ"
+# Per client IP and minute (Workers Rate Limiting tiers, as relay keys' rpm): device codes
+# issued (each a D1 row), and user codes tried on the verification page (RFC 8628 §5.1:
+# about 34 bits each, so 10 tries a minute leave a guess at a live code hopeless).
+DEVICE_CODES_PER_MINUTE = 60
+USER_CODE_TRIES_PER_MINUTE = 10
 _HOST = re.compile(r"(?:[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
 _LOOPBACK = ("127.0.0.1", "localhost", "[::1]")
 
@@ -88,6 +94,16 @@ async def read_form(request: Request) -> dict[str, str]:
     return form
 
 
+async def within_rate(request: Request, services: Services, purpose: str, per_minute: int) -> bool:
+    """Count one `purpose` attempt of the client's IP; False when it is over `per_minute`.
+    Without rate-limit bindings there is no limit (as for relay keys)."""
+    tier = key_limits.tier_for(per_minute, services.limiters)
+    if tier is None:
+        return True
+    ip = request.headers.get("cf-connecting-ip") or "unknown"
+    return await services.limiters[tier].allow(f"{purpose}:{ip}")
+
+
 def metadata(request: Request, gateway: GatewaySettings) -> Response:
     base = base_url(request, gateway)
     return _json(
@@ -117,6 +133,9 @@ def normal_user_code(text: str) -> str:
 
 async def device_authorization(request: Request, gateway: GatewaySettings, services: Services, now: float) -> Response:
     await read_form(request)  # its fields are all optional and ignored, but it must be a form
+    if not await within_rate(request, services, "device-codes", DEVICE_CODES_PER_MINUTE):
+        answer = oauth_error(429, "slow_down", "too many sign-ins from this address: wait a minute")
+        return Response(429, [*answer.headers, ("retry-after", "60")], answer.body)
     device_code, user_code = secrets.token_urlsafe(32), new_user_code()
     secret = gateway.session_secret
     await people.forget_expired(people.db_of(services), now)

@@ -20,12 +20,20 @@ from urllib.parse import parse_qsl
 from relay.http.messages import Request, Response
 from relay.identity import access_tokens, oidc, people, sealed
 from relay.identity.gateway_settings import GatewaySettings
-from relay.identity.oauth import CALLBACK_PATH, VERIFICATION_PATH, BadForm, base_url, normal_user_code, read_form
+from relay.identity.oauth import (
+    CALLBACK_PATH,
+    USER_CODE_TRIES_PER_MINUTE,
+    VERIFICATION_PATH,
+    BadForm,
+    base_url,
+    normal_user_code,
+    read_form,
+    within_rate,
+)
 from relay.services import Services
 
 COOKIE = "relay_signin"
 TRIP_SECONDS = 600
-ATTEMPTS_KEY = "device-code:"  # per client IP, in the smallest rate-limit tier (10 a minute)
 
 
 def _page(status: int, title: str, body: str, *headers: tuple[str, str]) -> Response:
@@ -71,6 +79,8 @@ def _form(gateway: GatewaySettings, cookie: str, user_code: str, problem: str = 
     note = f"<p role=alert><strong>{html.escape(problem)}</strong></p>" if problem else ""
     return (
         f"{note}<p>Enter the code Claude Code shows you, then sign in with your company account.</p>"
+        "<p><strong>Only continue if you started this sign-in yourself</strong>, in Claude Code on your own "
+        "machine, just now: whoever started it gets access in your name.</p>"
         f'<form method=post action="{VERIFICATION_PATH}">'
         f'<input type=hidden name=csrf value="{_csrf(gateway, cookie)}">'
         f'<label>Code <input name=user_code value="{html.escape(user_code[:20])}" autocomplete=off '
@@ -95,8 +105,7 @@ async def submit(request: Request, gateway: GatewaySettings, services: Services,
         return _page(
             403, "Sign in to relay", f'<p>This form has expired. <a href="{VERIFICATION_PATH}">Start again</a>.</p>'
         )
-    ip = request.headers.get("cf-connecting-ip") or "unknown"
-    if services.limiters and not await services.limiters[min(services.limiters)].allow(ATTEMPTS_KEY + ip):
+    if not await within_rate(request, services, "user-codes", USER_CODE_TRIES_PER_MINUTE):
         return _page(429, "Too many attempts", "<p>Wait a minute, then try again.</p>", ("retry-after", "60"))
     user_code = form.get("user_code", "")
     secret = gateway.session_secret

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import re
 from urllib.parse import urlencode
 
 import pytest
@@ -19,7 +20,7 @@ from relay.identity.oidc import Identity
 from relay.pipeline.app import handle
 from relay.providers import model_list
 from relay.services import Services
-from tests.fakes.platform import RecordingTransport, SqliteDatabase
+from tests.fakes.platform import CountingLimiter, RecordingTransport, SqliteDatabase
 from tests.fakes.streams import read_body
 
 SECRET = "s" * 40
@@ -184,3 +185,32 @@ def test_a_providers_model_list_is_filtered_to_what_the_person_may_use():
     assert ("content-length", "9") not in out.headers
     error = Response(404, [("content-type", "application/json")], b"{}")
     assert asyncio.run(model_list.filtered("anthropic", error, lambda m: False, RecordingTransport())) is error
+
+
+def test_device_codes_and_user_code_tries_are_limited_per_ip():
+    services = Services(
+        transport=RecordingTransport(), db=SqliteDatabase(), limiters={10: CountingLimiter(10), 60: CountingLimiter(60)}
+    )
+    ip = [("cf-connecting-ip", "203.0.113.9")]
+    statuses = [_call(services, "POST", "/oauth/device_authorization", {}, ip)[0] for _ in range(61)]
+    assert statuses.count(200) == 60 and statuses[-1] == 429
+    assert _call(services, "POST", "/oauth/device_authorization", {}, [("cf-connecting-ip", "203.0.113.10")])[0] == 200
+
+
+def _page(services, method, path, query="", headers=(), body=b""):
+    fields = Headers([("host", "127.0.0.1:8787"), *headers])
+    return asyncio.run(handle(Request(method, path, query, fields, read_body(body)), ENV, services))
+
+
+def test_the_verification_form_needs_its_cookie_and_counts_tries_per_ip():
+    services = Services(transport=RecordingTransport(), db=SqliteDatabase(), limiters={10: CountingLimiter(10)})
+    shown = _page(services, "GET", "/device", "user_code=BCDF-GHJK")
+    cookie = dict(shown.headers)["set-cookie"].split(";")[0]
+    assert b'value="BCDF-GHJK"' in shown.body and "HttpOnly" in dict(shown.headers)["set-cookie"]
+    csrf = re.search(rb'name=csrf value="([^"]+)"', shown.body).group(1).decode()
+    form = urlencode({"csrf": csrf, "user_code": "BCDF-GHJK"}).encode()
+    assert _page(services, "POST", "/device", body=form).status == 403  # no cookie: no CSRF match
+    other = urlencode({"csrf": "x" * 64, "user_code": "BCDF-GHJK"}).encode()
+    assert _page(services, "POST", "/device", headers=[("cookie", cookie)], body=other).status == 403
+    tries = [_page(services, "POST", "/device", headers=[("cookie", cookie)], body=form).status for _ in range(11)]
+    assert tries == [400] * 10 + [429]

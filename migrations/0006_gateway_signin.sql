@@ -33,6 +33,7 @@ CREATE TABLE gateway_sessions (
     id TEXT PRIMARY KEY,                -- s_<16 hex>
     person_id TEXT NOT NULL REFERENCES people (id),
     refresh_hash TEXT NOT NULL UNIQUE,
+    previous_refresh_hash TEXT,         -- the one it replaced: presented again, it ends the session
     idp_refresh TEXT,                   -- sealed; NULL when the IdP gave none
     created_at TEXT NOT NULL,
     refreshed_at TEXT,
@@ -40,6 +41,7 @@ CREATE TABLE gateway_sessions (
     revoked_at TEXT
 );
 CREATE INDEX gateway_sessions_by_person ON gateway_sessions (person_id);
+CREATE INDEX gateway_sessions_by_previous_refresh ON gateway_sessions (previous_refresh_hash);
 -- Usage rows name the signed-in person and the group whose policy applied (NULL for relay keys).
 ALTER TABLE usage ADD COLUMN person_id TEXT;
 ALTER TABLE usage ADD COLUMN person_email TEXT;

@@ -95,6 +95,9 @@ def test_claude_code_logs_in_works_through_relay_and_is_sent_back_to_login_after
 
     done = sign_in_browser.sign_in(gateway.url + "/device", user_code, idp, "dana", prefilled=False)
     assert "Signed in as dana@example.com" in done.text
+    # The token answer's `email`: Claude Code asks the person to confirm the account.
+    terminal.wait_for("Signed in to Cloud gateway as dana@example.com")
+    terminal.choose("Yes, continue")
     terminal.wait_for("Connected to Cloud gateway")
     terminal.keys("Enter")
 

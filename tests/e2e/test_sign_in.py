@@ -148,6 +148,7 @@ def test_metadata_names_same_origin_endpoints(gateway):
 def test_a_person_signs_in_and_their_requests_name_them(gateway, idp):
     tokens = sign_in(gateway, idp, "alice")
     assert tokens["token_type"] == "Bearer" and tokens["expires_in"] == 3600
+    assert tokens["email"] == "alice@example.com"  # Claude Code asks the person to confirm it
     claims = _claims(tokens["access_token"])
     assert "claude-gateway" in claims["aud"] and claims["email"] == "alice@example.com"
     assert abs(claims["exp"] - time.time() - 3600) < 120
@@ -191,6 +192,13 @@ def test_refresh_rotates_and_a_used_refresh_token_is_refused(gateway, idp):
     assert _ask(_client(gateway, renewed.json()["access_token"])).content[0].text == REPLY_TEXT
     replayed = httpx.post(gateway.url + "/oauth/token", data=form)
     assert (replayed.status_code, replayed.json()["error"]) == (401, "invalid_grant")
+    # The replay of a rotated token ends the session: the newer refresh token and the access
+    # token stop working too.
+    newer = {"grant_type": "refresh_token", "refresh_token": renewed.json()["refresh_token"]}
+    assert httpx.post(gateway.url + "/oauth/token", data=newer).status_code == 401
+    time.sleep(CACHE_SECONDS + 0.5)
+    with pytest.raises(anthropic.AuthenticationError):
+        _ask(_client(gateway, renewed.json()["access_token"]))
 
 
 def test_a_person_removed_at_the_idp_gets_invalid_grant_at_the_next_refresh(gateway, idp):

@@ -1,12 +1,13 @@
 """Sessions of signed-in people: opened when a device grant is exchanged, refreshed with a
 rotating refresh token, checked on every API request, revoked by the client or an admin.
 
-Refresh re-checks the person: when the IdP gave relay a refresh token, relay uses it at
-the IdP at every refresh (hourly, with the default access token lifetime), so a person
-removed or disabled there loses access at the next refresh, and their groups stay
-current; the sign-in policy (RELAY_SIGNIN_EMAIL_DOMAINS, RELAY_SIGNIN_GROUPS) is applied
-again to what the IdP says. When the IdP gave none, the session ends
-NO_IDP_REFRESH_SECONDS after sign-in, and the person signs in again.
+Refresh tokens rotate at each use; one presented again after its rotation ends its session
+(the newer one may be in another's hands). Refresh re-checks the person: when the IdP gave
+relay a refresh token, relay uses it at the IdP at every refresh (hourly, with the default
+access token lifetime), so a person removed or disabled there loses access at the next
+refresh, and their groups stay current; the sign-in policy (RELAY_SIGNIN_EMAIL_DOMAINS,
+RELAY_SIGNIN_GROUPS) is applied again to what the IdP says. When the IdP gave none, the
+session ends NO_IDP_REFRESH_SECONDS after sign-in, and the person signs in again.
 
 An access token names its session; each API request checks that the session is not
 revoked, through a per-isolate cache of RELAY_KEY_CACHE_SECONDS (as relay keys are), so
@@ -84,7 +85,13 @@ async def refresh(
     old_hash = access_tokens.keyed_hash(secret, refresh_token)
     session = await people.session_by_refresh(people.db_of(services), old_hash)
     if session is None:
-        raise InvalidGrant("unknown refresh token (it may have been used already): sign in again")
+        # A refresh token used twice was copied: whoever holds the newer one may be someone
+        # else, so the session ends for both (OAuth 2.0 Security BCP, refresh token rotation).
+        replaced = await people.session_replaced_by(people.db_of(services), old_hash)
+        if replaced is not None:
+            await _end(services, replaced, now, "a refresh token was used again after its rotation")
+            raise InvalidGrant("this refresh token was used already, so its session has ended: sign in again")
+        raise InvalidGrant("unknown refresh token: sign in again")
     if session["revoked_at"]:
         raise InvalidGrant("this session has been revoked: sign in again")
     if session["expires_at"] <= now:

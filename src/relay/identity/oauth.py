@@ -215,18 +215,21 @@ async def _device_grant(
     pair = await gateway_sessions.open_session(
         gateway, services, base_url(request, gateway), person, taken["idp_refresh"], now
     )
-    return _tokens(pair)
+    # `email`: the account that approved the code, which Claude Code shows and asks the person
+    # to confirm before it stores the credential (a code approved by someone else is caught).
+    return _tokens(pair, person.get("email"))
 
 
-def _tokens(pair: gateway_sessions.TokenPair) -> Response:
-    return _json(
-        {
-            "access_token": pair.access_token,
-            "token_type": "Bearer",
-            "expires_in": pair.expires_in,
-            "refresh_token": pair.refresh_token,
-        }
-    )
+def _tokens(pair: gateway_sessions.TokenPair, email: str | None = None) -> Response:
+    payload: dict[str, object] = {
+        "access_token": pair.access_token,
+        "token_type": "Bearer",
+        "expires_in": pair.expires_in,
+        "refresh_token": pair.refresh_token,
+    }
+    if email:
+        payload["email"] = email
+    return _json(payload)
 
 
 async def revoke(request: Request, gateway: GatewaySettings, services: Services, now: float) -> Response:

@@ -169,13 +169,19 @@ async def session_by_refresh(db: Database, refresh_hash: str) -> Row | None:
     return {**rows[0], "groups": json.loads(rows[0]["groups"] or "[]")}
 
 
+async def session_replaced_by(db: Database, refresh_hash: str) -> str | None:
+    """The session whose previous refresh token this is (one already rotated away), or None."""
+    rows = await db.all("SELECT id FROM gateway_sessions WHERE previous_refresh_hash = ?", (refresh_hash,))
+    return rows[0]["id"] if rows else None
+
+
 async def rotate(
     db: Database, session_id: str, old_hash: str, new_hash: str, idp_refresh: str | None, now: float
 ) -> bool:
     """Replace the session's refresh token; False when the old one was already replaced."""
     rows = await db.all(
-        "UPDATE gateway_sessions SET refresh_hash = ?, idp_refresh = ?, refreshed_at = ? "
-        "WHERE id = ? AND refresh_hash = ? AND revoked_at IS NULL RETURNING id",
+        "UPDATE gateway_sessions SET refresh_hash = ?, previous_refresh_hash = refresh_hash, idp_refresh = ?, "
+        "refreshed_at = ? WHERE id = ? AND refresh_hash = ? AND revoked_at IS NULL RETURNING id",
         (new_hash, idp_refresh, iso(now), session_id, old_hash),
     )
     return bool(rows)

@@ -86,7 +86,11 @@ def test_a_device_code_goes_from_pending_to_one_exchange(services, monkeypatch):
     refresh = {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}
     status, renewed = _call(services, "POST", "/oauth/token", refresh)
     assert status == 200 and renewed["refresh_token"] != tokens["refresh_token"]
-    assert _call(services, "POST", "/oauth/token", refresh)[0] == 401
+    assert _call(services, "POST", "/oauth/token", refresh)[0] == 401  # replayed: the session ends
+    newer = {"grant_type": "refresh_token", "refresh_token": renewed["refresh_token"]}
+    assert _call(services, "POST", "/oauth/token", newer)[1]["error_description"].startswith(
+        "this session has been revoked"
+    )
 
 
 def test_an_expired_device_code_is_expired_token(services, monkeypatch):

@@ -119,6 +119,7 @@ def test_the_page_shows_the_reports_it_fetched_and_markup_as_text(relay, browser
     by_tag = next(r for p, r in reports.items() if p.startswith("usage?group_by=tag&"))
     sessions = next(r for p, r in reports.items() if p.startswith("usage?group_by=session&"))
     recent = next(r for p, r in reports.items() if p.startswith("usage/requests?"))
+    people = next(r for p, r in reports.items() if p.startswith("usage?group_by=group,person&"))
     total = by_tag["total"]
 
     cards = dict(
@@ -160,6 +161,17 @@ def test_the_page_shows_the_reports_it_fetched_and_markup_as_text(relay, browser
             usd(g["cache_savings_usd"]),
         ]
         for g in by_tag["groups"]
+    ]
+    assert table(page, "#people") == [
+        [
+            g["group"] or "(no group)",
+            g["person"] or "(relay keys)",
+            count(g["requests"]),
+            count(g["errors"]),
+            usd(g["cost_usd"]),
+            usd(g["cache_savings_usd"]),
+        ]
+        for g in people["groups"]
     ]
     recent_rows = table(page, "#recent")
     assert len(recent_rows) == len(recent["data"])

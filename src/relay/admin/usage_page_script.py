@@ -188,6 +188,13 @@ SCRIPT = r"""
     ]));
   }
 
+  function renderPeople(report) {
+    fill("people", report.groups.map((g) => [
+      cell(label(g.group, "(no group)")), cell(label(g.person, "(relay keys)")), cell(count(g.requests), "num"),
+      cell(count(g.errors), g.errors ? "num failed" : "num"), money(g.cost_usd), savings(g.cache_savings_usd),
+    ]));
+  }
+
   function requestRow(r) {
     const failed = r.status >= 400 || r.error_type !== null;
     const status = cell(r.error_type ? `${r.status} ${r.error_type}` : String(r.status), failed ? "num failed" : "num");
@@ -214,16 +221,18 @@ SCRIPT = r"""
     $("status").textContent = "Loading…";
     const range = "from=" + rangeStart();
     try {
-      const [byDay, sessions, tags] = await Promise.all([
+      const [byDay, sessions, tags, people] = await Promise.all([
         api("/admin/usage?group_by=day,tag&" + range),
         api("/admin/usage?group_by=session&limit=10&" + range),
         api("/admin/usage?group_by=tag&" + range),
+        api("/admin/usage?group_by=group,person&limit=50&" + range),
         loadOlder(true),
       ]);
       renderCards(tags.total);
       renderChart(byDay);
       renderSessions(sessions);
       renderTags(tags);
+      renderPeople(people);
       $("status").textContent = `${tags.from.slice(0, 10)} to ${tags.to.replace("T", " ").replace("Z", "")} UTC` +
         ` · audit rows up to #${tags.through_id}`;
       document.body.dataset.loaded = "true";

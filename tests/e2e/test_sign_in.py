@@ -303,6 +303,23 @@ def test_telemetry_reaches_the_collector_byte_identical(gateway, idp, collector)
     anonymous = httpx.post(gateway.url + "/v1/logs", content=b"{}", headers={"content-type": "application/json"})
     assert anonymous.status_code == 401
 
+    # A collector that fails costs the client nothing, and is counted.
+    collector.status = 503
+    try:
+        failing = httpx.post(
+            gateway.url + "/v1/logs",
+            content=b"{}",
+            headers={"authorization": f"Bearer {token}", "content-type": "application/json"},
+        )
+        assert (failing.status_code, failing.json()) == (200, {})
+        admin = {"authorization": f"Bearer {ADMIN_TOKEN}"}
+        deadline = time.monotonic() + 20
+        while httpx.get(gateway.url + "/admin/status", headers=admin).json()["telemetry_failures"] < 1:
+            assert time.monotonic() < deadline, "the collector's failure was not counted"
+            time.sleep(0.3)
+    finally:
+        collector.status = 200
+
 
 def test_bad_input_gets_oauth_or_anthropic_errors_never_a_500(gateway, idp):
     url = gateway.url

@@ -218,3 +218,15 @@ def test_the_verification_form_needs_its_cookie_and_counts_tries_per_ip():
     assert _page(services, "POST", "/device", headers=[("cookie", cookie)], body=other).status == 403
     tries = [_page(services, "POST", "/device", headers=[("cookie", cookie)], body=form).status for _ in range(11)]
     assert tries == [400] * 10 + [429]
+
+
+def test_telemetry_without_a_collector_is_accepted_and_dropped(services):
+    person = asyncio.run(people.upsert_person(services.db, Identity("iss u", "a@x.example", "A", ()), 1e9))
+    session = asyncio.run(people.create_session(services.db, person["id"], "h", None, 1e9, 4e9))
+    claims = access_tokens.Claims(person["id"], session, "a@x.example", "A", (), 4_000_000_000)
+    bearer = [("authorization", "Bearer " + access_tokens.mint(SECRET, "x", claims, 1e9))]
+    status, body = _call(
+        services, "POST", "/v1/traces", headers=[*bearer, ("content-type", "application/json")], body=b"{}"
+    )
+    assert (status, body) == (200, {})
+    assert services.transport.sent == []

@@ -25,7 +25,7 @@ CHROMIUM := /usr/bin/chromium
 TMUX := /usr/bin/tmux
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: setup dev test bench
+.PHONY: setup dev lint test bench
 setup: $(PY_STAMP) $(JS_STAMP) $(WORKER_PY_STAMP) $(CHROMIUM) $(TMUX)
 
 $(CHROMIUM):
@@ -61,7 +61,14 @@ $(WORKER_PY_STAMP): requirements-worker.txt $(PY_STAMP)
 dev: $(PY_STAMP) $(JS_STAMP) $(WORKER_PY_STAMP)
 	$(VENV)/bin/python scripts/dev.py
 
-test: setup
+# Style (ruff: lint, then the format check) and types (mypy, strict on src/relay: config in
+# pyproject.toml); any finding fails, before a test runs.
+lint: $(PY_STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+test: setup lint
 	$(VENV)/bin/python -m pytest
 
 # LiteLLM in a venv of its own (its many pins must not meet relay's tools); Portkey's gateway and

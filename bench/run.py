@@ -19,7 +19,7 @@ from .endpoint import Endpoint
 from .peer_gateways import PeerMissing
 from .scenarios import ANTHROPIC_HEADERS, SCENARIOS, TIMEOUT_S, Batch, BenchError, Scenario
 from .stats import Summary, summarize
-from .targets import TARGETS, Target
+from .targets import PY_FLOOR, RELAY, TARGETS, Target
 from .upstream_process import UpstreamProcess
 
 DEFAULT_ROUNDS = 8
@@ -147,12 +147,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         choices=[t.name for t in TARGETS],
         help="measure only this target (repeatable; for trying a change, not for --write)",
     )
+    parser.add_argument(
+        "--ablations",
+        action="store_true",
+        help="measure relay with one stage taken out at a time, beside relay and the Python floor",
+    )
     args = parser.parse_args(argv)
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
-    if args.only and args.write:
-        parser.error("--write wants every target")
-    targets = [t for t in TARGETS if not args.only or t.name in args.only]
+    if (args.only or args.ablations) and args.write:
+        parser.error("--write wants every target, and no ablations")
+    if args.ablations:
+        targets = [t for t in TARGETS if t.ablation or t.name in (RELAY, PY_FLOOR) or t.name in (args.only or ())]
+    else:
+        targets = [t for t in TARGETS if not t.ablation and (not args.only or t.name in args.only)]
     facts = machine.describe()
     results = measure(targets, SCENARIOS, args.rounds)
     facts.append(("load average at end", machine.load_average()))

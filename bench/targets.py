@@ -10,8 +10,11 @@ start is left out of the run with its reason instead of failing it.
 from __future__ import annotations
 
 import contextlib
+import re
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from devtools.local_worker import ROOT
 from relay.config import DEFAULT_CACHE_POLICY
@@ -35,6 +38,7 @@ class Target:
     start: Callable[[str, contextlib.ExitStack], Endpoint]  # (upstream URL, stack) -> endpoint
     scenarios: frozenset[str] | None = None  # the scenario keys it runs; None: all
     peer: bool = False  # a peer gateway: left out, with the reason, if it cannot start
+    ablation: bool = False  # a relay with one stage taken out: measured with --ablations only
 
     def runs(self, scenario_key: str) -> bool:
         return self.scenarios is None or scenario_key in self.scenarios
@@ -44,8 +48,16 @@ def _direct(upstream: str, stack: contextlib.ExitStack) -> Endpoint:
     return Endpoint(upstream, {"x-api-key": UPSTREAM_KEY})
 
 
-def _relay(cache_policy: str) -> Callable[[str, contextlib.ExitStack], Endpoint]:
+def _relay(cache_policy: str, without: tuple[str, ...] = ()) -> Callable[[str, contextlib.ExitStack], Endpoint]:
+    """relay with a static key; `without` names wrangler.toml binding tables left out (an
+    ablation: what the stage that uses them costs)."""
+
     def start(upstream: str, stack: contextlib.ExitStack) -> Endpoint:
+        config = ROOT / "wrangler.toml"
+        if without:
+            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="relay-ablation-")))
+            config = folder / "wrangler.toml"
+            config.write_text(config_without(without))
         worker = stack.enter_context(
             MiniflareWorker(
                 {
@@ -55,12 +67,25 @@ def _relay(cache_policy: str) -> Callable[[str, contextlib.ExitStack], Endpoint]
                     "UPSTREAM_ANTHROPIC_URL": upstream,
                     "RELAY_DEFAULT_RPM": RELAY_RPM,
                     "RELAY_CACHE_POLICY": cache_policy,
-                }
+                },
+                config=config,
+                migrate="d1_databases" not in without,
             )
         )
         return Endpoint(worker.url, {"x-api-key": RELAY_KEY}, client_key=RELAY_KEY, listener_only=True)
 
     return start
+
+
+def config_without(tables: tuple[str, ...]) -> str:
+    """The project's wrangler.toml without the `[[table]]` blocks named (e.g. `d1_databases`,
+    `unsafe.bindings`), its paths made absolute so that the copy can live elsewhere."""
+    text = (ROOT / "wrangler.toml").read_text()
+    blocks = re.split(r"(?m)^(?=\[)", text)
+    kept = [block for block in blocks if not any(block.startswith(f"[[{table}]]") for table in tables)]
+    return re.sub(
+        r'(?m)^(main|migrations_dir) = "([^"]+)"', lambda m: f'{m.group(1)} = "{ROOT / m.group(2)}"', "".join(kept)
+    )
 
 
 def _floor(config) -> Callable[[str, contextlib.ExitStack], Endpoint]:
@@ -73,6 +98,8 @@ def _floor(config) -> Callable[[str, contextlib.ExitStack], Endpoint]:
 
 # The peers run every scenario but the CPU-per-KB bodies, which are relay's own check.
 PEER_SCENARIOS = frozenset({"ttfb", "sse", "load", "large"})
+# An ablation's stage shows in the small requests: first byte and concurrency 16.
+ABLATION_SCENARIOS = frozenset({"ttfb", "load"})
 
 DIRECT = "direct"
 JS_FLOOR = "JS floor"
@@ -106,6 +133,33 @@ TARGETS = (
         "large-body scenario only: what the markers cost",
         _relay("off"),
         scenarios=frozenset({"large"}),
+    ),
+    *(
+        Target(
+            f"relay, {name}",
+            f"relay as above with {what} (`python -m bench.run --ablations`): the difference to relay "
+            "is what that stage costs",
+            _relay(policy, without),
+            scenarios=ABLATION_SCENARIOS,
+            ablation=True,
+        )
+        for name, what, policy, without in (
+            ("no rate limit", "no rate-limit bindings (no limit check)", DEFAULT_CACHE_POLICY, ("unsafe.bindings",)),
+            (
+                "no D1",
+                "no D1 binding (no audit row, no budget or stream checks)",
+                DEFAULT_CACHE_POLICY,
+                ("d1_databases",),
+            ),
+            ("no KV", "no KV binding (cool-downs kept per isolate)", DEFAULT_CACHE_POLICY, ("kv_namespaces",)),
+            ("no markers", "cache policy `off`", "off", ()),
+            (
+                "bare",
+                "cache policy `off` and no bindings at all: relay's core and adapter alone",
+                "off",
+                ("unsafe.bindings", "d1_databases", "kv_namespaces"),
+            ),
+        )
     ),
     Target(
         "LiteLLM",

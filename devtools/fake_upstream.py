@@ -34,6 +34,11 @@ The OpenAI flavour also plays a tool-using model with `x-fake-tool-calls: on`: w
 request offers `tools` and its last message is the user's, it calls the first tool (each
 required argument set to "fake"); when its last message is a tool result, it answers
 `Tool said: <result>`. Streamed, the call's arguments arrive in two fragments.
+`x-fake-tool-calls: parallel` makes two calls of it (`call_fake_1`, `call_fake_2`) whose
+fragments interleave. `x-fake-stop-matched: <s>` names a matched stop string as vLLM does
+(`stop_reason` beside `finish_reason: stop`); `x-fake-reasoning: <text>` streams that
+reasoning (`reasoning_content`) before the answer. The Anthropic flavour refuses a
+`thinking` block without a signature, as the API does.
 
 And per upstream key, from the test itself: `rate_limit(key, retry_after)` makes the
 fake answer 429 to every request made with that key until `lift(key)`.
@@ -281,6 +286,13 @@ class _Handler(BaseHTTPRequestHandler):
     def _anthropic_messages(self, seen: Seen, scenario: str) -> None:
         request = seen.json()
         model = request.get("model", "unknown")
+        for n, turn in enumerate(request.get("messages") or []):
+            blocks = turn.get("content") if isinstance(turn, dict) else None
+            for b, block in enumerate(blocks if isinstance(blocks, list) else []):
+                if isinstance(block, dict) and block.get("type") == "thinking" and not block.get("signature"):
+                    message = f"messages.{n}.content.{b}: Invalid `signature` in `thinking` block"
+                    error = {"type": "error", "error": {"type": "invalid_request_error", "message": message}}
+                    return self._send_json(400, error)
         try:
             usage = self.server.fake.prompt_cache.bill(upstream_org(seen.header("x-api-key")), request)
         except CacheRuleError as exc:
@@ -404,18 +416,24 @@ class _Handler(BaseHTTPRequestHandler):
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
         seen.usage = usage
         base = {"id": "chatcmpl-fake", "created": 1700000000, "model": model}
-        text, call = _openai_reply(request) if seen.header("x-fake-tool-calls") == "on" else (REPLY_TEXT, None)
+        tools_mode = seen.header("x-fake-tool-calls")
+        text, call = _openai_reply(request) if tools_mode in ("on", "parallel") else (REPLY_TEXT, None)
+        calls = [call] if call else []
+        if call and tools_mode == "parallel":
+            calls.append({**call, "id": "call_fake_2"})
         finish = "tool_calls" if call else "stop"
+        # A server that names the stop string that matched (vLLM's `stop_reason`).
+        matched = {"stop_reason": seen.header("x-fake-stop-matched")} if seen.header("x-fake-stop-matched") else {}
         if not request.get("stream"):
             message = {"role": "assistant", "content": text}
             if call:
-                message["tool_calls"] = [call]
+                message["tool_calls"] = calls
             return self._send_json(
                 200,
                 {
                     **base,
                     "object": "chat.completion",
-                    "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+                    "choices": [{"index": 0, "message": message, "finish_reason": finish, **matched}],
                     "usage": usage,
                 },
             )
@@ -431,6 +449,9 @@ class _Handler(BaseHTTPRequestHandler):
             )
         )
         self._hold(seen)
+        if seen.header("x-fake-reasoning"):
+            delta = {"reasoning_content": seen.header("x-fake-reasoning")}
+            self._chunk(_sse(None, {**chunk, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}))
         pace = int(seen.header("x-fake-pace-ms") or 0) / 1000
         for index, piece in enumerate(_chunks(text, int(seen.header("x-fake-events") or 1)) if text else []):
             if index and pace:
@@ -444,16 +465,19 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._end_stream()
             if scenario == "close-midstream":
                 return self._drop()
-        if call:
-            arguments = call["function"]["arguments"]
+        # Each call's arguments in two fragments: the first halves of every call, then the
+        # second halves (parallel calls interleave, as some servers stream them).
+        fragments = []
+        for n, each in enumerate(calls):
+            arguments, name = each["function"]["arguments"], each["function"]["name"]
             half = len(arguments) // 2
-            first = {**call, "index": 0, "function": {"name": call["function"]["name"], "arguments": arguments[:half]}}
-            for delta in (
-                {"tool_calls": [first]},
-                {"tool_calls": [{"index": 0, "function": {"arguments": arguments[half:]}}]},
-            ):
-                self._chunk(_sse(None, {**chunk, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}))
-        self._chunk(_sse(None, {**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]}))
+            fragments.append((0, {**each, "index": n, "function": {"name": name, "arguments": arguments[:half]}}))
+            fragments.append((1, {"index": n, "function": {"arguments": arguments[half:]}}))
+        for _, fragment in sorted(fragments, key=lambda item: item[0]):
+            delta = {"tool_calls": [fragment]}
+            self._chunk(_sse(None, {**chunk, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}))
+        final = {"index": 0, "delta": {}, "finish_reason": finish, **matched}
+        self._chunk(_sse(None, {**chunk, "choices": [final]}))
         if (request.get("stream_options") or {}).get("include_usage"):
             self._chunk(_sse(None, {**chunk, "choices": [], "usage": usage}))
         self._chunk(_sse(None, "[DONE]"))

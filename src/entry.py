@@ -33,6 +33,7 @@ from relay.http.bodies import declared_length, request_body
 from relay.http.errors import error_response
 from relay.http.messages import Headers, Request, Response, UpstreamBody, UpstreamTimeout, UpstreamUnreachable
 from relay.limits.key_limits import RPM_PREFIX
+from relay.log import log
 from relay.pipeline import deliver
 from relay.pipeline.app import handle
 from relay.pipeline.endpoints import surface_of
@@ -346,7 +347,7 @@ async def serve(js_request, ctx):
         await _discard_unread_body(js_request)
         return _to_js_response(await deliver.deliver(response, request.path, _STREAMS, services.defer))
     except Exception:
-        print("relay: internal error in the Workers adapter\n" + traceback.format_exc())
+        log("internal error in the Workers adapter\n" + traceback.format_exc())
         return _to_js_response(
             error_response(surface_of(URL.new(js_request.url).pathname), 500, "relay failed to handle this request")
         )

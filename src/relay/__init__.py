@@ -4,5 +4,6 @@ A request flows through the packages in this order: `pipeline` (the front door a
 `identity` (who calls), `limits`, `prompt_cache`, `providers` (routes, key pools, translation,
 failover), and `usage` (meter, prices, reports). `http` holds the plain HTTP values and wire
 formats they all share, `admin` the admin API, usage page and CLI; `config` reads settings from
-the Worker's vars and secrets, `services` names what the platform lends the core.
+the Worker's vars and secrets, `services` names what the platform lends the core (its clock
+among it), `log` is the one log function and `times` the one conversion of times to ISO text and back.
 """

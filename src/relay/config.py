@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from relay.http.errors import Refused
+from relay.http.messages import whole_number
 from relay.identity import gateway_settings
 from relay.limits import key_limits
 from relay.prompt_cache.markers import POLICIES
@@ -42,8 +44,18 @@ NAMES = (
 )
 
 
-class ConfigError(Exception):
-    """A var or secret has a value relay cannot use; the message names it, never its value."""
+# Example names for the secrets RELAY_ROUTES may give its providers (`keys`), as
+# .dev.vars.example and the README document them; any other name serves as well.
+ROUTE_SECRET_EXAMPLES = ("GROQ_API_KEYS", "BEDROCK_CREDENTIALS", "VERTEX_SERVICE_ACCOUNT", "FOUNDRY_API_KEYS")
+
+
+class ConfigError(Refused):
+    """A var or secret has a value relay cannot use: every request is refused with a 500
+    until it is fixed. `problem` names the var, never its value."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(500, f"relay is misconfigured: {problem}")
+        self.problem = problem
 
 
 def _split(value: str | None) -> tuple[str, ...]:
@@ -61,10 +73,9 @@ def _whole_number(env: Mapping[str, str | None], name: str, default: int, minimu
     raw = env.get(name)
     if raw is None or raw.strip() == "":
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a whole number") from None
+    value = whole_number(raw.strip())
+    if value is None:
+        raise ConfigError(f"{name} must be a whole number")
     if value < minimum:
         raise ConfigError(f"{name} must be at least {minimum}")
     return value
@@ -92,7 +103,7 @@ class Settings:
     default_rpm: int
     routes: model_routes.Table  # providers and model routes (RELAY_ROUTES over the defaults)
     cache_policy: str
-    prices: tuple = ()  # RELAY_PRICES entries, consulted before pricing.BUILT_IN
+    prices: pricing.Prices = ()  # RELAY_PRICES entries, consulted before pricing.BUILT_IN
     upstream_timeout: float = DEFAULT_UPSTREAM_TIMEOUT_SECONDS  # seconds to the upstream's headers
     gateway: gateway_settings.GatewaySettings | None = None  # sign-in; None: off (no RELAY_OIDC_ISSUER)
 
@@ -139,7 +150,7 @@ def settings_for(env: Mapping[str, str | None], state: IsolateState) -> Settings
 _RESERVED = tuple(name for name in NAMES if name not in ("ANTHROPIC_API_KEYS", "OPENAI_API_KEYS"))
 
 
-def _routes(env: Mapping[str, str | None], defaults: dict) -> model_routes.Table:
+def _routes(env: Mapping[str, str | None], defaults: dict[str, model_routes.Provider]) -> model_routes.Table:
     try:
         return model_routes.parse(env.get(model_routes.VAR), env, defaults, _RESERVED)
     except model_routes.RoutesError as exc:
@@ -153,7 +164,7 @@ def _gateway(env: Mapping[str, str | None]) -> gateway_settings.GatewaySettings 
         raise ConfigError(str(exc)) from None
 
 
-def _prices(value: str | None) -> tuple:
+def _prices(value: str | None) -> pricing.Prices:
     try:
         return pricing.parse_overrides(value)
     except ValueError as exc:

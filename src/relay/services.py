@@ -10,13 +10,21 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from relay.http.messages import Transport
 
+if TYPE_CHECKING:  # these modules import this one
+    from relay.config import Settings
+    from relay.identity.key_store import KeyRecord, UsageRow
+    from relay.limits.key_limits import MonthSpend
+
+# A row as D1 hands it back: column name -> SQL value (None, int, float or str).
+Row = dict[str, Any]
+
 
 class Database(Protocol):
-    async def all(self, sql: str, params: Sequence[Any] = ()) -> list[dict]:
+    async def all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         """Rows of a query, as dicts."""
 
     async def run(self, sql: str, params: Sequence[Any] = ()) -> None:
@@ -42,17 +50,19 @@ class IsolateState:
     round-robin turn."""
 
     def __init__(self) -> None:
-        self.settings: Any = None  # config.Settings, once read (config.settings_for)
-        self.relay_keys: dict[str, tuple[Any, float]] = {}  # key hash -> (its D1 record, fetched at) (auth.py)
+        self.settings: Settings | None = None  # once read (config.settings_for)
+        # key hash -> (its D1 record, fetched at) (relay_keys.py)
+        self.relay_keys: dict[str, tuple[KeyRecord, float]] = {}
         self.unknown_keys: dict[str, float] = {}  # key hash -> when D1 last had no such key
         self.cooldowns: dict[str, dict[str, float]] = {}  # provider -> {upstream key id: cool until}
         self.cooldowns_read_at: dict[str, float] = {}  # provider -> when KV was last read
         # provider -> {upstream key id: (cool until as KV holds it, as far as known; when written)}
         self.shared_cooldowns: dict[str, dict[str, tuple[float, float]]] = {}
         self.turn = 0
+        self.access_tokens: dict[str, tuple[str, float]] = {}  # upstream key id -> (cloud access token, expires at)
         self.usage_write_failures = 0  # audit rows D1 refused
-        self.usage_group: list[dict] | None = None  # audit rows still taking others (usage.py)
-        self.spend: dict[str, dict] = {}  # relay key id -> month's spend (limits.py)
+        self.usage_group: list[UsageRow] | None = None  # audit rows still taking others (meter.py)
+        self.spend: dict[str, MonthSpend] = {}  # relay key id -> month's spend (key_limits.py)
         self.gateway_sessions: dict[str, tuple[bool, float]] = {}  # session id -> (open, checked at)
         self.oidc: dict[str, tuple[Any, float]] = {}  # the IdP's metadata and keys -> (value, fetched at)
         self.telemetry_failures = 0  # telemetry a collector did not take (otlp_relay.py)
@@ -63,7 +73,7 @@ class Background:
     awaits them all with `settle()` before it looks at what they wrote."""
 
     def __init__(self) -> None:
-        self._tasks: list[asyncio.Future] = []
+        self._tasks: list[asyncio.Future[Any]] = []
 
     def __call__(self, work: Awaitable[Any]) -> None:
         self._tasks.append(asyncio.ensure_future(work))
@@ -78,7 +88,7 @@ class Services:
     transport: Transport
     db: Database | None = None
     kv: KeyValue | None = None
-    # Rate-limit bindings by their requests-per-minute tier (see limits.py).
+    # Rate-limit bindings by their requests-per-minute tier (see key_limits.py).
     limiters: Mapping[int, RateLimiter] = field(default_factory=dict)
     state: IsolateState = field(default_factory=IsolateState)
     # Epoch seconds. In the Worker, the runtime's clock, which advances only across I/O.

@@ -317,3 +317,60 @@ def test_a_target_that_cannot_take_the_input_gives_way_to_one_that_can(client, o
     message = client.messages.create(model=HAIKU, max_tokens=16, messages=SEARCH_RESULT)
     assert message.content[0].text == REPLY_TEXT
     assert not oai.requests(tag) and len(ant.requests(tag)) == 1
+
+
+def test_interleaved_parallel_tool_calls_arrive_whole_each_in_its_own_block(client, tag):
+    headers = {"x-fake-tool-calls": "parallel"}
+    ask = dict(model=HAIKU, max_tokens=64, tools=[WEATHER_TOOL], messages=[{"role": "user", "content": "Oslo, Rome?"}])
+    with client.messages.stream(**ask, extra_headers=headers) as events:
+        seen = list(events)
+        message = events.get_final_message()
+    calls = [block for block in message.content if block.type == "tool_use"]
+    assert [(c.id, c.input) for c in calls] == [("call_fake_1", {"city": "fake"}), ("call_fake_2", {"city": "fake"})]
+    open_blocks = set()
+    for event in seen:
+        if event.type == "content_block_start":
+            open_blocks.add(event.index)
+        elif event.type == "content_block_delta":
+            assert event.index in open_blocks  # never a delta for a block already stopped
+        elif event.type == "content_block_stop":
+            open_blocks.discard(event.index)
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_a_stop_sequence_the_provider_names_reaches_the_client_as_stop_sequence(client, tag, stream):
+    ask = dict(model=HAIKU, max_tokens=16, stop_sequences=["###"], messages=[{"role": "user", "content": "hi"}])
+    headers = {"x-fake-stop-matched": "###"}
+    if stream:
+        with client.messages.stream(**ask, extra_headers=headers) as events:
+            message = events.get_final_message()
+    else:
+        message = client.messages.create(**ask, extra_headers=headers)
+    assert (message.stop_reason, message.stop_sequence) == ("stop_sequence", "###")
+
+
+def test_reasoning_from_an_openai_format_model_does_not_break_a_later_turn_on_claude(client, oai, ant, tag):
+    question = [{"role": "user", "content": "hi"}]
+    with client.messages.stream(
+        model=HAIKU, max_tokens=16, messages=question, extra_headers={"x-fake-reasoning": "thinking it over"}
+    ) as events:
+        first = events.get_final_message()
+    assert first.content[0].type == "thinking" and first.content[0].signature == ""
+    history = [*question, {"role": "assistant", "content": [b.model_dump() for b in first.content]}]
+    # The next turn falls back to the Anthropic-format target, which refuses unsigned thinking.
+    second = client.messages.create(
+        model=HAIKU,
+        max_tokens=16,
+        messages=[*history, {"role": "user", "content": "and?"}],
+        extra_headers={"x-fake-openai-scenario": "status-503"},
+    )
+    assert second.content[0].text == REPLY_TEXT
+    [served] = ant.requests(tag)
+    assert [b["type"] for b in served.json()["messages"][1]["content"]] == ["text"]
+
+
+def test_count_tokens_where_only_an_openai_format_model_serves_is_501(client):
+    with pytest.raises(anthropic.APIStatusError) as caught:
+        client.messages.count_tokens(model="claude-opus-4-5", messages=[{"role": "user", "content": "hi"}])
+    assert caught.value.status_code == 501 and caught.value.body["error"]["type"] == "not_supported"
+    assert caught.value.response.headers["x-should-retry"] == "false"

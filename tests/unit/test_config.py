@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 import tomllib
 
+import pytest
+
 from devtools.runtime import ROOT
 from relay import config
 
@@ -51,8 +53,13 @@ def _readme_table_names(heading: str) -> set[str]:
 
 
 def test_every_name_relay_reads_is_in_the_example_and_nothing_else_is():
-    example = set(_example()) - {"GROQ_API_KEYS"}  # the example of a name RELAY_ROUTES gives
+    example = set(_example()) - set(config.ROUTE_SECRET_EXAMPLES)  # names RELAY_ROUTES may give
     assert example == set(config.NAMES)
+    assert set(config.ROUTE_SECRET_EXAMPLES) <= set(_example())
+
+
+def test_the_readme_documents_each_example_secret_for_routes():
+    assert _readme_table_names("| example secret | what it holds |") == set(config.ROUTE_SECRET_EXAMPLES)
 
 
 def test_the_vars_wrangler_toml_sets_are_relays_with_the_examples_values():
@@ -78,3 +85,10 @@ def test_the_readme_gives_each_var_the_default_wrangler_toml_sets():
 def test_wrangler_toml_sets_each_var_to_the_default_relay_has_without_it():
     vars = tomllib.loads((ROOT / "wrangler.toml").read_text())["vars"]
     assert config.Settings.from_env(vars) == config.Settings.from_env({})
+
+
+@pytest.mark.parametrize("value", ["-1", "+5", "1_000", "1e6", "\u0663", "ten"])
+def test_a_number_setting_is_ascii_digits_or_refused(value):
+    with pytest.raises(config.ConfigError, match="RELAY_MAX_BODY_BYTES must be a whole number"):
+        config.Settings.from_env({"RELAY_MAX_BODY_BYTES": value})
+    assert config.Settings.from_env({"RELAY_MAX_BODY_BYTES": " 2048 "}).max_body_bytes == 2048

@@ -15,53 +15,60 @@ import hmac
 import json
 import math
 import re
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from relay import times
 from relay.admin import usage_page
 from relay.config import Settings
-from relay.http.errors import error_response
-from relay.http.messages import Headers, Request, Response
+from relay.http.bodies import read_bounded
+from relay.http.errors import Refused
+from relay.http.headers import bearer_token
+from relay.http.json_spans import unknown_fields
+from relay.http.messages import Headers, Request, Response, json_response
 from relay.identity import gateway_sessions, key_store, people
+from relay.identity.key_store import KeyRecord
 from relay.limits import key_limits
+from relay.log import log
 from relay.prompt_cache.markers import POLICIES
-from relay.services import Services
+from relay.services import Database, Services
 from relay.usage import reports
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_TEXT = 256  # longest name, billing tag or model glob
 MAX_MODELS = 100
-_ID = re.compile(r"rk_[0-9a-f]{8}")  # store.new_id()
-_JSON_HEADERS = [("content-type", "application/json"), ("cache-control", "no-store")]
+_ID = re.compile(r"rk_[0-9a-f]{8}")  # key_store.new_id()
+# Nothing the admin API answers may be cached.
+_NO_STORE = (("cache-control", "no-store"),)
 
 
 def _json(status: int, payload: Any) -> Response:
-    return Response(status, list(_JSON_HEADERS), json.dumps(payload).encode())
+    return json_response(status, payload, _NO_STORE)
 
 
-def _error(status: int, message: str, *headers: tuple[str, str]) -> Response:
-    return error_response("anthropic", status, message, (("cache-control", "no-store"), *headers))
+def _refused(status: int, message: str, *headers: tuple[str, str]) -> Refused:
+    """The admin API's refusal, to raise: answered as every refusal is (pipeline.app), in
+    the Anthropic error shape."""
+    return Refused(status, message, (*_NO_STORE, *headers))
 
 
 def _digest(text: str) -> bytes:
     return hashlib.sha256(text.encode()).digest()
 
 
-def _refusal(headers: Headers, settings: Settings) -> Response | None:
-    """Why this request may not use the admin API, or None when it may."""
+def _authorize(headers: Headers, settings: Settings) -> None:
+    """Refused unless this request may use the admin API."""
     token = settings.admin_token
     if not token:
-        return _error(503, "admin API disabled: set RELAY_ADMIN_TOKEN")
+        raise _refused(503, "admin API disabled: set RELAY_ADMIN_TOKEN")
     if any(hmac.compare_digest(_digest(token), _digest(key)) for key in settings.client_keys):
-        return _error(503, "admin API disabled: RELAY_ADMIN_TOKEN must differ from every RELAY_CLIENT_KEYS entry")
-    scheme, _, presented = (headers.get("authorization") or "").partition(" ")
-    if scheme.lower() != "bearer" or not presented.strip():
-        return _error(401, "missing admin token: send Authorization: Bearer <RELAY_ADMIN_TOKEN>")
+        raise _refused(503, "admin API disabled: RELAY_ADMIN_TOKEN must differ from every RELAY_CLIENT_KEYS entry")
+    presented = bearer_token(headers)
+    if presented is None:
+        raise _refused(401, "missing admin token: send Authorization: Bearer <RELAY_ADMIN_TOKEN>")
     # Digests first: compare_digest is constant-time only for inputs of equal length.
-    if not hmac.compare_digest(_digest(presented.strip()), _digest(token)):
-        return _error(401, "invalid admin token")
-    return None
+    if not hmac.compare_digest(_digest(presented), _digest(token)):
+        raise _refused(401, "invalid admin token")
 
 
 # --- request bodies -------------------------------------------------------------------
@@ -115,8 +122,8 @@ def _expiry(value: Any, field: str, problems: list[str], now: float) -> Any:
     moment = None
     if isinstance(value, str):
         try:
-            moment = key_store.parse_time(value)
-            key_store.iso(moment)  # and it must be a time the store can write
+            moment = times.parse_time(value)
+            times.iso(moment)  # and it must be a time the store can write
         except (ValueError, OverflowError):
             moment = None
     if moment is None:
@@ -143,14 +150,14 @@ _FIELDS: dict[str, Callable[[Any, str, list[str]], Any]] = {
 }
 
 
-def _new_key_fields(body: Any, now: float) -> tuple[dict, list[str]]:
+def _new_key_fields(body: Any, now: float) -> tuple[dict[str, Any], list[str]]:
     """The create_key arguments in a POST /admin/keys body, and every problem with it."""
     if not isinstance(body, dict):
         return {}, ["request body must be a JSON object"]
     problems: list[str] = []
-    unknown = sorted(set(body) - set(_FIELDS) - {"expires_at"})
-    if unknown:
-        problems.append(f"unknown fields: {', '.join(unknown)}")
+    unknown = unknown_fields(body, [*_FIELDS, "expires_at"])
+    if unknown is not None:
+        problems.append(unknown)
     if body.get("name") is None:
         problems.append("name is required")
     fields: dict[str, Any] = {}
@@ -162,14 +169,12 @@ def _new_key_fields(body: Any, now: float) -> tuple[dict, list[str]]:
     return fields, problems
 
 
-async def _json_body(request: Request) -> tuple[Any, Response | None]:
-    raw = await request.read_body(MAX_BODY_BYTES)
-    if raw is None:
-        return None, _error(413, f"request body exceeds the admin API's limit of {MAX_BODY_BYTES} bytes")
+async def _json_body(request: Request) -> Any:
+    raw = await read_bounded(request, MAX_BODY_BYTES, "the admin API's", _NO_STORE)
     try:
-        return json.loads(raw), None
+        return json.loads(raw)
     except ValueError:
-        return None, _error(400, "request body is not valid JSON (UTF-8)")
+        raise _refused(400, "request body is not valid JSON (UTF-8)") from None
 
 
 # --- routes ---------------------------------------------------------------------------
@@ -184,79 +189,86 @@ def _forget(services: Services, key_id: str) -> None:
             del cache[hashed]
 
 
+def _database(services: Services) -> Database:
+    """The D1 database every route but /admin/status reads; Refused (503) without one."""
+    if services.db is None:
+        raise _refused(503, "admin API unavailable: relay has no D1 database bound as DB")
+    return services.db
+
+
 async def _create(request: Request, services: Services, now: float) -> Response:
-    body, problem = await _json_body(request)
-    if problem is not None:
-        return problem
-    fields, problems = _new_key_fields(body, now)
+    db = _database(services)
+    fields, problems = _new_key_fields(await _json_body(request), now)
     if problems:
-        return _error(400, "; ".join(problems))
-    record, key = await key_store.create_key(services.db, now=now, **fields)
-    print(f"relay: admin: created relay key {record['id']}")
+        raise _refused(400, "; ".join(problems))
+    record, key = await key_store.create_key(db, now=now, **fields)
+    log(f"admin: created relay key {record['id']}")
     return _json(201, {"key": key, **record})
 
 
 async def _list(services: Services) -> Response:
-    return _json(200, {"data": await key_store.list_keys(services.db)})
+    return _json(200, {"data": await key_store.list_keys(_database(services))})
 
 
-def _not_found(key_id: str) -> Response:
+def _not_found(key_id: str) -> Refused:
     # Echo only what looks like an id: a key pasted by mistake must not come back.
     shown = f" {key_id}" if _ID.fullmatch(key_id) else ""
-    return _error(404, f"no relay key with id{shown}")
+    return _refused(404, f"no relay key with id{shown}")
 
 
 async def _show(services: Services, key_id: str) -> Response:
-    record = await key_store.get_key(services.db, key_id) if _ID.fullmatch(key_id) else None
-    return _json(200, record) if record else _not_found(key_id)
+    db = _database(services)
+    record = await key_store.get_key(db, key_id) if _ID.fullmatch(key_id) else None
+    if not record:
+        raise _not_found(key_id)
+    return _json(200, record)
 
 
 async def _update(request: Request, services: Services, key_id: str) -> Response:
     """PATCH a key: only its cache_policy may change (null restores relay's default)."""
-    body, problem = await _json_body(request)
-    if problem is not None:
-        return problem
+    db = _database(services)
+    body = await _json_body(request)
     problems: list[str] = []
     if not isinstance(body, dict) or set(body) != {"cache_policy"}:
         problems.append('the body must be {"cache_policy": ...}: only the cache policy of a key can change')
     elif body["cache_policy"] is not None:
         _cache_policy(body["cache_policy"], "cache_policy", problems)
     if problems:
-        return _error(400, "; ".join(problems))
-    record = (
-        await key_store.set_cache_policy(services.db, key_id, body["cache_policy"]) if _ID.fullmatch(key_id) else None
-    )
+        raise _refused(400, "; ".join(problems))
+    record = await key_store.set_cache_policy(db, key_id, body["cache_policy"]) if _ID.fullmatch(key_id) else None
     return _changed(services, key_id, record, "set the cache policy of")
 
 
 async def _revoke(services: Services, key_id: str, now: float) -> Response:
-    record = await key_store.revoke_key(services.db, key_id, now) if _ID.fullmatch(key_id) else None
+    db = _database(services)
+    record = await key_store.revoke_key(db, key_id, now) if _ID.fullmatch(key_id) else None
     return _changed(services, key_id, record, "revoked")
 
 
-def _changed(services: Services, key_id: str, record: dict | None, done: str) -> Response:
+def _changed(services: Services, key_id: str, record: KeyRecord | None, done: str) -> Response:
     """The answer to a change of one key: its record (this isolate forgets its cached
     lookup, so the change applies here at once), or 404 when there is no such key."""
     if record is None:
-        return _not_found(key_id)
+        raise _not_found(key_id)
     _forget(services, key_id)
-    print(f"relay: admin: {done} relay key {key_id}")
+    log(f"admin: {done} relay key {key_id}")
     return _json(200, record)
 
 
 async def _usage(request: Request, services: Services, now: float) -> Response:
+    db = _database(services)
     try:
         query = reports.parse_report_query(request.query, now)
     except reports.BadQuery as problem:
-        return _error(400, str(problem))
-    report = await reports.usage_report(services.db, query)
+        raise _refused(400, str(problem)) from None
+    report = await reports.usage_report(db, query)
     if query.format == "json":
         return _json(200, report)
     return Response(
         200,
         [
             ("content-type", "text/csv; charset=utf-8"),
-            ("cache-control", "no-store"),
+            *_NO_STORE,
             ("content-disposition", f'attachment; filename="{reports.csv_filename(report)}"'),
         ],
         reports.report_csv(report).encode(),
@@ -264,11 +276,12 @@ async def _usage(request: Request, services: Services, now: float) -> Response:
 
 
 async def _requests(request: Request, services: Services) -> Response:
+    db = _database(services)
     try:
         limit, before_id = reports.parse_requests_query(request.query)
     except reports.BadQuery as problem:
-        return _error(400, str(problem))
-    return _json(200, await reports.recent_requests(services.db, limit, before_id))
+        raise _refused(400, str(problem)) from None
+    return _json(200, await reports.recent_requests(db, limit, before_id))
 
 
 async def _status(services: Services) -> Response:
@@ -287,18 +300,17 @@ _PERSON = re.compile(r"p_[0-9a-f]{8}")  # people.upsert_person's ids
 
 
 async def _people(services: Services) -> Response:
-    return _json(200, {"data": await people.list_people(services.db)})
+    return _json(200, {"data": await people.list_people(_database(services))})
 
 
 async def _revoke_person(services: Services, person_id: str, now: float) -> Response:
     """End every session of a signed-in person at once (in this isolate; elsewhere within
     RELAY_KEY_CACHE_SECONDS). They can sign in again unless the IdP no longer lets them."""
-    revoked = await people.revoke_person(services.db, person_id, now) if _PERSON.fullmatch(person_id) else []
+    db = _database(services)
+    revoked = await people.revoke_person(db, person_id, now) if _PERSON.fullmatch(person_id) else []
     for session_id in revoked:
         gateway_sessions.forget(services, session_id)
-    print(
-        f"relay: admin: revoked {len(revoked)} sessions of person {person_id if _PERSON.fullmatch(person_id) else '?'}"
-    )
+    log(f"admin: revoked {len(revoked)} sessions of person {person_id if _PERSON.fullmatch(person_id) else '?'}")
     return _json(200, {"person_id": person_id if _PERSON.fullmatch(person_id) else None, "revoked_sessions": revoked})
 
 
@@ -332,17 +344,15 @@ def _route(request: Request, services: Services, now: float) -> tuple[str, dict[
     return None
 
 
-async def handle(request: Request, settings: Settings, services: Services, now: float | None = None) -> Response:
-    """Answer one request whose path starts with /admin/ (`now`: epoch seconds, for tests)."""
+async def handle(request: Request, settings: Settings, services: Services) -> Response:
+    """Answer one request whose path starts with /admin/; Refused when it may not have one."""
     page = usage_page.serve(request.method, request.path)
     if page is not None:
         return page
-    refusal = _refusal(request.headers, settings)
-    if refusal is not None:
-        return refusal
-    route = _route(request, services, time.time() if now is None else now)
+    _authorize(request.headers, settings)
+    route = _route(request, services, services.clock())
     if route is None:
-        return _error(
+        raise _refused(
             404,
             "no such admin route: the admin API has /admin/keys, /admin/keys/{id}, "
             "/admin/keys/{id}/revoke, /admin/usage, /admin/usage/requests, /admin/status, /admin/people "
@@ -352,7 +362,5 @@ async def handle(request: Request, settings: Settings, services: Services, now: 
     handler = handlers.get(request.method)
     if handler is None:
         allowed = ", ".join(handlers)
-        return _error(405, f"{request.method} is not allowed on {pattern} (allowed: {allowed})", ("allow", allowed))
-    if services.db is None and pattern != "/admin/status":
-        return _error(503, "admin API unavailable: relay has no D1 database bound as DB")
+        raise _refused(405, f"{request.method} is not allowed on {pattern} (allowed: {allowed})", ("allow", allowed))
     return await handler()

@@ -15,7 +15,8 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Sequence
-from typing import Any
+from email.message import Message
+from typing import IO, Any
 
 from relay.prompt_cache.markers import POLICIES
 
@@ -31,11 +32,19 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
     """Refuse redirects: following one would turn a POST into a GET, and a hop to another
     host is not where the admin token was meant to go."""
 
-    def redirect_request(self, req, fp, code, msg, headers, newurl):
+    def redirect_request(
+        self,
+        req: urllib.request.Request,
+        fp: IO[bytes],
+        code: int,
+        msg: str,
+        headers: Message,
+        newurl: str,
+    ) -> urllib.request.Request | None:
         return None
 
 
-def _call(url: str, token: str, method: str, path: str, body: dict | None = None) -> Any:
+def _call(url: str, token: str, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
     """One admin API call; the decoded JSON answer, or CliError with relay's message."""
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(url + path, data=data, method=method)
@@ -83,7 +92,7 @@ def _token(value: str | None) -> str:
     return token
 
 
-def _create_body(args: argparse.Namespace) -> dict:
+def _create_body(args: argparse.Namespace) -> dict[str, Any]:
     fields = {
         "name": args.name,
         "billing_tag": args.tag,

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from relay.http.messages import Headers, Response, Transport, whole_number
+from relay.http.errors import Refused
+from relay.http.messages import Headers, Request, Response, Transport, whole_number
 
 if TYPE_CHECKING:  # deliver imports this module
     from relay.pipeline.deliver import Reader, Streams
@@ -28,6 +29,20 @@ BATCH_BYTES = 1024 * 1024
 def declared_length(headers: Headers) -> int | None:
     """The body's length its content-length declares, or None (none, or not ASCII digits)."""
     return whole_number((headers.get("content-length") or "").strip())
+
+
+def too_large(limit: int, whose: str, headers: tuple[tuple[str, str], ...] = ()) -> Refused:
+    """The 413 for a request body over `limit` bytes, `whose` limit it is ("relay's")."""
+    return Refused(413, f"request body exceeds {whose} limit of {limit} bytes", headers)
+
+
+async def read_bounded(request: Request, limit: int, whose: str, headers: tuple[tuple[str, str], ...] = ()) -> bytes:
+    """The request's body; Refused (413) when it holds more than `limit` bytes (one declared
+    larger is not read at all: request_body)."""
+    body = await request.read_body(limit)
+    if body is None:
+        raise too_large(limit, whose, headers)
+    return body
 
 
 async def read_within(reader: Reader, limit: int) -> tuple[list[bytes], bool]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TypeGuard
+
 from relay.http.errors import error_response
 from relay.http.messages import Headers, Response
 
@@ -25,7 +27,8 @@ def is_preflight(method: str, headers: Headers) -> bool:
     return method == "OPTIONS" and "origin" in headers and "access-control-request-method" in headers
 
 
-def origin_allowed(origin: str | None, allowed: tuple[str, ...]) -> bool:
+def origin_allowed(origin: str | None, allowed: tuple[str, ...]) -> TypeGuard[str]:
+    """Whether an origin was sent and may read relay's answers."""
     return bool(origin) and ("*" in allowed or origin in allowed)
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
+from typing import Any
 
-from relay.http.messages import Response
+from relay.http.messages import Response, json_response
 from relay.http.text_bounds import MESSAGE_CHARS, clip
 
 # Anthropic error types by status, as the Messages API names them.
@@ -18,6 +18,7 @@ _ANTHROPIC_TYPES = {
     413: "request_too_large",
     429: "rate_limit_error",
     500: "api_error",
+    501: "not_supported",
     502: "api_error",
     503: "api_error",
     504: "timeout_error",
@@ -56,19 +57,25 @@ class Refused(Exception):
         return error_response(surface, self.status, self.message, self.headers)
 
 
-def error_response(surface: str, status: int, message: str, headers: tuple[tuple[str, str], ...] = ()) -> Response:
+def anthropic_error_type(status: int) -> str:
+    """The Anthropic API's error type for a status."""
+    return _ANTHROPIC_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
+
+
+def error_response(
+    surface: str, status: int, message: str, headers: tuple[tuple[str, str], ...] = (), kind: str | None = None
+) -> Response:
     """A JSON error body shaped as the surface's SDKs parse it. The message may quote the
     client's text (a model it refuses, a field it cannot translate): it is cut to
-    MESSAGE_CHARS (bounds.py)."""
+    MESSAGE_CHARS (text_bounds.py). `kind`: the Anthropic error type, if not the status's."""
     message = clip(message, MESSAGE_CHARS)
+    payload: dict[str, Any]
     if surface == "openai":
-        kind, code = _OPENAI_TYPES.get(status, ("server_error", None))
-        payload = {"error": {"message": message, "type": kind, "param": None, "code": code}}
+        openai_type, code = _OPENAI_TYPES.get(status, ("server_error", None))
+        payload = {"error": {"message": message, "type": openai_type, "param": None, "code": code}}
     else:
-        kind = _ANTHROPIC_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
+        kind = kind or anthropic_error_type(status)
         payload = {"type": "error", "error": {"type": kind, "message": message}}
-    body = json.dumps(payload).encode()
-    fields = [("content-type", "application/json"), *headers]
     if 400 <= status < 500 and status not in _RETRYABLE_CLIENT_ERRORS:
-        fields.append(("x-should-retry", "false"))
-    return Response(status, fields, body)
+        headers = (*headers, ("x-should-retry", "false"))
+    return json_response(status, payload, headers)

@@ -13,6 +13,13 @@ from collections.abc import Iterable
 
 from relay.http.messages import Headers
 
+
+def bearer_token(headers: Headers) -> str | None:
+    """The token of `Authorization: Bearer <token>` (the scheme in any case), or None."""
+    scheme, _, token = (headers.get("authorization") or "").partition(" ")
+    return (token.strip() or None) if scheme.lower() == "bearer" else None
+
+
 HOP_BY_HOP = frozenset(
     {
         "connection",

@@ -8,15 +8,19 @@ and of every item of the (short) top-level arrays named in `ITEMIZED`. Values ar
 by the stdlib's C scanner; Python runs once per top-level key and per item of those
 arrays, never per byte. The long `messages` array is parsed whole; the spans of its last
 few items, the only ones relay marks, are found afterwards from its end (`last_items`).
+
+The small JSON helpers the rest of relay shares live here too: `dumps` (compact text),
+`loads_or_none` (a frame or body that may not be JSON) and `unknown_fields`.
 """
 
 from __future__ import annotations
 
 import gc
 import json
+import json.decoder
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from json.decoder import scanstring
 from typing import Any
 
 from relay.http.text_bounds import LONE_SURROGATE
@@ -25,17 +29,21 @@ from relay.http.text_bounds import LONE_SURROGATE
 ITEMIZED = frozenset({"tools", "system"})
 # How clients commonly serialise JSON (JavaScript's JSON.stringify, Python's json.dumps):
 # items written this way are found by comparing text, without reading the array again.
+# (separators, ensure_ascii) of each.
 _STYLES = (
-    {"separators": (",", ":"), "ensure_ascii": False},
-    {"separators": (", ", ": "), "ensure_ascii": True},
-    {"separators": (",", ":"), "ensure_ascii": True},
-    {"separators": (", ", ": "), "ensure_ascii": False},
+    ((",", ":"), False),
+    ((", ", ": "), True),
+    ((",", ":"), True),
+    ((", ", ": "), False),
 )
 
 Span = tuple[int, int]  # [start, end) in the text
 
-_scan = json.JSONDecoder().scan_once  # the C scanner: (value, end) of the value at an index
-_space = re.compile(r"[ \t\n\r]*").match
+# The stdlib's C scanners, which typeshed does not describe: (value, end) of the value at an
+# index, and (the string, its end) of a string whose opening quote is just before an index.
+_scan: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+_scanstring: Callable[[str, int], tuple[str, int]] = json.decoder.scanstring  # type: ignore[attr-defined]
+_SPACE = re.compile(r"[ \t\n\r]*")
 
 
 @dataclass
@@ -49,7 +57,8 @@ class Layout:
 
 
 def _skip(text: str, index: int) -> int:
-    return _space(text, index).end()
+    blank = _SPACE.match(text, index)  # always matches, if only nothing
+    return blank.end() if blank is not None else index
 
 
 def _value(text: str, index: int) -> tuple[Any, int]:
@@ -70,14 +79,29 @@ def dumps(document: Any) -> str:
     return json.dumps(document, separators=(",", ":"))
 
 
+def loads_or_none(data: bytes | str) -> Any:
+    """json.loads(data), or None when `data` is not JSON."""
+    try:
+        return json.loads(data)
+    except ValueError:
+        return None
+
+
+def unknown_fields(document: Iterable[str], allowed: Iterable[str]) -> str | None:
+    """ "unknown fields: a, b", naming the fields of `document` (an object's keys) that are
+    not `allowed`, or None when it has none."""
+    unknown = sorted(set(document) - set(allowed))
+    return f"unknown fields: {', '.join(unknown)}" if unknown else None
+
+
 def value_after(text: str, index: int) -> Any:
     """The value that starts at `index`, after any whitespace."""
     return _value(text, _skip(text, index))[0]
 
 
-def items(text: str, start: int) -> tuple[list, list[Span], int]:
+def items(text: str, start: int) -> tuple[list[Any], list[Span], int]:
     """The values and spans of the items of the array at text[start] ('['), and its end."""
-    values: list = []
+    values: list[Any] = []
     spans: list[Span] = []
     index = _skip(text, start + 1)
     if text.startswith("]", index):
@@ -94,17 +118,17 @@ def items(text: str, start: int) -> tuple[list, list[Span], int]:
         index = _skip(text, index + 1)
 
 
-def members(text: str, start: int, layout: Layout | None = None) -> tuple[dict, int]:
+def members(text: str, start: int, layout: Layout | None = None) -> tuple[dict[str, Any], int]:
     """The object at text[start] ('{') and its end. With a layout, note the spans of its
     values, and read the items of the arrays in ITEMIZED one by one, noting theirs."""
-    found: dict = {}
+    found: dict[str, Any] = {}
     index = _skip(text, start + 1)
     if text.startswith("}", index):
         return found, index + 1
     while True:
         if not text.startswith('"', index):
             raise ValueError(f"expected a key at {index}")
-        key, index = scanstring(text, index + 1)
+        key, index = _scanstring(text, index + 1)
         index = _skip(text, index)
         if not text.startswith(":", index):
             raise ValueError(f"expected ':' at {index}")
@@ -140,14 +164,14 @@ def _item_before(text: str, end: int, item: Any, floor: int) -> int | None:
     """Where the array item `item` that ends at `end` starts, if it is written in one of
     the common styles. A match is exact: a shorter suffix of an item's text that is itself
     that whole item cannot exist (it would have to start inside a string and end outside)."""
-    for style in _STYLES:
-        written = json.dumps(item, **style)
+    for separators, ensure_ascii in _STYLES:
+        written = json.dumps(item, separators=separators, ensure_ascii=ensure_ascii)
         if end - len(written) >= floor and text.startswith(written, end - len(written)):
             return end - len(written)
     return None
 
 
-def last_items(text: str, span: Span, values: list, count: int) -> list[Span]:
+def last_items(text: str, span: Span, values: list[Any], count: int) -> list[Span]:
     """The spans of the last `count` items of the array at `span` (its parsed items:
     `values`), found from its end; by reading it item by item if they are written oddly."""
     spans: list[Span] = []

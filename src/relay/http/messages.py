@@ -6,8 +6,9 @@ opaque and hands to the adapter's stream operations (deliver.Streams).
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -20,6 +21,15 @@ def whole_number(text: str) -> int | None:
     None. `str.isdigit()` is no such test: it takes "²", which int() refuses, and "٣",
     which int() reads as 3."""
     return int(text) if _WHOLE_NUMBER.fullmatch(text) else None
+
+
+def content_kind(content_type: str | None) -> str:
+    """What a body's content-type says it is, as relay reads and meters it: "events"
+    (text/event-stream: server-sent events), "json" (any JSON type), or "other"."""
+    kind = (content_type or "").lower()
+    if kind.startswith("text/event-stream"):
+        return "events"
+    return "json" if "json" in kind else "other"
 
 
 class Headers:
@@ -106,6 +116,11 @@ class Response:
     tap: Tap | None = None
 
 
+def json_response(status: int, payload: Any, headers: Iterable[tuple[str, str]] = ()) -> Response:
+    """An answer of relay's own with `payload` as its JSON body."""
+    return Response(status, [("content-type", "application/json"), *headers], json.dumps(payload).encode())
+
+
 class UpstreamUnreachable(Exception):
     """The upstream could not be reached (DNS, connect, TLS, reset before a response)."""
 
@@ -125,5 +140,5 @@ class Transport(Protocol):
     async def discard(self, body: Any) -> None:
         """Drop a response body that will not be passed on, freeing its connection."""
 
-    def chunks(self, body: Any) -> AsyncIterator[bytes]:
+    def chunks(self, body: Any) -> AsyncGenerator[bytes, None]:
         """Read an upstream body in Python, chunk by chunk as it arrives (deliver.chunks)."""

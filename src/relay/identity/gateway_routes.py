@@ -47,8 +47,6 @@ async def handle(request: Request, settings: Settings, services: Services, now: 
         except oauth.BadForm as exc:
             return oauth.oauth_error(exc.status, "invalid_request", exc.description)
     caller = await relay_keys.authenticate(request.headers, settings, services, now)
-    if isinstance(caller, relay_keys.Refusal):
-        raise Refused(caller.status, caller.message)
     if path == managed_settings.PATH:
         if not caller.person_id:
             raise Refused(404, "managed settings are for signed-in people, not relay keys")

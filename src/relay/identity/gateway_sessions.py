@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from relay.http.errors import Refused
 from relay.identity import access_tokens, oidc, people, sealed
 from relay.identity.gateway_settings import GatewaySettings
+from relay.log import log
 from relay.services import Services
 
 SESSION_SECONDS = 90 * 86400  # with the IdP re-checking each refresh
@@ -73,7 +74,7 @@ async def open_session(
         now,
         now + lifetime,
     )
-    print(f"relay: sign-in: session {session_id} opened for person {person['id']}")
+    log(f"sign-in: session {session_id} opened for person {person['id']}")
     return _pair(gateway, issuer, person, session_id, refresh, now)
 
 
@@ -140,7 +141,7 @@ async def refresh(
 async def _end(services: Services, session_id: str, now: float, why: str) -> None:
     await people.revoke_session(people.db_of(services), now, session_id=session_id)
     forget(services, session_id)
-    print(f"relay: sign-in: session {session_id} ended: {why}")
+    log(f"sign-in: session {session_id} ended: {why}")
 
 
 async def revoke_token(gateway: GatewaySettings, services: Services, token: str, now: float) -> None:

@@ -4,7 +4,7 @@ A key is stored only as its SHA-256 hash; the key itself exists once, in the ans
 its creation. The hash never leaves the database: every query selects the public
 columns only, so a record is safe to hand to the admin API as it is.
 
-Times are epoch seconds (float) in, ISO 8601 UTC strings ("2026-11-25T06:30:00Z") out.
+Times are epoch seconds (float) in, ISO 8601 UTC strings out (times.py).
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ import json
 import re
 import secrets
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from typing import TypedDict
 
-from relay.services import Database
+from relay.services import Database, Row
+from relay.times import iso
 
 # Every column but key_hash, in the order records show them.
 _PUBLIC = (
@@ -33,6 +34,22 @@ _PUBLIC = (
     "revoked_at",
 )
 _SELECT = f"SELECT {', '.join(_PUBLIC)} FROM relay_keys"
+
+
+class KeyRecord(TypedDict):
+    """A relay key's public columns (times as ISO 8601 text), as the admin API shows them."""
+
+    id: str
+    name: str
+    billing_tag: str | None
+    allowed_models: list[str]
+    rpm_limit: int | None
+    max_concurrent_streams: int | None
+    monthly_budget_usd: float | None
+    cache_policy: str | None
+    created_at: str
+    expires_at: str | None
+    revoked_at: str | None
 
 
 def key_hash(key: str) -> str:
@@ -59,28 +76,24 @@ def new_id() -> str:
     return "rk_" + secrets.token_hex(4)
 
 
-def iso(moment: float) -> str:
-    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+def _record(row: Row) -> KeyRecord:
+    budget = row.get("monthly_budget_usd")
+    return KeyRecord(
+        id=row["id"],
+        name=row["name"],
+        billing_tag=row.get("billing_tag"),
+        allowed_models=json.loads(row.get("allowed_models") or "[]"),
+        rpm_limit=row.get("rpm_limit"),
+        max_concurrent_streams=row.get("max_concurrent_streams"),
+        monthly_budget_usd=None if budget is None else float(budget),  # D1 hands whole REALs back as ints
+        cache_policy=row.get("cache_policy"),
+        created_at=row["created_at"],
+        expires_at=row.get("expires_at"),
+        revoked_at=row.get("revoked_at"),
+    )
 
 
-def parse_time(text: str) -> float:
-    """Epoch seconds of an ISO 8601 date or time; without an offset it is taken as UTC.
-    Raises ValueError when `text` is not ISO 8601."""
-    when = datetime.fromisoformat(text.strip().upper().replace("Z", "+00:00"))
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return when.timestamp()
-
-
-def _record(row: dict) -> dict:
-    record = {name: row.get(name) for name in _PUBLIC}
-    record["allowed_models"] = json.loads(row.get("allowed_models") or "[]")
-    if record["monthly_budget_usd"] is not None:  # D1 hands whole REALs back as ints
-        record["monthly_budget_usd"] = float(record["monthly_budget_usd"])
-    return record
-
-
-async def _one(db: Database, column: str, value: str) -> dict | None:
+async def _one(db: Database, column: str, value: str) -> KeyRecord | None:
     rows = await db.all(f"{_SELECT} WHERE {column} = ?", (value,))
     return _record(rows[0]) if rows else None
 
@@ -97,7 +110,7 @@ async def create_key(
     monthly_budget_usd: float | None = None,
     cache_policy: str | None = None,
     expires_at: float | None = None,
-) -> tuple[dict, str]:
+) -> tuple[KeyRecord, str]:
     """Store a new key; returns its record and the key itself (which is not stored).
     `now` and `expires_at` are epoch seconds."""
     key = new_key()
@@ -130,31 +143,34 @@ async def create_key(
             # 32-bit ids can collide (rarely); anything else is not ours to retry.
             if attempt == 2 or await get_key(db, key_id) is None:
                 raise
-    return await get_key(db, key_id), key
+    record = await get_key(db, key_id)
+    if record is None:  # D1 took the row: it is there to read
+        raise LookupError(f"relay key {key_id} was stored but cannot be read back")
+    return record, key
 
 
-async def find_by_hash(db: Database, hashed: str) -> dict | None:
+async def find_by_hash(db: Database, hashed: str) -> KeyRecord | None:
     """The record of the key with this hash (for authentication), or None."""
     return await _one(db, "key_hash", hashed)
 
 
-async def get_key(db: Database, key_id: str) -> dict | None:
+async def get_key(db: Database, key_id: str) -> KeyRecord | None:
     return await _one(db, "id", key_id)
 
 
-async def list_keys(db: Database) -> list[dict]:
+async def list_keys(db: Database) -> list[KeyRecord]:
     """Every key, oldest first (rowid keeps creation order within one second)."""
     return [_record(row) for row in await db.all(f"{_SELECT} ORDER BY created_at, rowid")]
 
 
-async def revoke_key(db: Database, key_id: str, now: float) -> dict | None:
+async def revoke_key(db: Database, key_id: str, now: float) -> KeyRecord | None:
     """Revoke a key and return its record (None if there is no such key). Revoking
     again keeps the first revocation time."""
     await db.run("UPDATE relay_keys SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?", (iso(now), key_id))
     return await get_key(db, key_id)
 
 
-async def set_cache_policy(db: Database, key_id: str, policy: str | None) -> dict | None:
+async def set_cache_policy(db: Database, key_id: str, policy: str | None) -> KeyRecord | None:
     """Set a key's prompt-cache policy (None: the relay default) and return its record
     (None if there is no such key)."""
     await db.run("UPDATE relay_keys SET cache_policy = ? WHERE id = ?", (policy, key_id))
@@ -195,6 +211,43 @@ USAGE_COLUMNS = (
     "person_email",
     "group_name",
 )
+
+
+class UsageRow(TypedDict):
+    """One request's audit row (meter.py makes it), its columns as USAGE_COLUMNS names them."""
+
+    created_at: str
+    day: str
+    key_id: str | None
+    billing_tag: str | None
+    session_id: str | None
+    client: str | None
+    surface: str
+    provider: str | None
+    upstream_key_id: str | None
+    method: str
+    path: str
+    model_requested: str | None
+    model_served: str | None
+    stream: int
+    status: int
+    error_type: str | None
+    input_tokens: int | None
+    output_tokens: int | None
+    cache_creation_tokens: int | None
+    cache_creation_1h_tokens: int | None
+    cache_read_tokens: int | None
+    usage_basis: str | None
+    cache_markers_added: int
+    ttfb_ms: int
+    total_ms: int
+    cost_usd: float | None
+    cache_savings_usd: float | None
+    person_id: str | None  # a signed-in person (identity/gateway_sessions.py), their email and group
+    person_email: str | None
+    group_name: str | None
+
+
 # Rows arrive as one JSON array of arrays (one bound parameter, whatever their number: D1
 # allows 100 per statement), which SQLite's json_each unpacks.
 _INSERT_USAGE = (
@@ -204,7 +257,7 @@ _INSERT_USAGE = (
 )
 
 
-async def insert_usage(db: Database, *rows: dict) -> None:
+async def insert_usage(db: Database, *rows: UsageRow) -> None:
     """Any number of rows in one statement: one D1 call, and one crossing of the runtime's
     boundary rather than a prepared statement per row."""
     values = [[row.get(name) for name in USAGE_COLUMNS] for row in rows]

@@ -18,6 +18,7 @@ from relay.http.messages import Request, Response
 from relay.identity import access_tokens, gateway_sessions, oidc, people
 from relay.identity.gateway_settings import GatewaySettings
 from relay.limits import key_limits
+from relay.log import log
 from relay.services import Services
 
 METADATA_PATH = "/.well-known/oauth-authorization-server"
@@ -173,7 +174,7 @@ async def token(request: Request, gateway: GatewaySettings, services: Services, 
         except gateway_sessions.InvalidGrant as exc:
             return oauth_error(401, "invalid_grant", str(exc))
         except oidc.IdpError as exc:
-            print(f"relay: sign-in: refresh not checked with the identity provider: {exc}")
+            log(f"sign-in: refresh not checked with the identity provider: {exc}")
             return oauth_error(503, "temporarily_unavailable", "the identity provider cannot be reached; try again")
         return _tokens(pair)
     if not grant_type:

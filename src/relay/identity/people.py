@@ -13,9 +13,9 @@ import json
 import secrets
 from typing import Any
 
-from relay.identity.key_store import iso
 from relay.identity.oidc import Identity
 from relay.services import Database, Services
+from relay.times import iso
 
 _PEOPLE = "id, email, name, groups, created_at, seen_at"
 Row = dict[str, Any]

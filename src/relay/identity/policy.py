@@ -16,7 +16,7 @@ On a known route the body must let relay read what it checks:
 - the usage, if the key has a budget: no `background` response (it runs after the answer,
   unmetered), no stream told not to report usage (`include_usage: false`);
 - the price, if the key has a budget: a model relay cannot price is recorded at no cost,
-  so a budget key may not ask for one (`price_refusal`), nor leave the model to a stored
+  so a budget key may not ask for one (`check_price`), nor leave the model to a stored
   prompt or an earlier response, which would choose it after relay has let the request go;
 - one value per field, as UTF-8 JSON, `stream` a boolean: the upstream must read what
   relay read (a parser taking the first of two `model` fields, or `"stream": "true"` for
@@ -31,6 +31,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from relay.http.errors import Refused
 from relay.http.json_spans import Layout
 from relay.identity.relay_keys import Caller
 from relay.pipeline.endpoints import FREE_ENDPOINTS, STREAM_USAGE_OPTION, Route, known_endpoints
@@ -58,48 +59,52 @@ def _and(words: list[str]) -> str:
     return ", ".join(words[:-1]) + " and " + words[-1] if len(words) > 1 else words[0]
 
 
-def endpoint_refusal(caller: Caller, route: Route, method: str, path: str) -> str | None:
-    """Why this key may not use this endpoint (a 403), or None when it may."""
+def check_endpoint(caller: Caller, route: Route, method: str, path: str) -> None:
+    """Refused (403) when this key may not use this endpoint."""
     kinds = _kinds(caller)
     if route.known or not kinds:
-        return None
-    return (
+        return
+    raise Refused(
+        403,
         f"relay key {caller.key_id} has {_and([limit for limit, _ in kinds])}, so it may use only the "
         f"endpoints whose {_and([read for _, read in kinds])} relay reads ({known_endpoints(route.surface)}); "
-        f"{method} {path} is not one of them"
+        f"{method} {path} is not one of them",
     )
 
 
-def body_refusal(caller: Caller, route: Route, parsed: Any, layout: Layout | None) -> tuple[int, str] | None:
-    """(status, message) when this key may not send this JSON body, else None."""
+def check_body(caller: Caller, route: Route, parsed: Any, layout: Layout | None) -> None:
+    """Refused (400: relay cannot tell what the upstream would read; 403: the key may not
+    ask for it) when this key may not send this JSON body."""
     if not route.json_body:
-        return None
+        return
     model = parsed.get("model")
     model = model if isinstance(model, str) else None
     if limited(caller):
         problem = _unclear(caller, parsed, layout)
         if problem is not None:
-            return 400, problem
+            raise Refused(400, problem)
     if not caller.may_use(model):
         # The gateway protocol answers a signed-in person's denied model with 400
         # invalid_request_error (Claude Code shows it); a relay key gets 403 as before.
         status = 400 if caller.person_id else 403
         who = f"group {caller.group}" if caller.person_id else f"relay key {caller.key_id}"
         if model is None:
-            return status, (
+            raise Refused(
+                status,
                 f"{who} may use only the models {', '.join(caller.allowed_models)}, "
                 f"and this request names no model (a stored prompt or an earlier response would "
-                f'choose one relay cannot check): give "model"'
+                f'choose one relay cannot check): give "model"',
             )
-        return status, f"{who} may not use model {model}"
+        raise Refused(status, f"{who} may not use model {model}")
     if caller.monthly_budget_usd is not None:
         unmetered = _unmetered(route, parsed)
         if unmetered is not None:
-            return 403, f"relay key {caller.key_id} has a monthly budget, so relay must read the cost of {unmetered}"
-    return None
+            raise Refused(
+                403, f"relay key {caller.key_id} has a monthly budget, so relay must read the cost of {unmetered}"
+            )
 
 
-def _unclear(caller: Caller, parsed: dict, layout: Layout | None) -> str | None:
+def _unclear(caller: Caller, parsed: dict[str, Any], layout: Layout | None) -> str | None:
     """Why the upstream might read this body otherwise than relay did, or None."""
     if layout is None:
         return f"relay reads the requests of key {caller.key_id} as UTF-8 JSON, and this body is not"
@@ -114,7 +119,7 @@ def _unclear(caller: Caller, parsed: dict, layout: Layout | None) -> str | None:
     return None
 
 
-def _unmetered(route: Route, parsed: dict) -> str | None:
+def _unmetered(route: Route, parsed: dict[str, Any]) -> str | None:
     """What in this request relay could not meter, or None."""
     if parsed.get("background") not in (None, False):
         return "each request: a background response runs after the answer, where relay cannot see it"
@@ -126,27 +131,28 @@ def _unmetered(route: Route, parsed: dict) -> str | None:
     return None
 
 
-def price_refusal(
-    caller: Caller, route: Route, model: str | None, targets: Sequence[Target], prices: tuple = ()
-) -> str | None:
-    """Why a budget key may not send this request (a 403): a model that may serve it has no
-    price (RELAY_PRICES, then the built-in table), so its cost would count nothing against
-    the budget; or it names no model to price. None when every target's model is priced, or
-    the endpoint costs nothing."""
+def check_price(
+    caller: Caller, route: Route, model: str | None, targets: Sequence[Target], prices: pricing.Prices = ()
+) -> None:
+    """Refused (403) when a budget key may not send this request: a model that may serve it
+    has no price (RELAY_PRICES, then the built-in table), so its cost would count nothing
+    against the budget; or it names no model to price. Passes when every target's model is
+    priced, or the endpoint costs nothing."""
     if caller.monthly_budget_usd is None or not route.json_body or route.upstream_path in FREE_ENDPOINTS:
-        return None
+        return
     budget = f"relay key {caller.key_id} has a monthly budget"
     if model is None:
-        return (
+        raise Refused(
+            403,
             f"{budget}, so relay must price each request before sending it, and this request names no model "
-            f'(a stored prompt or an earlier response would choose one): give "model"'
+            f'(a stored prompt or an earlier response would choose one): give "model"',
         )
     for target in targets:
         served = target.model or model
-        if pricing.price_of(served, prices) is None:
+        if pricing.price_of(served, prices, target.provider.name) is None:
             via = "" if served == model else f" (what provider {target.provider.name} serves for {model})"
-            return (
+            raise Refused(
+                403,
                 f"{budget}, and relay has no price for model {served}{via}: its cost would count nothing "
-                f"against the budget (RELAY_PRICES can give it one)"
+                f"against the budget (RELAY_PRICES can give it one)",
             )
-    return None

@@ -19,18 +19,24 @@ import fnmatch
 import functools
 import hmac
 from dataclasses import dataclass
-from typing import Any
+from typing import TypeVar
 
+from relay import times
 from relay.config import Settings
+from relay.http.errors import Refused
+from relay.http.headers import bearer_token
 from relay.http.messages import Headers
 from relay.identity import access_tokens, gateway_sessions, key_store
-from relay.services import Services
+from relay.identity.key_store import KeyRecord
+from relay.services import Database, IsolateState, Services
 
 # Bounds per isolate on the records cached (no more than D1 holds) and on the misses (few
 # are needed: they spare a client that retries a bad key a query each time). Past its
 # bound, a cache drops its oldest entry.
 RECORDS_CACHED = 10_000
 MISSES_CACHED = 1_000
+
+_Entry = TypeVar("_Entry")
 
 
 @dataclass(frozen=True)
@@ -58,19 +64,12 @@ class Caller:
         return model is not None and any(fnmatch.fnmatchcase(model, pattern) for pattern in self.allowed_models)
 
 
-@dataclass(frozen=True)
-class Refusal:
-    status: int
-    message: str
-
-
 def presented_key(headers: Headers, surface: str = "anthropic") -> str | None:
     """The key from `x-api-key` (Anthropic SDKs) or `Authorization: Bearer` (OpenAI SDKs,
     Claude Code with ANTHROPIC_AUTH_TOKEN). A client that sends both is read in its own
     API's way: `x-api-key` first on the Anthropic surface, the bearer token on OpenAI's."""
     api_key = (headers.get("x-api-key") or "").strip() or None
-    scheme, _, token = (headers.get("authorization") or "").partition(" ")
-    bearer = token.strip() if scheme.lower() == "bearer" and token.strip() else None
+    bearer = bearer_token(headers)
     return (bearer or api_key) if surface == "openai" else (api_key or bearer)
 
 
@@ -88,15 +87,14 @@ def _hashes(static_keys: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(key_store.key_hash(key) for key in static_keys)
 
 
-async def _record(hashed: str, settings: Settings, services: Services, now: float) -> dict | None:
-    state = services.state
+async def _record(hashed: str, settings: Settings, db: Database, state: IsolateState, now: float) -> KeyRecord | None:
     cached = state.relay_keys.get(hashed)
     if cached is not None and now - cached[1] < settings.key_cache_seconds:
         return cached[0]
     missed = state.unknown_keys.get(hashed)
     if missed is not None and now - missed < settings.key_cache_seconds:
         return None
-    record = await key_store.find_by_hash(services.db, hashed)
+    record = await key_store.find_by_hash(db, hashed)
     if record is None:
         state.relay_keys.pop(hashed, None)
         _remember(state.unknown_keys, hashed, now, MISSES_CACHED)
@@ -106,7 +104,7 @@ async def _record(hashed: str, settings: Settings, services: Services, now: floa
     return record
 
 
-def _remember(cache: dict, hashed: str, entry: Any, limit: int) -> None:
+def _remember(cache: dict[str, _Entry], hashed: str, entry: _Entry, limit: int) -> None:
     """`entry` as the newest of `cache` (a dict keeps insertion order), the oldest dropped past `limit`."""
     cache.pop(hashed, None)
     cache[hashed] = entry
@@ -116,10 +114,12 @@ def _remember(cache: dict, hashed: str, entry: Any, limit: int) -> None:
 
 async def authenticate(
     headers: Headers, settings: Settings, services: Services, now: float, surface: str = "anthropic"
-) -> Caller | Refusal:
+) -> Caller:
+    """The caller a request's relay key names; raises Refused (401) for a missing, unknown,
+    revoked or expired key."""
     key = presented_key(headers, surface)
     if not key:
-        return Refusal(401, "missing relay key: send it as x-api-key or Authorization: Bearer")
+        raise Refused(401, "missing relay key: send it as x-api-key or Authorization: Bearer")
     if settings.gateway is not None and access_tokens.has_token_form(key):
         return await _person(key, settings, services, now)
     hashed = key_store.key_hash(key)
@@ -127,22 +127,23 @@ async def authenticate(
     if static is not None:
         return static
     if not key_store.has_key_form(key):
-        return Refusal(401, "invalid relay key")
-    record = await _record(hashed, settings, services, now) if services.db is not None else None
+        raise Refused(401, "invalid relay key")
+    record = await _record(hashed, settings, services.db, services.state, now) if services.db is not None else None
     if record is None:
-        return Refusal(401, "invalid relay key")
-    if record.get("revoked_at"):
-        return Refusal(401, f"relay key {record['id']} has been revoked")
-    if record.get("expires_at") and key_store.parse_time(record["expires_at"]) <= now:
-        return Refusal(401, f"relay key {record['id']} has expired")
+        raise Refused(401, "invalid relay key")
+    if record["revoked_at"]:
+        raise Refused(401, f"relay key {record['id']} has been revoked")
+    expires_at = record["expires_at"]
+    if expires_at and times.parse_time(expires_at) <= now:
+        raise Refused(401, f"relay key {record['id']} has expired")
     return Caller(
         key_id=record["id"],
-        billing_tag=record.get("billing_tag"),
-        allowed_models=tuple(record.get("allowed_models") or ()),
-        rpm_limit=record.get("rpm_limit"),
-        max_concurrent_streams=record.get("max_concurrent_streams"),
-        monthly_budget_usd=record.get("monthly_budget_usd"),
-        cache_policy=record.get("cache_policy"),
+        billing_tag=record["billing_tag"],
+        allowed_models=tuple(record["allowed_models"]),
+        rpm_limit=record["rpm_limit"],
+        max_concurrent_streams=record["max_concurrent_streams"],
+        monthly_budget_usd=record["monthly_budget_usd"],
+        cache_policy=record["cache_policy"],
     )
 
 

@@ -30,6 +30,7 @@ from relay.identity.oauth import (
     read_form,
     within_rate,
 )
+from relay.log import log
 from relay.services import Services
 
 COOKIE = "relay_signin"
@@ -126,7 +127,7 @@ async def submit(request: Request, gateway: GatewaySettings, services: Services,
     try:
         target = await oidc.authorization_url(gateway, services, state, base_url(request, gateway) + CALLBACK_PATH, now)
     except oidc.IdpError as exc:
-        print(f"relay: sign-in: {exc}")
+        log(f"sign-in: {exc}")
         return _page(502, "Sign-in unavailable", "<p>relay cannot reach the identity provider. Try again later.</p>")
     return Response(302, [("location", target), ("cache-control", "no-store"), ("referrer-policy", "no-referrer")], b"")
 
@@ -148,15 +149,15 @@ async def callback(request: Request, gateway: GatewaySettings, services: Service
     try:
         grant = await oidc.exchange_code(gateway, services, query["code"], state, redirect_uri, now)
     except oidc.Refused as exc:
-        print(f"relay: sign-in: the identity provider refused the code ({exc})")
+        log(f"sign-in: the identity provider refused the code ({exc})")
         return _page(403, "Sign-in not completed", "<p>The identity provider refused the sign-in.</p>" + start_again)
     except oidc.InvalidIdToken as exc:
-        print(f"relay: sign-in: ID token refused: {exc}")
+        log(f"sign-in: ID token refused: {exc}")
         return _page(
             403, "Sign-in not completed", "<p>The identity provider's answer did not verify.</p>" + start_again
         )
     except oidc.IdpError as exc:
-        print(f"relay: sign-in: {exc}")
+        log(f"sign-in: {exc}")
         return _page(502, "Sign-in unavailable", "<p>relay cannot reach the identity provider. Try again later.</p>")
     identity = grant.identity
     assert identity is not None  # exchange_code always checks an ID token

@@ -19,11 +19,12 @@ it, so a busy key cannot overspend by more than other isolates' last few seconds
 from __future__ import annotations
 
 import secrets
-import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import TypedDict
 
-from relay.identity import key_store
+from relay import times
+from relay.http.errors import Refused
 from relay.services import Database, IsolateState, RateLimiter
 
 # After this long an open-stream row no longer counts (an isolate may have died with it).
@@ -43,7 +44,7 @@ def tier_for(rpm: int, tiers: Mapping[int, RateLimiter]) -> int | None:
     return max(fitting) if fitting else None
 
 
-async def retry_after(key_id: str, rpm: int, tiers: Mapping[int, RateLimiter]) -> int | None:
+async def retry_after(key_id: str, rpm: int, tiers: Mapping[int, RateLimiter], now: float) -> int | None:
     """Count one request of `key_id`: None when allowed, else seconds to wait before retrying.
 
     The wait is an estimate: the time left in the current minute window.
@@ -53,7 +54,24 @@ async def retry_after(key_id: str, rpm: int, tiers: Mapping[int, RateLimiter]) -
         return PERIOD_SECONDS
     if await tiers[tier].allow(key_id):
         return None
-    return max(1, PERIOD_SECONDS - int(time.time()) % PERIOD_SECONDS)
+    return max(1, PERIOD_SECONDS - int(now) % PERIOD_SECONDS)
+
+
+async def check_rate(key_id: str, rpm: int, tiers: Mapping[int, RateLimiter], now: float) -> None:
+    """Count one request of `key_id`; Refused (429, with retry-after) when it is over `rpm`."""
+    wait = await retry_after(key_id, rpm, tiers, now)
+    if wait is not None:
+        raise Refused(
+            429, f"relay key {key_id} is over its limit of {rpm} requests per minute", (("retry-after", str(wait)),)
+        )
+
+
+async def take_stream_slot(db: Database, key_id: str, limit: int, now: float) -> str:
+    """One of the key's `limit` stream slots (`open_stream`); Refused (429) when all are taken."""
+    slot = await open_stream(db, key_id, limit, now)
+    if slot is None:
+        raise Refused(429, f"relay key {key_id} already has {limit} streams open, its limit", (("retry-after", "1"),))
+    return slot
 
 
 async def open_stream(db: Database, key_id: str, limit: int, now: float) -> str | None:
@@ -69,8 +87,18 @@ async def open_stream(db: Database, key_id: str, limit: int, now: float) -> str 
     return slot if taken else None
 
 
-async def close_stream(db: Database, slot: str) -> None:
-    await db.run("DELETE FROM open_streams WHERE id = ? OR started_at < ?", (slot, time.time() - STREAM_MAX_SECONDS))
+async def close_stream(db: Database, slot: str, now: float) -> None:
+    """Free the slot, and any other that has lapsed (STREAM_MAX_SECONDS before `now`)."""
+    await db.run("DELETE FROM open_streams WHERE id = ? OR started_at < ?", (slot, now - STREAM_MAX_SECONDS))
+
+
+class MonthSpend(TypedDict):
+    """A key's spend this month as one isolate knows it (IsolateState.spend)."""
+
+    month: float  # the month's start (month_start)
+    read_at: float  # when `spent` was read from D1
+    spent: float  # the sum of its audit rows then
+    since: float  # what this isolate has recorded since
 
 
 def month_start(now: float) -> float:
@@ -85,10 +113,21 @@ async def spent_this_month(db: Database, state: IsolateState, key_id: str, now: 
     if cached is None or cached["month"] != start or now - cached["read_at"] >= cache_seconds:
         rows = await db.all(
             "SELECT COALESCE(SUM(cost_usd), 0) AS spent FROM usage WHERE key_id = ? AND created_at >= ?",
-            (key_id, key_store.iso(start)),
+            (key_id, times.iso(start)),
         )
-        cached = state.spend[key_id] = {"month": start, "read_at": now, "spent": float(rows[0]["spent"]), "since": 0.0}
+        cached = state.spend[key_id] = MonthSpend(month=start, read_at=now, spent=float(rows[0]["spent"]), since=0.0)
     return cached["spent"] + cached["since"]
+
+
+async def check_budget(
+    db: Database, state: IsolateState, key_id: str, budget: float, now: float, cache_seconds: int
+) -> None:
+    """Refused (402) when the key has spent its monthly `budget` (dollars) this month."""
+    spent = await spent_this_month(db, state, key_id, now, cache_seconds)
+    if spent >= budget:
+        raise Refused(
+            402, f"relay key {key_id} has spent its monthly budget of ${budget:.2f} (${spent:.2f} this month)"
+        )
 
 
 def note_spend(state: IsolateState, key_id: str | None, cost: float | None) -> None:

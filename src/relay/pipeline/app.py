@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from typing import Any
 
 from relay.admin import api
 from relay.config import ConfigError, Settings, settings_for
 from relay.http import cors, json_spans
-from relay.http.bodies import declared_length
+from relay.http.bodies import declared_length, read_bounded, too_large
 from relay.http.errors import Refused, error_response
 from relay.http.messages import Headers, Request, Response
 from relay.identity import gateway_routes, policy, relay_keys
 from relay.limits import key_limits
+from relay.log import log
 from relay.pipeline.endpoints import STREAM_USAGE_OPTION, Route, is_safe_path, resolve, surface_of, variant_of
 from relay.pipeline.session import session_id
 from relay.prompt_cache import markers
@@ -33,9 +33,9 @@ async def handle(request: Request, env: Mapping[str, str | None], services: Serv
     surface = surface_of(request.path)
     try:
         settings = settings_for(env, services.state)
-    except ConfigError as exc:
-        print(f"relay: configuration error: {exc}")
-        return error_response(surface, 500, f"relay is misconfigured: {exc}")
+    except ConfigError as exc:  # a Refused (500), answered before CORS: its settings are what failed
+        log(f"configuration error: {exc.problem}")
+        return exc.response(surface)
     origin = request.headers.get("origin")
     if cors.is_preflight(request.method, request.headers):
         return cors.preflight(request.headers, settings.cors_origins, surface)
@@ -48,7 +48,7 @@ async def handle(request: Request, env: Mapping[str, str | None], services: Serv
     elif request.path.startswith("/admin/"):
         response = await _guarded(api.handle(request, settings, services), surface)
     elif gateway_routes.serves(settings, request.path):
-        response = await _guarded(gateway_routes.handle(request, settings, services, time.time()), surface)
+        response = await _guarded(gateway_routes.handle(request, settings, services, services.clock()), surface)
     else:
         route = resolve(request.method, request.path)
         if route is None:
@@ -66,20 +66,22 @@ async def handle(request: Request, env: Mapping[str, str | None], services: Serv
             response.tap = meter.Meter(
                 exchange,
                 response.status,
-                Headers(response.headers).get("content-type") or "",
+                Headers(response.headers).get("content-type"),
                 services,
                 settings.prices,
             )
     return cors.decorate(response, origin, settings.cors_origins)
 
 
-async def _guarded(answer, surface: str) -> Response:
+async def _guarded(answer: Awaitable[Response], surface: str) -> Response:
+    """`answer`, or relay's refusal of the request (Refused, raised wherever its reason is
+    found), or a 500 that shows no trace, each in the client's format."""
     try:
         return await answer
     except Refused as refused:
         return refused.response(surface)
     except Exception:
-        print("relay: internal error\n" + traceback.format_exc())
+        log("internal error\n" + traceback.format_exc())
         return error_response(surface, 500, "relay failed to handle this request")
 
 
@@ -87,72 +89,40 @@ async def _api(
     request: Request, route: Route, settings: Settings, services: Services, exchange: meter.Exchange
 ) -> Response:
     """One API request: who calls, within which limits, with what body; then the upstream.
-    Each step records what it learns on `exchange`, for the audit row."""
+    Each step records what it learns on `exchange`, for the audit row, and raises Refused
+    when the request may not go on."""
     surface = route.surface
-    now = time.time()
+    now = services.clock()
     caller = await relay_keys.authenticate(request.headers, settings, services, now, surface)
-    if isinstance(caller, relay_keys.Refusal):
-        return error_response(surface, caller.status, caller.message)
     exchange.key_id, exchange.billing_tag = caller.key_id, caller.billing_tag
     exchange.person_id, exchange.person_email, exchange.group_name = caller.person_id, caller.person_email, caller.group
     if services.limiters:
-        rpm = caller.rpm_limit or settings.default_rpm
-        wait = await key_limits.retry_after(caller.key_id, rpm, services.limiters)
-        if wait is not None:
-            return error_response(
-                surface,
-                429,
-                f"relay key {caller.key_id} is over its limit of {rpm} requests per minute",
-                (("retry-after", str(wait)),),
-            )
+        await key_limits.check_rate(caller.key_id, caller.rpm_limit or settings.default_rpm, services.limiters, now)
     if caller.monthly_budget_usd is not None and services.db is not None:
-        spent = await key_limits.spent_this_month(
-            services.db, services.state, caller.key_id, now, settings.key_cache_seconds
+        await key_limits.check_budget(
+            services.db, services.state, caller.key_id, caller.monthly_budget_usd, now, settings.key_cache_seconds
         )
-        if spent >= caller.monthly_budget_usd:
-            return error_response(
-                surface,
-                402,
-                f"relay key {caller.key_id} has spent its monthly budget of "
-                f"${caller.monthly_budget_usd:.2f} (${spent:.2f} this month)",
-            )
-
-    refusal = policy.endpoint_refusal(caller, route, request.method, request.path)
-    if refusal is not None:
-        return error_response(surface, 403, refusal)
+    policy.check_endpoint(caller, route, request.method, request.path)
     lists_models = model_list.answers(surface, request.method, route.upstream_path)
     if settings.routes.configured and lists_models:
         return model_list.response(surface, settings.routes, caller.may_use)
-    body, parsed, shape, problem = await _read_body(request, route, settings.max_body_bytes)
-    if problem is not None:
-        return problem
+    body, parsed, shape = await _read_body(request, route, settings.max_body_bytes)
     model = parsed.get("model") if isinstance(parsed, dict) else None
     model = model if isinstance(model, str) else None
     exchange.model_requested = model
     exchange.stream = isinstance(parsed, dict) and parsed.get("stream") is True
     exchange.session_id = session_id(request.headers, parsed)
-    problem = policy.body_refusal(caller, route, parsed, shape)
-    if problem is not None:
-        return error_response(surface, *problem)
+    policy.check_body(caller, route, parsed, shape)
     targets = settings.routes.targets(surface, model, exchange.session_id)
-    unpriced = policy.price_refusal(caller, route, model, targets, settings.prices)
-    if unpriced is not None:
-        return error_response(surface, 403, unpriced)
+    policy.check_price(caller, route, model, targets, settings.prices)
     if exchange.stream and caller.max_concurrent_streams and services.db is not None:
-        exchange.stream_slot = await key_limits.open_stream(
+        exchange.stream_slot = await key_limits.take_stream_slot(
             services.db, caller.key_id, caller.max_concurrent_streams, now
         )
-        if exchange.stream_slot is None:
-            return error_response(
-                surface,
-                429,
-                f"relay key {caller.key_id} already has {caller.max_concurrent_streams} streams open, its limit",
-                (("retry-after", "1"),),
-            )
-    if route.upstream_path == MESSAGES_PATH and shape is not None:
+    if route.upstream_path == MESSAGES_PATH and body is not None and shape is not None:
         injection = markers.add_markers(body, parsed, shape, caller.cache_policy or settings.cache_policy)
         body, exchange.cache_markers_added = injection.body, injection.markers_added
-    if exchange.stream and surface == "openai" and route.upstream_path in STREAM_USAGE_OPTION:
+    if exchange.stream and body is not None and surface == "openai" and route.upstream_path in STREAM_USAGE_OPTION:
         body = meter.ask_for_usage(body, parsed)
     answer = await forward(request, route, body, targets, services, exchange, now, settings.upstream_timeout)
     if lists_models and caller.person_id and caller.allowed_models:
@@ -160,30 +130,21 @@ async def _api(
     return answer
 
 
-async def _read_body(
-    request: Request, route: Route, limit: int
-) -> tuple[bytes | None, Any, json_spans.Layout | None, Response | None]:
+async def _read_body(request: Request, route: Route, limit: int) -> tuple[bytes | None, Any, json_spans.Layout | None]:
     """The body, for JSON routes its parsed form and layout (where its parts lie in the
-    text); or the error that stops it: too large (413) or not the JSON object the route
-    needs (400)."""
-
-    def too_large() -> Response:
-        return error_response(route.surface, 413, f"request body exceeds relay's limit of {limit} bytes")
-
-    declared = declared_length(request.headers)
-    if declared is not None and declared > limit:
-        return None, None, None, too_large()
+    text). Refused when it is too large (413) or not the JSON object the route needs (400)."""
     if request.method in ("GET", "HEAD"):
-        return None, None, None, None
-    body = await request.read_body(limit)
-    if body is None:
-        return None, None, None, too_large()
+        declared = declared_length(request.headers)
+        if declared is not None and declared > limit:
+            raise too_large(limit, "relay's")
+        return None, None, None
+    body = await read_bounded(request, limit, "relay's")
     if not route.json_body:
-        return body, None, None, None
+        return body, None, None
     try:
         parsed, shape = json_spans.loads(body)
     except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
-        return None, None, None, error_response(route.surface, 400, "request body is not valid JSON (UTF-8)")
+        raise Refused(400, "request body is not valid JSON (UTF-8)") from None
     if not isinstance(parsed, dict):
-        return None, None, None, error_response(route.surface, 400, "request body must be a JSON object")
-    return body, parsed, shape, None
+        raise Refused(400, "request body must be a JSON object")
+    return body, parsed, shape

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any, Protocol
 
 from relay.http.bodies import BATCH_BYTES, declared_length, read_within
 from relay.http.errors import error_response
-from relay.http.messages import Headers, Response, Tap, UpstreamBody
+from relay.http.messages import Headers, Response, Tap, UpstreamBody, content_kind
+from relay.log import log
 from relay.pipeline.endpoints import surface_of
 
 # The largest JSON answer relay reads whole before passing it on; a larger one is passed on
@@ -95,15 +96,15 @@ async def deliver(response: Response, path: str, streams: Streams, defer: Callab
     body, tap = response.body, response.tap
     if isinstance(body, UpstreamBody) and tap is not None:
         fields = Headers(response.headers)
-        kind = (fields.get("content-type") or "").lower()
-        if kind.startswith("text/event-stream"):
+        kind = content_kind(fields.get("content-type"))
+        if kind == "events":
             return _with_body(response, _observed(body, tap, streams, defer))
-        if "json" not in kind:
+        if kind != "json":
             return _with_body(response, _watched(body, tap, streams, defer))
         try:
             read = await _read_json(body, fields, streams)
         except Exception as exc:  # the upstream broke off mid-answer
-            print(f"relay: upstream body ended with {type(exc).__name__}")
+            log(f"upstream body ended with {type(exc).__name__}")
             response = _broken_off(response, path)
             tap.status = response.status  # the row tells what the client got
             read = response.body
@@ -157,7 +158,7 @@ def _broken_off(response: Response, path: str) -> Response:
 
 
 def _from_python(
-    chunks: AsyncIterator[bytes], tap: Tap | None, streams: Streams, defer: Callable[[Awaitable[Any]], None]
+    chunks: AsyncGenerator[bytes, None], tap: Tap | None, streams: Streams, defer: Callable[[Awaitable[Any]], None]
 ) -> Any:
     """A stream that relay's own async iterator fills as the client reads it; when the
     client hangs up, the pump stops (and closing the iterator cancels the upstream)."""
@@ -256,7 +257,8 @@ async def _observe(copy: Any, piping: Awaitable[None], upstream: UpstreamBody, t
     off, the copy keeps what had arrived up to the cut: the provider's final count of the
     output never came, and the row counts the output from what did (usage.py)."""
     client_gone = False
-    rest = None
+    rest: Awaitable[tuple[bytes, str | None]] | None = None
+    failure: str | None = None
     try:
         reader = streams.reader(copy)
         seen = b""
@@ -282,7 +284,7 @@ async def _observe(copy: Any, piping: Awaitable[None], upstream: UpstreamBody, t
         received, failure = await rest
         tap.feed(received)
     if failure is not None and not client_gone:
-        print(f"relay: upstream body ended with {failure}")
+        log(f"upstream body ended with {failure}")
     await tap.finish(client_gone)
 
 
@@ -291,7 +293,7 @@ def _has_an_event(data: bytes) -> bool:
     return b"\n\n" in data or b"\r\n\r\n" in data
 
 
-async def chunks(reader: Reader) -> AsyncIterator[bytes]:
+async def chunks(reader: Reader) -> AsyncGenerator[bytes, None]:
     """A stream's chunks, until it ends, for relay to read in Python (a translation).
 
     Closed early (the client of a translated stream went away), it cancels the stream, so

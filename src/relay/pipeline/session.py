@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+from relay.http.json_spans import loads_or_none
 from relay.http.messages import Headers
 from relay.http.text_bounds import well_formed
 
@@ -26,10 +26,8 @@ def _from_body(body: Any) -> str | None:
     if not isinstance(user_id, str) or not user_id:
         return None
     if user_id.startswith("{"):
-        try:
-            inner = json.loads(user_id)
-        except ValueError:
-            return user_id
-        if isinstance(inner, dict) and isinstance(inner.get("session_id"), str):
-            return inner["session_id"]
+        inner = loads_or_none(user_id)
+        session = inner.get("session_id") if isinstance(inner, dict) else None
+        if isinstance(session, str):
+            return session
     return user_id

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from relay.http.json_spans import Layout, Span, items, last_items, members, value_after
+from relay.log import log
 
 POLICIES = ("off", "system", "auto", "system-1h", "auto-1h")
 MAX_MARKERS = 4
@@ -56,7 +57,7 @@ DEFAULT_MINIMUM_TOKENS = 1024
 _MARKABLE = frozenset({"text", "image", "document", "tool_use", "tool_result", "search_result"})
 
 
-def _json_key(name: str) -> re.Pattern:
+def _json_key(name: str) -> re.Pattern[str]:
     """A pattern for `name` written as an object key in JSON text: each character as itself
     or as its `\\uXXXX` escape (either case of hex digit), then the colon."""
 
@@ -87,13 +88,17 @@ def minimum_tokens(model: Any) -> int:
     return DEFAULT_MINIMUM_TOKENS
 
 
+# Where a place stands in the cache prefix: (section, text offset), see _Spot.
+Rank = tuple[int, int]
+
+
 @dataclass
 class _Spot:
     """A block relay may mark. `rank` orders places as the cache prefix does: (section,
     text offset), sections tools 0, system 1, messages 2. `span` is the block object, or
     the string relay turns into one; `prefix_chars` the JSON length of the prefix up to it."""
 
-    rank: tuple
+    rank: Rank
     span: Span
     prefix_chars: int
     ttl: int = _FIVE
@@ -102,7 +107,7 @@ class _Spot:
 class _Body:
     """The parts of a Messages body that planning needs, read lazily from its layout."""
 
-    def __init__(self, parsed: dict, layout: Layout):
+    def __init__(self, parsed: dict[str, Any], layout: Layout):
         self.parsed, self.layout, self.text = parsed, layout, layout.text
         self.spans = [layout.values.get(name, (0, 0)) for name in ("tools", "system", "messages")]
         self.tools_chars = self.spans[0][1] - self.spans[0][0]
@@ -110,13 +115,13 @@ class _Body:
         self.markers = self._client_markers()
         self.messages: dict[int, Span] = {}  # spans of the messages read so far, by index
 
-    def _client_markers(self) -> list[tuple[tuple, int]]:
+    def _client_markers(self) -> list[tuple[Rank, int]]:
         """(rank, TTL) of the first MAX_MARKERS `cache_control` keys in the text (with more,
         relay adds nothing, and reads no further). Counting keys in the text, by their
         decoded names, not known fields, never undercounts markers nested anywhere (it may
         overcount a schema property of that name: relay then adds fewer, which is safe).
         In a valid JSON text the pattern can only match a whole key, never inside a string."""
-        found = []
+        found: list[tuple[Rank, int]] = []
         for match in _CLIENT_MARKER.finditer(self.text):
             offset = match.start()
             section = next((n for n, (start, end) in enumerate(self.spans) if start <= offset < end), 3)
@@ -171,6 +176,8 @@ class _Body:
         parts = Layout(self.text)  # read the message alone again, for its content's span
         message, _ = members(self.text, self.messages[index][0], parts)
         content, span = message.get("content"), parts.values.get("content")
+        if span is None:  # no content
+            return None
         if isinstance(content, str) and content:
             return _Spot((2, span[1]), span, self.message_chars(span[1]))
         if not isinstance(content, list) or not self.text.startswith("[", span[0]):
@@ -200,7 +207,7 @@ def _blocks(message: Any) -> int:
     return len(content) if isinstance(content, list) else 1
 
 
-def _previous_tail(messages: list) -> int | None:
+def _previous_tail(messages: list[Any]) -> int | None:
     """The last message of the previous request: the one before the latest assistant turn."""
     for index in range(len(messages) - 2, 0, -1):
         if isinstance(messages[index], dict) and messages[index].get("role") == "assistant":
@@ -225,14 +232,14 @@ def _anchor(body: _Body, previous: int, tail: _Spot | None) -> _Spot | None:
 def _candidates(body: _Body, mode: str, long_ttl: bool) -> list[_Spot]:
     """Places worth a marker, most valuable first."""
     messages = body.parsed.get("messages")
-    conversation = mode == "auto" and isinstance(messages, list) and len(messages) >= 2
-    previous = _previous_tail(messages) if conversation else None
-    if conversation:
-        body.read_messages(len(messages) - 1 if previous is None else previous)
+    conversation = messages if mode == "auto" and isinstance(messages, list) and len(messages) >= 2 else None
+    previous = _previous_tail(conversation) if conversation is not None else None
+    if conversation is not None:
+        body.read_messages(len(conversation) - 1 if previous is None else previous)
     wanted: list[_Spot | None] = []
     tail = None
-    if conversation and not body.marked(2, body.messages[len(messages) - 1]):
-        tail = body.message_end(len(messages) - 1)
+    if conversation is not None and not body.marked(2, body.messages[len(conversation) - 1]):
+        tail = body.message_end(len(conversation) - 1)
         wanted.append(tail)
     has_system = body.system_chars > 0 and bool(body.parsed.get("system"))
     prefix = body.system_end() if has_system else body.last_tool()
@@ -249,7 +256,7 @@ def _candidates(body: _Body, mode: str, long_ttl: bool) -> list[_Spot]:
     return [spot for spot in wanted if spot is not None]
 
 
-def _ordered(chosen: list[_Spot], client: list[tuple[tuple, int]]) -> list[_Spot]:
+def _ordered(chosen: list[_Spot], client: list[tuple[Rank, int]]) -> list[_Spot]:
     """The chosen spots with TTLs that keep 1-hour markers before 5-minute ones (a spot that
     cannot fit is dropped); none at all when the client's own markers break that rule."""
     client_ttls = [ttl for _, ttl in sorted(client)]
@@ -308,9 +315,9 @@ def add_markers(body: bytes, parsed: Any, layout: Layout | None, policy: str) ->
     Never raises: a shape relay does not understand goes on untouched."""
     try:
         spots = plan(parsed, layout, policy)
-        if not spots:
+        if not spots or layout is None:
             return Injection(body, 0)
         return Injection(_splice(layout.text, spots).encode("utf-8"), len(spots))
     except Exception as exc:  # a body shape not foreseen: forwarding it as sent is always safe
-        print(f"relay: prompt-cache markers skipped ({type(exc).__name__})")
+        log(f"prompt-cache markers skipped ({type(exc).__name__})")
         return Injection(body, 0)

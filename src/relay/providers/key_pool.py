@@ -40,12 +40,13 @@ import hashlib
 import math
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
 from relay.http.messages import Headers
+from relay.log import log
 from relay.services import KeyValue, Services
+from relay.times import parse_time
 
 RETRYABLE = frozenset({429, 500, 502, 503, 504, 529})
 # Cool-down when the upstream does not say how long (seconds).
@@ -89,7 +90,7 @@ def preference(keys: tuple[UpstreamKey, ...], session: str | None, turn: int) ->
 
 def _reset_time(value: str) -> float | None:
     try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+        return parse_time(value)
     except (ValueError, OverflowError, OSError):
         return None
 
@@ -167,8 +168,8 @@ class Cooldowns:
         )
         failures = [raw for raw in found if isinstance(raw, BaseException)]
         if failures:
-            print(
-                f"relay: {len(failures)} shared cool-downs of {self.provider} not read "
+            log(
+                f"{len(failures)} shared cool-downs of {self.provider} not read "
                 f"({type(failures[0]).__name__}); this isolate's own view stands for them"
             )
         for key_id, raw in zip(self.key_ids, found):
@@ -192,7 +193,4 @@ class Cooldowns:
             await kv.put(_kv_key(self.provider, key_id), repr(until), math.ceil(until - now))
         except Exception as exc:
             self.shared[key_id] = (known, now)  # KV does not hold it; tried again after the interval
-            print(
-                f"relay: the cool-down of upstream key {key_id} not shared ({type(exc).__name__}); "
-                f"it holds in this isolate"
-            )
+            log(f"the cool-down of upstream key {key_id} not shared ({type(exc).__name__}); it holds in this isolate")

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from typing import Any
 
 from relay.http.bodies import answer_body
 from relay.http.errors import error_response
-from relay.http.messages import Headers, Response, Transport
+from relay.http.messages import Headers, Response, Transport, json_response
 from relay.pipeline.endpoints import MODEL_LIST
 from relay.providers.model_routes import Table
 
@@ -29,6 +30,7 @@ MAX_LIST_BYTES = 4 * 1024 * 1024
 
 def response(surface: str, table: Table, may_use: Callable[[str], bool] = lambda model: True) -> Response:
     listed = [(model, provider) for model, provider in table.listed_models() if may_use(model)]
+    payload: dict[str, Any]
     if surface == "openai":
         payload = {
             "object": "list",
@@ -44,7 +46,7 @@ def response(surface: str, table: Table, may_use: Callable[[str], bool] = lambda
             "first_id": data[0]["id"] if data else None,
             "last_id": data[-1]["id"] if data else None,
         }
-    return Response(200, [("content-type", "application/json")], json.dumps(payload).encode())
+    return json_response(200, payload)
 
 
 async def filtered(surface: str, answer: Response, may_use: Callable[[str], bool], transport: Transport) -> Response:

@@ -33,10 +33,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from relay.http.json_spans import unknown_fields
+from relay.providers import aws_sigv4, bedrock, google_auth, vertex
 from relay.providers.key_pool import UpstreamKey, pool
 
 VAR = "RELAY_ROUTES"
+# The APIs relay speaks, and the clouds that serve Claude's Messages API in their own way.
 FORMATS = ("anthropic", "openai")
+CLOUDS = ("bedrock", "vertex", "foundry")
+_REGION = re.compile(r"^[a-z0-9-]{1,40}$")
 _SECRET_NAME = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
 _MAX_TOKENS_FIELDS = ("max_tokens", "max_completion_tokens")
 
@@ -48,18 +53,32 @@ class RoutesError(ValueError):
 @dataclass(frozen=True)
 class Provider:
     name: str
-    format: str  # the API it speaks: "anthropic" or "openai"
-    base_url: str  # in the SDKs' form: OpenAI's includes /v1
+    format: str  # the API it speaks: "anthropic" or "openai", or a cloud of CLOUDS (Messages, its way)
+    base_url: str  # in the SDKs' form: OpenAI's includes /v1; a cloud's endpoint (Foundry's ends in /anthropic)
     keys_var: str  # the secret holding its keys (named in errors, never shown)
     keys: tuple[UpstreamKey, ...] = field(repr=False, default=())  # its pool, ids made once (keys.pool)
     headers: tuple[tuple[str, str], ...] = ()
-    betas: frozenset | None = None  # anthropic-beta values it accepts; None: all for Anthropic, none for OpenAI
+    betas: frozenset[str] | None = None  # anthropic-beta values it accepts; None: all for Anthropic, none for OpenAI
     reasoning: bool = False  # an OpenAI-format model that takes `reasoning_effort`
     max_tokens_field: str = "max_tokens"
+    region: str | None = None  # Bedrock's and Vertex's
+    project: str | None = None  # Vertex's Google Cloud project
+    models: tuple[tuple[str, str], ...] = ()  # a cloud's model ids: client's name -> the cloud's
+
+    @property
+    def api(self) -> str:
+        """The API its requests and answers speak: Foundry's and Bedrock's and Vertex's are Anthropic's."""
+        return "openai" if self.format == "openai" else "anthropic"
+
+    @property
+    def cloud(self) -> str | None:
+        return self.format if self.format in CLOUDS else None
 
     def accepts_beta(self, beta: str) -> bool:
         if self.betas is None:
-            return self.format == "anthropic"
+            if self.format == "bedrock":
+                return beta in bedrock.BETAS
+            return self.format != "openai"
         return beta in self.betas
 
 
@@ -110,17 +129,19 @@ def _is_glob(pattern: str) -> bool:
 
 
 def _ordered(targets: list[Target], session: str | None) -> list[Target]:
-    weighted = [t for t in targets if t.weight]
+    weighted = [(t, t.weight) for t in targets if t.weight]
     if not weighted:
         return targets
-    total = sum(t.weight for t in weighted)
+    total = sum(weight for _, weight in weighted)
     if session:
         point = int.from_bytes(hashlib.sha256(session.encode()).digest()[:8], "big") / 2**64 * total
     else:
         point = random.random() * total
-    for first in weighted:
-        point -= first.weight
+    first = weighted[-1][0]  # where rounding leaves the point past every weight
+    for target, weight in weighted:
+        point -= weight
         if point < 0:
+            first = target
             break
     return [first] + [t for t in targets if t is not first]
 
@@ -142,11 +163,10 @@ def parse(
         return Table(defaults)
     try:
         document = json.loads(raw)
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:
         raise RoutesError(f"is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
     _expect(isinstance(document, dict), 'must be a JSON object with "providers" and "routes"')
-    unknown = set(document) - {"providers", "routes"}
-    _expect(not unknown, f"has unknown fields: {', '.join(sorted(unknown))}")
+    _known_fields("", document, ("providers", "routes"))
     providers_doc = document.get("providers", {})
     _expect(isinstance(providers_doc, dict), '"providers" must be an object of name -> provider')
     providers = dict(defaults)
@@ -163,16 +183,55 @@ def _expect(condition: bool, message: str) -> None:
         raise RoutesError(message)
 
 
+def _known_fields(where: str, spec: dict[str, Any], allowed: tuple[str, ...]) -> None:
+    unknown = unknown_fields(spec, allowed)
+    _expect(unknown is None, f"{where} has {unknown}".lstrip())
+
+
 def _provider(name: str, spec: Any, env: Mapping[str, str | None], reserved: tuple[str, ...]) -> Provider:
     where = f"provider {name!r}"
     _expect(isinstance(spec, dict), f"{where} must be an object")
-    unknown = set(spec) - {"format", "base_url", "keys", "headers", "betas", "reasoning", "max_tokens_field"}
-    _expect(not unknown, f"{where} has unknown fields: {', '.join(sorted(unknown))}")
-    _expect(spec.get("format") in FORMATS, f'{where}: "format" must be "anthropic" or "openai"')
+    _known_fields(
+        where,
+        spec,
+        (
+            "format",
+            "base_url",
+            "keys",
+            "headers",
+            "betas",
+            "reasoning",
+            "max_tokens_field",
+            "region",
+            "project",
+            "models",
+        ),
+    )
+    kind = spec.get("format")
+    _expect(kind in FORMATS + CLOUDS, f'{where}: "format" must be one of {", ".join(FORMATS + CLOUDS)}')
+    region = spec.get("region")
+    if kind in ("bedrock", "vertex"):
+        _expect(isinstance(region, str) and bool(_REGION.match(region)), f'{where}: "region" must name its region')
+    else:
+        _expect(region is None, f'{where}: "region" is for bedrock and vertex providers')
     base_url = spec.get("base_url")
+    if base_url is None and kind == "bedrock":
+        base_url = bedrock.default_base_url(region)
+    elif base_url is None and kind == "vertex":
+        base_url = vertex.default_base_url(region)
     _expect(
         isinstance(base_url, str) and base_url.startswith(("https://", "http://")),
         f'{where}: "base_url" must be an http(s) URL',
+    )
+    models = spec.get("models", {})
+    _expect(
+        isinstance(models, dict) and all(isinstance(v, str) and v for v in models.values()),
+        f'{where}: "models" must be an object of model name -> the cloud\'s model id',
+    )
+    project = spec.get("project")
+    _expect(
+        project is None or (kind == "vertex" and isinstance(project, str) and bool(project)),
+        f'{where}: "project" is a vertex provider\'s Google Cloud project',
     )
     keys_var = spec.get("keys")
     _expect(
@@ -181,8 +240,23 @@ def _provider(name: str, spec: Any, env: Mapping[str, str | None], reserved: tup
     )
     _expect(keys_var not in reserved, f'{where}: "keys" may not name relay\'s own setting {keys_var}')
     raw_keys = env.get(keys_var)
-    keys = tuple(k.strip() for k in raw_keys.split(",") if k.strip()) if isinstance(raw_keys, str) else ()
+    keys: tuple[str, ...]
+    if kind == "vertex":  # one service-account key, a JSON document
+        keys = (raw_keys.strip(),) if isinstance(raw_keys, str) and raw_keys.strip() else ()
+    else:
+        keys = tuple(k.strip() for k in raw_keys.split(",") if k.strip()) if isinstance(raw_keys, str) else ()
     _expect(bool(keys), f"{where}: the secret {keys_var} is unset, empty or not a secret")
+    if kind == "bedrock":
+        _expect(
+            all(aws_sigv4.parse_credentials(k) for k in keys),
+            f"{where}: {keys_var} must hold ACCESS_KEY_ID:SECRET_ACCESS_KEY[:SESSION_TOKEN], comma-separated",
+        )
+    if kind == "vertex":
+        account = google_auth.service_account(keys[0])
+        if account is None:
+            raise RoutesError(f"{where}: the secret {keys_var} must hold a service-account key (JSON)")
+        project = project or account.project_id
+        _expect(bool(project), f'{where}: "project" is needed (the service-account key names none)')
     headers = spec.get("headers", {})
     _expect(
         isinstance(headers, dict) and all(isinstance(v, str) for v in headers.values()),
@@ -209,14 +283,16 @@ def _provider(name: str, spec: Any, env: Mapping[str, str | None], reserved: tup
         None if betas is None else frozenset(betas),
         spec.get("reasoning", False),
         max_tokens_field,
+        region,
+        project,
+        tuple(models.items()),
     )
 
 
 def _rule(number: int, spec: Any, providers: Mapping[str, Provider]) -> Rule:
     where = f"route {number + 1}"
     _expect(isinstance(spec, dict), f"{where} must be an object")
-    unknown = set(spec) - {"model", "targets", "expose"}
-    _expect(not unknown, f"{where} has unknown fields: {', '.join(sorted(unknown))}")
+    _known_fields(where, spec, ("model", "targets", "expose"))
     pattern = spec.get("model")
     _expect(isinstance(pattern, str) and bool(pattern), f'{where}: "model" must be a model name or glob')
     where = f"route {number + 1} ({pattern})"
@@ -233,8 +309,7 @@ def _rule(number: int, spec: Any, providers: Mapping[str, Provider]) -> Rule:
 def _target(where: str, number: int, spec: Any, providers: Mapping[str, Provider]) -> Target:
     where = f"{where} target {number + 1}"
     _expect(isinstance(spec, dict), f"{where} must be an object")
-    unknown = set(spec) - {"provider", "model", "weight"}
-    _expect(not unknown, f"{where} has unknown fields: {', '.join(sorted(unknown))}")
+    _known_fields(where, spec, ("provider", "model", "weight"))
     name = spec.get("provider")
     _expect(isinstance(name, str) and name in providers, f"{where}: unknown provider {name!r}")
     model = spec.get("model")

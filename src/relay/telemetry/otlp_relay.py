@@ -11,6 +11,7 @@ never its body. With no collector the telemetry is accepted and dropped.
 from __future__ import annotations
 
 from relay.http.messages import Headers, Response, UpstreamUnreachable
+from relay.log import log
 from relay.services import Services
 
 PATHS = frozenset({"/v1/metrics", "/v1/logs", "/v1/traces"})
@@ -45,4 +46,4 @@ async def _send(url: str, fields: list[tuple[str, str]], body: bytes, services: 
 
 def _failed(services: Services, url: str, why: str) -> None:
     services.state.telemetry_failures += 1
-    print(f"relay: telemetry not relayed to {url.split('?')[0]} ({why}); {services.state.telemetry_failures} so far")
+    log(f"telemetry not relayed to {url.split('?')[0]} ({why}); {services.state.telemetry_failures} so far")

@@ -12,9 +12,10 @@ relay's (usage_basis).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from typing import Any
+
+from relay.http.json_spans import loads_or_none
 
 BYTES_PER_TOKEN = 4
 # The fields of an Anthropic content_block_delta's `delta` that hold generated output
@@ -32,9 +33,8 @@ def output_tokens(surface: str, deltas: Iterable[bytes]) -> int:
     texts = _anthropic_texts if surface == "anthropic" else _openai_texts
     total = 0
     for data in deltas:
-        try:
-            payload = json.loads(data)
-        except ValueError:
+        payload = loads_or_none(data)
+        if payload is None:
             continue
         size = sum(len(text.encode("utf-8", "surrogatepass")) for text in texts(payload))
         if size:

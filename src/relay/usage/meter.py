@@ -15,18 +15,21 @@ split out here (`cache_read_tokens`), and one cost formula serves both APIs.
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any
 
+from relay import times
 from relay.http import sse
-from relay.http.json_spans import dumps
+from relay.http.json_spans import dumps, loads_or_none
+from relay.http.messages import content_kind
 from relay.http.text_bounds import clip, stored
 from relay.identity import key_store
+from relay.identity.key_store import UsageRow
 from relay.limits import key_limits
-from relay.services import Services
+from relay.log import log
+from relay.services import Database, IsolateState, Services
 from relay.usage import estimate, pricing
 
 # Frames worth parsing in an Anthropic stream; deltas and pings are skipped unread.
@@ -124,9 +127,9 @@ class Reading:
 class _Reader:
     """Incremental parse of one body in one API's format (SSE or a JSON document)."""
 
-    def __init__(self, surface: str, content_type: str):
+    def __init__(self, surface: str, content_type: str | None):
         self.surface = surface
-        self.stream = content_type.lower().startswith("text/event-stream")
+        self.stream = content_kind(content_type) == "events"
         self.reading = Reading()
         self._parts: list[bytes] = []  # a JSON body's chunks, joined once at the end
         self._size = 0
@@ -158,7 +161,7 @@ class _Reader:
             if event == b"message_stop":
                 reading.complete = True
                 return
-            payload = _json(data)
+            payload = loads_or_none(data)
             if event == b"message_start" and isinstance(payload, dict):
                 message = payload.get("message") or {}
                 reading.model_from(message.get("model"))
@@ -176,7 +179,7 @@ class _Reader:
             self._deltas.append(data)
         if reading.model is not None and not _OPENAI_INTERESTING.search(data):
             return
-        payload = _json(data)
+        payload = loads_or_none(data)
         if not isinstance(payload, dict):
             return
         reading.model_from(payload.get("model"))
@@ -209,7 +212,7 @@ class _Reader:
             return reading
         if self._too_big:
             self.too_large()
-        payload = None if self._too_big else _json(b"".join(self._parts))
+        payload = None if self._too_big else loads_or_none(b"".join(self._parts))
         if isinstance(payload, dict):
             reading.model_from(payload.get("model"))
             if self.surface == "anthropic":
@@ -222,20 +225,24 @@ class _Reader:
         return reading
 
 
-def _json(data: bytes) -> Any:
-    try:
-        return json.loads(data)
-    except ValueError:
-        return None
+def _stored(text: str | None) -> str | None:
+    return None if text is None else stored(text)
 
 
 class Meter:
     """The Tap that turns a response into its audit row."""
 
-    def __init__(self, exchange: Exchange, status: int, content_type: str, services: Services, prices: tuple = ()):
+    def __init__(
+        self,
+        exchange: Exchange,
+        status: int,
+        content_type: str | None,
+        services: Services,
+        prices: pricing.Prices = (),
+    ):
         self.exchange = exchange
         self.status = status
-        self._reader = _Reader(exchange.surface, content_type or "")
+        self._reader = _Reader(exchange.surface, content_type)
         self._services = services
         self._prices = prices
         self._first_byte: float | None = None
@@ -252,7 +259,7 @@ class Meter:
     def too_large(self) -> None:
         self._reader.too_large()
 
-    def row(self, client_gone: bool, now: float) -> dict:
+    def row(self, client_gone: bool, now: float) -> UsageRow:
         ex = self.exchange
         reading = self._reader.close(self.status)
         error_type = reading.error_type
@@ -267,39 +274,44 @@ class Meter:
         priced = any(value is not None for value in counts.values())
         # Priced by the model name as stored: price_of keeps an isolate-wide cache by name.
         cost, savings = (
-            pricing.cost(pricing.price_of(model and stored(model), self._prices), counts) if priced else (None, None)
+            pricing.cost(pricing.price_of(model and stored(model), self._prices, ex.provider), counts)
+            if priced
+            else (None, None)
         )
         first = self._first_byte if self._first_byte is not None else now
-        created_at = key_store.iso(ex.started)
-        row = {  # its text bounded (bounds.py) below
-            "created_at": created_at,
-            "day": created_at[:10],
-            "key_id": ex.key_id,
-            "billing_tag": ex.billing_tag,
-            "session_id": ex.session_id,
-            "client": ex.client,
-            "surface": ex.surface,
-            "provider": ex.provider,
-            "upstream_key_id": ex.upstream_key_id,
-            "method": ex.method,
-            "path": ex.path,
-            "model_requested": ex.model_requested,
-            "model_served": reading.model,
-            "stream": int(ex.stream),
-            "status": self.status,
-            "error_type": error_type,
-            **counts,
-            "usage_basis": reading.basis,
-            "cache_markers_added": ex.cache_markers_added,
-            "ttfb_ms": round((first - ex.started) * 1000),
-            "total_ms": round((now - ex.started) * 1000),
-            "cost_usd": cost,
-            "cache_savings_usd": savings,
-            "person_id": ex.person_id,
-            "person_email": ex.person_email,
-            "group_name": ex.group_name,
-        }
-        return {name: stored(value) if isinstance(value, str) else value for name, value in row.items()}
+        created_at = times.iso(ex.started)
+        return UsageRow(  # its text bounded (text_bounds.stored)
+            created_at=created_at,
+            day=created_at[:10],
+            key_id=_stored(ex.key_id),
+            billing_tag=_stored(ex.billing_tag),
+            session_id=_stored(ex.session_id),
+            client=_stored(ex.client),
+            surface=stored(ex.surface),
+            provider=_stored(ex.provider),
+            upstream_key_id=_stored(ex.upstream_key_id),
+            method=stored(ex.method),
+            path=stored(ex.path),
+            model_requested=_stored(ex.model_requested),
+            model_served=_stored(reading.model),
+            stream=int(ex.stream),
+            status=self.status,
+            error_type=_stored(error_type),
+            input_tokens=counts["input_tokens"],
+            output_tokens=counts["output_tokens"],
+            cache_creation_tokens=counts["cache_creation_tokens"],
+            cache_creation_1h_tokens=counts["cache_creation_1h_tokens"],
+            cache_read_tokens=counts["cache_read_tokens"],
+            usage_basis=reading.basis,
+            cache_markers_added=ex.cache_markers_added,
+            ttfb_ms=round((first - ex.started) * 1000),
+            total_ms=round((now - ex.started) * 1000),
+            cost_usd=cost,
+            cache_savings_usd=savings,
+            person_id=_stored(ex.person_id),
+            person_email=_stored(ex.person_email),
+            group_name=_stored(ex.group_name),
+        )
 
     async def finish(self, client_gone: bool) -> None:
         """Free the stream slot, count the cost against the key's budget, write the row."""
@@ -312,27 +324,28 @@ class Meter:
         of rows being written; what is left to await (freeing a stream slot first, or
         writing the group this row opens) is returned, else None. The adapter defers that
         work only when there is some: each deferred task costs the isolate CPU."""
-        services = self._services
-        if services.db is None:
+        db = self._services.db
+        if db is None:
             return None
-        if self.exchange.stream_slot is not None:  # first, so the slot is free once the row is there
-            return self._free_slot_then_record(client_gone)
-        return self._record(client_gone)
+        slot = self.exchange.stream_slot
+        if slot is not None:  # first, so the slot is free once the row is there
+            return self._free_slot_then_record(db, slot, client_gone)
+        return self._record(db, client_gone)
 
-    async def _free_slot_then_record(self, client_gone: bool) -> None:
+    async def _free_slot_then_record(self, db: Database, slot: str, client_gone: bool) -> None:
         try:
-            await key_limits.close_stream(self._services.db, self.exchange.stream_slot)
+            await key_limits.close_stream(db, slot, self._services.clock())
         except Exception as exc:
-            print(f"relay: stream slot not released ({type(exc).__name__}); it lapses by itself")
-        work = self._record(client_gone)
+            log(f"stream slot not released ({type(exc).__name__}); it lapses by itself")
+        work = self._record(db, client_gone)
         if work is not None:
             await work
 
-    def _record(self, client_gone: bool) -> Awaitable[None] | None:
+    def _record(self, db: Database, client_gone: bool) -> Awaitable[None] | None:
         services = self._services
         row = self.row(client_gone, services.clock())
         key_limits.note_spend(services.state, self.exchange.key_id, row["cost_usd"])
-        return _join_group(services, row)
+        return _join_group(services.state, db, row)
 
 
 # How long the first of a group of audit rows waits for others to join it, and how many
@@ -346,7 +359,7 @@ WRITE_DELAY_SECONDS = 0.25
 MAX_ROWS_PER_WRITE = 100
 
 
-def _join_group(services: Services, row: dict) -> Awaitable[None] | None:
+def _join_group(state: IsolateState, db: Database, row: UsageRow) -> Awaitable[None] | None:
     """Write the row together with those of requests that end soon after it.
 
     A D1 call costs far more than the rows in it, so rows are written in groups: the
@@ -356,13 +369,12 @@ def _join_group(services: Services, row: dict) -> Awaitable[None] | None:
     another request's context. A row alone (one request at a time) goes in one statement,
     WRITE_DELAY_SECONDS after its request ended. Returns the write of the group this row
     opens, or None when it joined one."""
-    state = services.state
     group = state.usage_group
     if group is not None and len(group) < MAX_ROWS_PER_WRITE:
         group.append(row)
         return None
     state.usage_group = [row]
-    return _write_group(services, state.usage_group)
+    return _write_group(state, db, state.usage_group)
 
 
 # A group that D1 refuses is written again in halves, and a refused half in halves again,
@@ -372,12 +384,12 @@ def _join_group(services: Services, row: dict) -> Awaitable[None] | None:
 WRITE_ATTEMPTS = 24
 
 
-async def _write_group(services: Services, group: list[dict]) -> None:
-    state = services.state
+async def _write_group(state: IsolateState, db: Database, group: list[UsageRow]) -> None:
     await asyncio.sleep(WRITE_DELAY_SECONDS)
     if state.usage_group is group:
         state.usage_group = None
-    pending, calls, cause = [group], 0, None
+    pending, calls = [group], 0
+    cause: Exception | None = None
     while pending:
         rows = pending.pop()
         if calls == WRITE_ATTEMPTS and cause is not None:  # only after failures: the last one
@@ -385,7 +397,7 @@ async def _write_group(services: Services, group: list[dict]) -> None:
             return
         calls += 1
         try:
-            await key_store.insert_usage(services.db, *rows)
+            await key_store.insert_usage(db, *rows)
         except Exception as exc:
             cause = exc
             if len(rows) == 1:
@@ -394,16 +406,16 @@ async def _write_group(services: Services, group: list[dict]) -> None:
                 pending += [rows[len(rows) // 2 :], rows[: len(rows) // 2]]
 
 
-def _lost(state, rows: list[dict], cause: Exception) -> None:
+def _lost(state: IsolateState, rows: list[UsageRow], cause: Exception) -> None:
     """The requests were served; their rows are not written: count them and say why."""
     state.usage_write_failures += len(rows)
-    print(
-        f"relay: usage row not written ({type(cause).__name__}: {clip(str(cause), 200)}): {len(rows)} "
+    log(
+        f"usage row not written ({type(cause).__name__}: {clip(str(cause), 200)}): {len(rows)} "
         f"of a group; {state.usage_write_failures} lost in this isolate"
     )
 
 
-def ask_for_usage(body: bytes, parsed: dict) -> bytes:
+def ask_for_usage(body: bytes, parsed: dict[str, Any]) -> bytes:
     """A Chat Completions stream reports usage only when asked (`stream_options.include_usage`), so
     relay asks when the client did not say either way: its last chunk (empty `choices`,
     then `usage`) is the documented form every OpenAI SDK parses. A client that set

@@ -3,7 +3,8 @@
 Prices are US dollars per million tokens, matched by model glob, first match wins (so
 the table lists specific names before general ones). Sources: Anthropic's and OpenAI's
 published price pages, read 2026-11. `RELAY_PRICES` (JSON, same shape) is consulted
-before the built-in table, so a team can correct or add a price without a release.
+before the built-in table, so a team can correct or add a price without a release; its
+`<provider>/<model glob>` entries price what that provider serves (a cloud region's rate).
 A model no entry matches is priced None (recorded as NULL), never 0.
 
 Anthropic reports input, cache-write and cache-read tokens separately; usage.py turns
@@ -13,11 +14,14 @@ serves both.
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import functools
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+
+from relay.http.json_spans import unknown_fields
 
 
 @dataclass(frozen=True)
@@ -39,7 +43,7 @@ def _openai(input: float, output: float, cached: float) -> Price:
     return Price(input, output, input, input, cached)
 
 
-BUILT_IN: tuple[tuple[str, Price], ...] = (
+BUILT_IN: Prices = (
     ("claude-fable-5-1*", Price(10, 50, 12.5, 20, 0.25)),
     ("claude-mythos-5-1*", Price(10, 50, 12.5, 20, 0.25)),
     ("claude-fable-5*", _anthropic(10, 50)),
@@ -69,8 +73,11 @@ BUILT_IN: tuple[tuple[str, Price], ...] = (
 
 _FIELDS = ("input", "output", "cache_write_5m", "cache_write_1h", "cache_read")
 
+# (model glob, its price) pairs, the first match winning: RELAY_PRICES's, then BUILT_IN.
+Prices = tuple[tuple[str, Price], ...]
 
-def parse_overrides(text: str | None) -> tuple[tuple[str, Price], ...]:
+
+def parse_overrides(text: str | None) -> Prices:
     """RELAY_PRICES: {"<model glob>": {"input": 3, "output": 15, ...}, ...}. The cache
     fields default to Anthropic's multiples of `input`. Raises ValueError with a
     message that names the problem."""
@@ -81,9 +88,9 @@ def parse_overrides(text: str | None) -> tuple[tuple[str, Price], ...]:
         raise ValueError("must be a JSON object of model glob -> prices")
     entries = []
     for glob, fields in table.items():
-        if not isinstance(fields, dict) or set(fields) - set(_FIELDS):
+        if not isinstance(fields, dict) or unknown_fields(fields, _FIELDS) is not None:
             raise ValueError(f"{glob!r} must map to an object with only {', '.join(_FIELDS)}")
-        values = {name: fields.get(name) for name in _FIELDS}
+        values: dict[str, float | None] = {name: fields.get(name) for name in _FIELDS}
         if (
             any(
                 v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0)
@@ -94,19 +101,21 @@ def parse_overrides(text: str | None) -> tuple[tuple[str, Price], ...]:
         ):
             raise ValueError(f"{glob!r} needs non-negative numbers, input and output at least")
         base = _anthropic(values["input"], values["output"])
-        entries.append(
-            (
-                glob,
-                Price(**{name: values[name] if values[name] is not None else getattr(base, name) for name in _FIELDS}),
-            )
-        )
+        given = {name: value for name, value in values.items() if value is not None}
+        entries.append((glob, dataclasses.replace(base, **given)))
     return tuple(entries)
 
 
 @functools.lru_cache(maxsize=256)  # per isolate: few models, and every audit row asks
-def price_of(model: str | None, overrides: tuple[tuple[str, Price], ...] = ()) -> Price | None:
+def price_of(model: str | None, overrides: Prices = (), provider: str | None = None) -> Price | None:
+    """The price of `model`; served by `provider`, an override for `<provider>/<model glob>`
+    comes first (a cloud's regional endpoint may charge more than the model's list price)."""
     if not model:
         return None
+    if provider:
+        for glob, price in overrides:
+            if "/" in glob and fnmatch.fnmatchcase(f"{provider}/{model}", glob):
+                return price
     for glob, price in overrides + BUILT_IN:
         if fnmatch.fnmatchcase(model, glob):
             return price

@@ -24,12 +24,13 @@ import csv
 import io
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 from urllib.parse import parse_qsl
 
+from relay import times
 from relay.http.messages import whole_number
 from relay.identity import key_store
-from relay.services import Database
+from relay.services import Database, Row
 
 # group_by name -> the SQL expression it groups by (fixed text, never user input)
 DIMENSIONS = {
@@ -82,6 +83,31 @@ _SUMS = (
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
+# A report (usage_report) as JSON shows it: each group is its dimensions' values and the
+# measures (MEASURES) summed over its rows, money in dollars.
+Report = TypedDict(
+    "Report",
+    {
+        "group_by": list[str],
+        "from": str,
+        "to": str,
+        "key": str | None,
+        "tag": str | None,
+        "through_id": int,
+        "groups": list[dict[str, Any]],
+        "other": dict[str, Any] | None,
+        "total": dict[str, Any],
+    },
+)
+
+
+class RequestsPage(TypedDict):
+    """A page of audit rows (recent_requests), as the usage page lists them."""
+
+    data: list[Row]
+    next_before_id: int | None
+
+
 class BadQuery(ValueError):
     """A query string the report routes cannot answer; the message says why (for a 400)."""
 
@@ -121,8 +147,8 @@ def _moment(text: str | None, name: str, default: float) -> float:
     if text is None:
         return default
     try:
-        moment = key_store.parse_time(text)
-        key_store.iso(moment)  # and within the years the log can hold
+        moment = times.parse_time(text)
+        times.iso(moment)  # and within the years the log can hold
     except (ValueError, OverflowError, OSError):
         raise BadQuery(f"{name} must be an ISO 8601 date or time such as 2026-11-01 or 2026-11-01T00:00:00Z") from None
     return moment
@@ -176,7 +202,7 @@ def parse_requests_query(query: str) -> tuple[int, int | None]:
     return limit, before_id
 
 
-def _measures(row: dict) -> dict[str, int]:
+def _measures(row: Row) -> dict[str, int]:
     """A result row's sums as ints (D1 may hand numbers back as floats)."""
     return {name: int(row[name] or 0) for name in MEASURES}
 
@@ -185,14 +211,14 @@ def _shown(sums: dict[str, int]) -> dict[str, Any]:
     return {name: sums[name] / NANO if name in _MONEY else sums[name] for name in MEASURES}
 
 
-async def usage_report(db: Database, query: ReportQuery) -> dict:
+async def usage_report(db: Database, query: ReportQuery) -> Report:
     """The report as a JSON-ready dict: groups (at most `limit`, the costliest first, by
     day first when grouped by day), `other` (what groups past the limit add up to, or
     None) and `total` (= the groups + other, exactly)."""
     [top] = await db.all("SELECT COALESCE(MAX(id), 0) AS id FROM usage")
     through = int(top["id"])
     where = ["id <= ?", "created_at >= ?", "created_at < ?"]
-    params: list[Any] = [through, key_store.iso(query.start), key_store.iso(query.end)]
+    params: list[Any] = [through, times.iso(query.start), times.iso(query.end)]
     for column, value in (("key_id", query.key), ("billing_tag", query.tag)):
         if value is not None:
             where.append(f"{column} = ?")
@@ -214,8 +240,8 @@ async def usage_report(db: Database, query: ReportQuery) -> dict:
         other = {name: total[name] - sum(sums[name] for _, sums in groups) for name in MEASURES}
     return {
         "group_by": list(query.group_by),
-        "from": key_store.iso(query.start),
-        "to": key_store.iso(query.end),
+        "from": times.iso(query.start),
+        "to": times.iso(query.end),
         "key": query.key,
         "tag": query.tag,
         "through_id": through,
@@ -239,7 +265,7 @@ def _text_cell(value: str | None) -> str:
     return "'" + text if text.startswith(_FORMULA_STARTS) else text
 
 
-def report_csv(report: dict) -> str:
+def report_csv(report: Report) -> str:
     """The report's groups as RFC 4180 CSV (CRLF lines, quotes where needed): a header, one
     line per group, and an "(other groups)" line when the groups were cut at the limit.
     No total line, so a column sum in a spreadsheet is the total."""
@@ -255,12 +281,12 @@ def report_csv(report: dict) -> str:
     return out.getvalue()
 
 
-def csv_filename(report: dict) -> str:
+def csv_filename(report: Report) -> str:
     """A file name that says what the CSV holds, e.g. relay-usage-day-tag-2026-10-26-2026-11-25.csv."""
     return f"relay-usage-{'-'.join(report['group_by'])}-{report['from'][:10]}-{report['to'][:10]}.csv"
 
 
-async def recent_requests(db: Database, limit: int, before_id: int | None) -> dict:
+async def recent_requests(db: Database, limit: int, before_id: int | None) -> RequestsPage:
     """Audit rows, newest first: `limit` of them, older than `before_id` when given.
     `next_before_id` continues the listing (None once a page comes back short)."""
     columns = ", ".join(("id",) + key_store.USAGE_COLUMNS)

@@ -1,5 +1,5 @@
 """The key-management CLI against the real admin API, served by a stdlib HTTP server
-(admin.handle over SQLite) on a local port."""
+(the admin API over SQLite) on a local port."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
-from relay.admin import api, cli
-from relay.config import Settings
+from relay.admin import cli
 from relay.http.messages import Headers, Request
+from relay.pipeline.app import handle
 from relay.services import Services
 from tests.fakes.platform import SqliteDatabase
 from tests.fakes.streams import read_body
@@ -23,7 +23,7 @@ TOKEN = "cli-admin-token-0001"
 
 
 class AdminServer:
-    """admin.handle on 127.0.0.1; paths under /moved/ answer 307 elsewhere. Records
+    """The admin API (through pipeline.app.handle) on 127.0.0.1; paths under /moved/ answer 307 elsewhere. Records
     every request's (method, path, authorization)."""
 
     def __init__(self):
@@ -35,7 +35,7 @@ class AdminServer:
     def _serve(self):
         # SQLite connections belong to their thread: make it in the one that serves.
         services = Services(transport=None, db=SqliteDatabase())
-        settings = Settings.from_env({"RELAY_ADMIN_TOKEN": TOKEN})
+        env = {"RELAY_ADMIN_TOKEN": TOKEN}
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -52,7 +52,7 @@ class AdminServer:
                 fields = Headers(self.headers.items())
                 request = Request(self.command, self.path, "", fields, read_body(body, fields))
                 with contextlib.redirect_stdout(outer.log):
-                    response = asyncio.run(api.handle(request, settings, services))
+                    response = asyncio.run(handle(request, env, services))
                 self.send_response(response.status)
                 for name, value in response.headers:
                     self.send_header(name, value)

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from relay.http.headers import client_response_headers, upstream_request_headers
+from relay.http.headers import bearer_token, client_response_headers, upstream_request_headers
 from relay.http.messages import Headers, Request
 from relay.pipeline.app import handle
 from relay.services import Services
@@ -155,3 +155,20 @@ def test_a_providers_configured_fields_may_set_what_no_client_may():
         ("openai-organization", "org-relay"),
         ("authorization", "Bearer sk-oa-up"),
     ]
+
+
+@pytest.mark.parametrize(
+    "value, token",
+    [
+        ("Bearer rk-abc", "rk-abc"),
+        ("bearer  rk-abc ", "rk-abc"),  # the scheme in any case, the token without blanks
+        ("BEARER rk-abc", "rk-abc"),
+        ("Bearer ", None),
+        ("Bearer", None),
+        ("Basic cms6YWJj", None),
+        ("rk-abc", None),
+    ],
+)
+def test_a_bearer_token_is_read_in_any_case_of_the_scheme(value, token):
+    assert bearer_token(Headers([("authorization", value)])) == token
+    assert bearer_token(Headers()) is None

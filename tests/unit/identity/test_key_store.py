@@ -151,24 +151,3 @@ def test_an_id_collision_is_retried_with_a_fresh_id(db, monkeypatch):
 
     record, _ = run(key_store.create_key(db, name="second", now=NOW))
     assert record["id"] == "rk_0000beef" and record["name"] == "second"
-
-
-@pytest.mark.parametrize(
-    "text, expected",
-    [
-        ("2026-12-31T23:59:59Z", "2026-12-31T23:59:59Z"),
-        ("2026-12-31T23:59:59z", "2026-12-31T23:59:59Z"),
-        ("2026-12-31T23:59:59.750+00:00", "2026-12-31T23:59:59Z"),
-        ("2027-01-01T01:00:00+02:00", "2026-12-31T23:00:00Z"),
-        ("2026-12-31T23:59", "2026-12-31T23:59:00Z"),  # no offset: UTC
-        ("2026-12-31", "2026-12-31T00:00:00Z"),
-    ],
-)
-def test_iso_times_are_read_in_utc(text, expected):
-    assert key_store.iso(key_store.parse_time(text)) == expected
-
-
-@pytest.mark.parametrize("text", ["", "tomorrow", "31/12/2026", "2026-13-01"])
-def test_other_times_are_refused(text):
-    with pytest.raises(ValueError):
-        key_store.parse_time(text)

@@ -60,9 +60,9 @@ def test_metadata_points_at_this_origin(services):
     assert metadata["grant_types_supported"] == [DEVICE, "refresh_token"]
 
 
-def test_a_device_code_goes_from_pending_to_one_exchange(services, monkeypatch):
+def test_a_device_code_goes_from_pending_to_one_exchange(services):
     clock = Clock()
-    monkeypatch.setattr("relay.pipeline.app.time.time", clock)
+    services.clock = clock
     status, device = _call(services, "POST", "/oauth/device_authorization", {"surface": "claude_code"})
     assert status == 200 and len(device["device_code"]) >= 43 and device["interval"] == 5
     assert device["verification_uri_complete"].endswith("/device?user_code=" + device["user_code"])
@@ -93,9 +93,9 @@ def test_a_device_code_goes_from_pending_to_one_exchange(services, monkeypatch):
     )
 
 
-def test_an_expired_device_code_is_expired_token(services, monkeypatch):
+def test_an_expired_device_code_is_expired_token(services):
     clock = Clock()
-    monkeypatch.setattr("relay.pipeline.app.time.time", clock)
+    services.clock = clock
     device = _call(services, "POST", "/oauth/device_authorization", {})[1]
     clock.now += 601
     poll = {"grant_type": DEVICE, "device_code": device["device_code"]}

@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+from dataclasses import dataclass
 
 import pytest
 
 from relay.config import Settings
+from relay.http.errors import Refused
 from relay.http.messages import Headers, Request
 from relay.identity import key_store
-from relay.identity.relay_keys import MISSES_CACHED, RECORDS_CACHED, Caller, Refusal, authenticate
+from relay.identity.relay_keys import MISSES_CACHED, RECORDS_CACHED, Caller, authenticate
 from relay.pipeline.app import handle
 from relay.services import Services
 from tests.fakes.platform import CountingDatabase, CountingLimiter, RecordingTransport, SqliteDatabase
@@ -29,9 +31,24 @@ def _create(services, **fields):
     return asyncio.run(key_store.create_key(services.db, now=NOW, **{"name": "alice", **fields}))
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """What `authenticate` raised, as a value assertions compare."""
+
+    status: int
+    message: str
+
+
+async def _caller_or_refusal(headers, settings, services, now):
+    try:
+        return await authenticate(headers, settings, services, now)
+    except Refused as refused:
+        return Refusal(refused.status, refused.message)
+
+
 def _auth(services, key, now=NOW, env=ENV):
     headers = Headers([("x-api-key", key)])
-    return asyncio.run(authenticate(headers, Settings.from_env(env), services, now))
+    return asyncio.run(_caller_or_refusal(headers, Settings.from_env(env), services, now))
 
 
 def _post(services, key, model="claude-sonnet-4-5"):
@@ -85,7 +102,7 @@ def _auth_all(services, keys, now=NOW):
     settings = Settings.from_env(ENV)
 
     async def each():
-        return [await authenticate(Headers([("x-api-key", key)]), settings, services, now) for key in keys]
+        return [await _caller_or_refusal(Headers([("x-api-key", key)]), settings, services, now) for key in keys]
 
     return asyncio.run(each())
 

@@ -10,6 +10,7 @@ import time
 import pytest
 
 from devtools.runtime import ROOT
+from relay import times
 from relay.config import ConfigError, Settings
 from relay.http.messages import Headers, Request
 from relay.identity import key_store
@@ -23,6 +24,9 @@ from tests.fakes.streams import read_body
 WRANGLER_TOML = ROOT / "wrangler.toml"
 
 
+NOW = 1_700_000_000.0
+
+
 def test_the_largest_tier_not_above_the_limit():
     tiers = {10: None, 100: None, 400: None}
     assert tier_for(400, tiers) == 400
@@ -33,21 +37,21 @@ def test_the_largest_tier_not_above_the_limit():
 
 def test_requests_over_the_tier_get_a_wait_within_the_minute():
     tiers = {2: CountingLimiter(2), 5: CountingLimiter(5)}
-    waits = [asyncio.run(retry_after("rk_1", 3, tiers)) for _ in range(4)]
-    assert waits[:2] == [None, None]
-    assert all(1 <= wait <= 60 for wait in waits[2:])
+    now = 1_700_000_085.0  # 45 s into a minute (1_700_000_040 is a whole one)
+    waits = [asyncio.run(retry_after("rk_1", 3, tiers, now)) for _ in range(4)]
+    assert waits == [None, None, 15, 15]  # what is left of the minute
     assert tiers[5].counts == {}  # a limit of 3 never uses the 5 tier
 
 
 def test_each_key_counts_on_its_own():
     tiers = {1: CountingLimiter(1)}
-    assert asyncio.run(retry_after("rk_a", 1, tiers)) is None
-    assert asyncio.run(retry_after("rk_b", 1, tiers)) is None
-    assert asyncio.run(retry_after("rk_a", 1, tiers)) is not None
+    assert asyncio.run(retry_after("rk_a", 1, tiers, NOW)) is None
+    assert asyncio.run(retry_after("rk_b", 1, tiers, NOW)) is None
+    assert asyncio.run(retry_after("rk_a", 1, tiers, NOW)) is not None
 
 
 def test_a_limit_below_every_tier_refuses():
-    assert asyncio.run(retry_after("rk_1", 5, {10: CountingLimiter(10)})) == 60
+    assert asyncio.run(retry_after("rk_1", 5, {10: CountingLimiter(10)}, NOW)) == 60
 
 
 def test_the_lowest_rpm_limit_is_the_lowest_tier_wrangler_toml_declares():
@@ -68,7 +72,7 @@ def test_stream_slots_are_taken_up_to_the_limit_and_freed():
     assert first and second and first != second
     assert asyncio.run(key_limits.open_stream(db, "rk_a", 2, now)) is None
     assert asyncio.run(key_limits.open_stream(db, "rk_b", 2, now))  # another key has its own slots
-    asyncio.run(key_limits.close_stream(db, first))
+    asyncio.run(key_limits.close_stream(db, first, now))
     assert asyncio.run(key_limits.open_stream(db, "rk_a", 2, now))
 
 
@@ -89,7 +93,7 @@ def test_spend_is_read_once_per_cache_window_plus_what_this_isolate_recorded():
         await db.run(
             "INSERT INTO usage (created_at, day, key_id, surface, method, path, status, cost_usd) "
             "VALUES (?, ?, 'rk_a', 'anthropic', 'POST', '/v1/messages', 200, ?)",
-            (key_store.iso(when), key_store.iso(when)[:10], cost),
+            (times.iso(when), times.iso(when)[:10], cost),
         )
 
     asyncio.run(add_row(1.5, now))

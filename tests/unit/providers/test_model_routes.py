@@ -112,7 +112,7 @@ def test_bad_documents_name_the_var_and_the_problem(document, words):
     raw = document if isinstance(document, str) else json.dumps(document)
     with pytest.raises(ConfigError, match=words) as caught:
         Settings.from_env({**ENV, "RELAY_ROUTES": raw, "RELAY_ADMIN_TOKEN": "admin-secret", "DB": object()})
-    assert str(caught.value).startswith("RELAY_ROUTES ")
+    assert caught.value.problem.startswith("RELAY_ROUTES ")
     assert "gsk-1" not in str(caught.value) and "admin-secret" not in str(caught.value)
 
 
@@ -199,10 +199,20 @@ def test_an_openai_target_gets_a_translated_body_and_only_the_fields_it_can_take
 def test_count_tokens_is_not_sent_to_an_openai_format_target():
     settings = _settings()
     [groq, _] = settings.routes.targets("anthropic", "claude-haiku-4-5", None)
-    with pytest.raises(target_call.NotServed, match="cannot serve /v1/messages/count_tokens"):
+    with pytest.raises(target_call.CannotCount, match="cannot serve /v1/messages/count_tokens"):
         target_call.prepare(
             _request("/v1/messages/count_tokens"), resolve("POST", "/v1/messages/count_tokens"), b"{}", groq
         )
+
+
+def test_count_tokens_where_only_openai_format_targets_serve_is_501_not_supported():
+    routes = [{"model": "claude-haiku-*", "targets": [{"provider": "groq", "model": "llama-x"}]}]
+    services = Services(transport=ByURL({}), state=IsolateState())
+    env = {**ENV, "RELAY_ROUTES": json.dumps({"providers": PROVIDERS, "routes": routes})}
+    body = json.dumps({"model": "claude-haiku-4-5", "messages": [{"role": "user", "content": "hi"}]}).encode()
+    answer = asyncio.run(handle(_request("/v1/messages/count_tokens", body=body), env, services))
+    assert answer.status == 501 and json.loads(answer.body)["error"]["type"] == "not_supported"
+    assert Headers(answer.headers).get("x-should-retry") == "false" and services.transport.urls == []
 
 
 class ByURL:

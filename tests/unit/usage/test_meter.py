@@ -141,6 +141,16 @@ def test_embeddings_are_priced_by_their_input_tokens():
     assert pricing.price_of("text-embedding-ada-002").input == 0.1
 
 
+def test_a_provider_price_applies_only_to_what_that_provider_serves():
+    overrides = pricing.parse_overrides(
+        '{"aws-east/claude-sonnet-4*": {"input": 3.3, "output": 16.5}, "claude-sonnet-4*": {"input": 3, "output": 15}}'
+    )
+    assert pricing.price_of("claude-sonnet-4-5", overrides, "aws-east").input == 3.3
+    assert pricing.price_of("claude-sonnet-4-5", overrides, "anthropic").input == 3
+    assert pricing.price_of("claude-sonnet-4-5", overrides).input == 3
+    assert pricing.price_of("claude-haiku-4-5", overrides, "aws-east").input == 1  # the built-in table
+
+
 def test_price_overrides_come_first_and_are_checked():
     overrides = pricing.parse_overrides('{"claude-sonnet-4*": {"input": 1, "output": 2}}')
     assert pricing.price_of("claude-sonnet-4-5", overrides).cache_read == pytest.approx(0.1)

@@ -11,6 +11,7 @@ from decimal import Decimal
 
 import pytest
 
+from relay import times
 from relay.identity import key_store
 from relay.usage import reports
 from tests.fakes.platform import SqliteDatabase
@@ -206,7 +207,7 @@ def test_the_time_range_includes_from_and_excludes_to(db):
 
 
 def test_the_default_range_is_the_last_30_days(db):
-    made = report(db, now=key_store.parse_time("2027-02-10T00:00:00Z"))
+    made = report(db, now=times.parse_time("2027-02-10T00:00:00Z"))
     assert (made["from"], made["to"]) == ("2027-01-11T00:00:00Z", "2027-02-10T00:00:00Z")
     assert made["total"]["requests"] == 4
 
@@ -221,7 +222,7 @@ def test_the_default_range_takes_in_rows_of_the_current_second(db):
             "'/v1/messages', 200)"
         )
     )
-    made = report(db, "key=rk_now", now=key_store.parse_time("2027-02-10T00:00:00Z") + 0.5)
+    made = report(db, "key=rk_now", now=times.parse_time("2027-02-10T00:00:00Z") + 0.5)
     assert made["total"]["requests"] == 1
 
 

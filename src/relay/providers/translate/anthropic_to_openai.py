@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from relay.providers.translate import TranslationError
+from relay.providers.translate import Json, TranslationError, a_count, a_list, an_object, need
 
 # Anthropic stop_reason -> OpenAI finish_reason.
 FINISH_REASONS = {
@@ -36,54 +36,48 @@ _EFFORT_STEPS = ((4096, "low"), (16384, "medium"))
 _EFFORTS = {"low": "low", "medium": "medium", "high": "high", "max": "high"}
 
 
-def _need(condition: bool, message: str) -> None:
-    if not condition:
-        raise TranslationError(message)
-
-
-def _blocks(content: Any, where: str) -> list[dict]:
+def _blocks(content: Any, where: str) -> list[Json]:
     """Content as a list of blocks (a string is one text block)."""
     if isinstance(content, str):
         return [{"type": "text", "text": content}]
-    _need(
-        isinstance(content, list) and all(isinstance(b, dict) for b in content),
-        f"{where} must be a string or a list of content blocks",
-    )
-    return content
+    expected = f"{where} must be a string or a list of content blocks"
+    blocks = a_list(content, expected)
+    need(all(isinstance(b, dict) for b in blocks), expected)
+    return blocks
 
 
-def _text(block: dict, where: str) -> str:
-    _need(isinstance(block.get("text"), str), f'{where}: a text block needs a string "text"')
-    return block["text"]
+def _text(block: Json, where: str) -> str:
+    text = block.get("text")
+    if not isinstance(text, str):
+        raise TranslationError(f'{where}: a text block needs a string "text"')
+    return text
 
 
 def _plain_text(content: Any, where: str) -> str:
     """Text-only content (system prompts) as one string; blocks are joined by blank lines."""
     parts = []
     for block in _blocks(content, where):
-        _need(block.get("type") == "text", f"{where} may hold only text blocks, not {block.get('type')!r}")
+        need(block.get("type") == "text", f"{where} may hold only text blocks, not {block.get('type')!r}")
         parts.append(_text(block, where))
     return "\n\n".join(parts)
 
 
-def _image(block: dict, where: str) -> dict:
-    source = block.get("source")
-    _need(isinstance(source, dict), f'{where}: an image block needs a "source"')
+def _image(block: Json, where: str) -> Json:
+    source = an_object(block.get("source"), f'{where}: an image block needs a "source"')
     if source.get("type") == "base64":
-        _need(
+        need(
             isinstance(source.get("media_type"), str) and isinstance(source.get("data"), str),
             f'{where}: a base64 image needs "media_type" and "data"',
         )
         return {"type": "image_url", "image_url": {"url": f"data:{source['media_type']};base64,{source['data']}"}}
     if source.get("type") == "url":
-        _need(isinstance(source.get("url"), str), f'{where}: a url image needs a "url"')
+        need(isinstance(source.get("url"), str), f'{where}: a url image needs a "url"')
         return {"type": "image_url", "image_url": {"url": source["url"]}}
     raise TranslationError(f"{where}: image source {source.get('type')!r} cannot be sent to an OpenAI-format model")
 
 
-def _document(block: dict, where: str) -> dict:
-    source = block.get("source")
-    _need(isinstance(source, dict), f'{where}: a document block needs a "source"')
+def _document(block: Json, where: str) -> Json:
+    source = an_object(block.get("source"), f'{where}: a document block needs a "source"')
     if source.get("type") == "text" and isinstance(source.get("data"), str):
         return {"type": "text", "text": source["data"]}
     if source.get("type") == "base64" and source.get("media_type") == "application/pdf":
@@ -95,7 +89,7 @@ def _document(block: dict, where: str) -> dict:
     raise TranslationError(f"{where}: document source {source.get('type')!r} cannot be sent to an OpenAI-format model")
 
 
-def _user_part(block: dict, where: str) -> dict:
+def _user_part(block: Json, where: str) -> Json:
     kind = block.get("type")
     if kind == "text":
         return {"type": "text", "text": _text(block, where)}
@@ -106,10 +100,10 @@ def _user_part(block: dict, where: str) -> dict:
     raise TranslationError(f"{where}: content block {kind!r} cannot be sent to an OpenAI-format model")
 
 
-def _tool_result(block: dict, where: str) -> tuple[dict, list[dict]]:
+def _tool_result(block: Json, where: str) -> tuple[Json, list[Json]]:
     """A tool message, and the images the tool returned (for the user message after it)."""
     call_id = block.get("tool_use_id")
-    _need(isinstance(call_id, str), f'{where}: a tool_result needs a "tool_use_id"')
+    need(isinstance(call_id, str), f'{where}: a tool_result needs a "tool_use_id"')
     texts, images = [], []
     for inner in _blocks(block.get("content", ""), where):
         if inner.get("type") == "text":
@@ -128,7 +122,7 @@ def _tool_result(block: dict, where: str) -> tuple[dict, list[dict]]:
     return {"role": "tool", "tool_call_id": call_id, "content": text}, images
 
 
-def _user(content: Any, where: str) -> list[dict]:
+def _user(content: Any, where: str) -> list[Json]:
     if isinstance(content, str):
         return [{"role": "user", "content": content}]
     tools, parts, images = [], [], []
@@ -147,7 +141,7 @@ def _user(content: Any, where: str) -> list[dict]:
     return tools + [{"role": "user", "content": parts}]
 
 
-def _assistant(content: Any, where: str) -> list[dict]:
+def _assistant(content: Any, where: str) -> list[Json]:
     if isinstance(content, str):
         return [{"role": "assistant", "content": content}]
     texts, calls = [], []
@@ -156,7 +150,7 @@ def _assistant(content: Any, where: str) -> list[dict]:
         if kind == "text":
             texts.append(_text(block, where))
         elif kind == "tool_use":
-            _need(
+            need(
                 isinstance(block.get("id"), str) and isinstance(block.get("name"), str),
                 f'{where} block {n}: a tool_use needs "id" and "name"',
             )
@@ -182,15 +176,14 @@ def _assistant(content: Any, where: str) -> list[dict]:
     return [message]
 
 
-def _messages(body: dict) -> list[dict]:
+def _messages(body: Json) -> list[Json]:
     out = []
     if body.get("system") is not None:
         out.append({"role": "system", "content": _plain_text(body["system"], "system")})
-    messages = body.get("messages")
-    _need(isinstance(messages, list), "messages must be a list")
+    messages = a_list(body.get("messages"), "messages must be a list")
     for n, message in enumerate(messages):
         where = f"messages.{n}"
-        _need(isinstance(message, dict), f"{where} must be an object")
+        need(isinstance(message, dict), f"{where} must be an object")
         role, content = message.get("role"), message.get("content")
         if role == "user":
             out.extend(_user(content, where))
@@ -203,11 +196,10 @@ def _messages(body: dict) -> list[dict]:
     return out
 
 
-def _tools(tools: Any) -> list[dict]:
-    _need(isinstance(tools, list), "tools must be a list")
+def _tools(tools: Any) -> list[Json]:
     out = []
-    for n, tool in enumerate(tools):
-        _need(isinstance(tool, dict) and isinstance(tool.get("name"), str), f'tools.{n} needs a "name"')
+    for n, tool in enumerate(a_list(tools, "tools must be a list")):
+        need(isinstance(tool, dict) and isinstance(tool.get("name"), str), f'tools.{n} needs a "name"')
         if "input_schema" not in tool:
             continue  # a server tool (web search, code execution): Anthropic runs those, not the model's host
         function = {"name": tool["name"], "parameters": tool["input_schema"]}
@@ -217,8 +209,8 @@ def _tools(tools: Any) -> list[dict]:
     return out
 
 
-def _tool_choice(choice: Any, out: dict) -> None:
-    _need(isinstance(choice, dict), "tool_choice must be an object")
+def _tool_choice(choice: Any, out: Json) -> None:
+    choice = an_object(choice, "tool_choice must be an object")
     kind = choice.get("type")
     if kind == "auto":
         out["tool_choice"] = "auto"
@@ -234,7 +226,12 @@ def _tool_choice(choice: Any, out: dict) -> None:
         out["parallel_tool_calls"] = False
 
 
-def reasoning_effort(body: dict) -> str | None:
+def finish_reason(stop_reason: Any) -> str:
+    """An Anthropic stop_reason as OpenAI's finish_reason ("stop" for any other)."""
+    return FINISH_REASONS.get(stop_reason, "stop") if isinstance(stop_reason, str) else "stop"
+
+
+def reasoning_effort(body: Json) -> str | None:
     """How hard the client asked the model to think, in OpenAI's terms (None: not asked)."""
     config = body.get("output_config")
     if isinstance(config, dict) and config.get("effort") in _EFFORTS:
@@ -251,7 +248,7 @@ def reasoning_effort(body: dict) -> str | None:
     return next((effort for limit, effort in _EFFORT_STEPS if budget <= limit), "high")
 
 
-def request(body: dict, model: str, *, reasoning: bool = False, max_tokens_field: str = "max_tokens") -> dict:
+def request(body: Json, model: str, *, reasoning: bool = False, max_tokens_field: str = "max_tokens") -> Json:
     """An Anthropic Messages request as an OpenAI Chat Completions request for `model`."""
     out: dict[str, Any] = {"model": model, "messages": _messages(body)}
     if body.get("max_tokens") is not None:
@@ -261,7 +258,7 @@ def request(body: dict, model: str, *, reasoning: bool = False, max_tokens_field
             out[name] = body[name]
     stops = body.get("stop_sequences")
     if stops:
-        _need(
+        need(
             isinstance(stops, list) and all(isinstance(s, str) for s in stops),
             "stop_sequences must be a list of strings",
         )
@@ -282,11 +279,11 @@ def request(body: dict, model: str, *, reasoning: bool = False, max_tokens_field
     return out
 
 
-def usage(anthropic_usage: Any) -> dict:
+def usage(anthropic_usage: Any) -> Json:
     """Anthropic usage as OpenAI's: prompt tokens include the cached ones, as OpenAI counts."""
     u = anthropic_usage if isinstance(anthropic_usage, dict) else {}
     fresh, written, read, output = (
-        u.get(name) if isinstance(u.get(name), int) else 0
+        a_count(u.get(name))
         for name in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "output_tokens")
     )
     prompt = fresh + written + read
@@ -298,7 +295,7 @@ def usage(anthropic_usage: Any) -> dict:
     }
 
 
-def tool_call(block: dict, index: int | None = None) -> dict:
+def tool_call(block: Json, index: int | None = None) -> Json:
     """A tool_use block as an OpenAI tool call (with its `index` in a stream)."""
     call = {"id": block.get("id"), "type": "function", "function": {"name": block.get("name"), "arguments": ""}}
     if index is not None:
@@ -306,7 +303,7 @@ def tool_call(block: dict, index: int | None = None) -> dict:
     return call
 
 
-def completion(message: dict, created: int) -> dict:
+def completion(message: Json, created: int) -> Json:
     """An Anthropic Message as an OpenAI chat completion."""
     texts, calls = [], []
     for block in message.get("content") or []:
@@ -326,8 +323,6 @@ def completion(message: dict, created: int) -> dict:
         "object": "chat.completion",
         "created": created,
         "model": message.get("model"),
-        "choices": [
-            {"index": 0, "message": reply, "finish_reason": FINISH_REASONS.get(message.get("stop_reason"), "stop")}
-        ],
+        "choices": [{"index": 0, "message": reply, "finish_reason": finish_reason(message.get("stop_reason"))}],
         "usage": usage(message.get("usage")),
     }

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from relay.providers.translate import TranslationError
+from relay.providers.translate import Json, TranslationError, a_count, a_list, need
 
 DEFAULT_MAX_TOKENS = 4096
 # OpenAI finish_reason -> Anthropic stop_reason.
@@ -35,36 +35,32 @@ _BUDGETS = {"minimal": 1024, "low": 2048, "medium": 8192, "high": 24576}
 _REFUSED = ("audio", "logprobs", "top_logprobs", "prediction", "functions", "function_call")
 
 
-def _need(condition: bool, message: str) -> None:
-    if not condition:
-        raise TranslationError(message)
-
-
-def _image(part: dict, where: str) -> dict:
+def _image(part: Json, where: str) -> Json:
     image = part.get("image_url")
     url = image.get("url") if isinstance(image, dict) else image
-    _need(isinstance(url, str), f'{where}: an image_url part needs a "url"')
+    if not isinstance(url, str):
+        raise TranslationError(f'{where}: an image_url part needs a "url"')
     if url.startswith("data:"):
         head, comma, data = url[5:].partition(",")
         media_type, _, encoding = head.partition(";")
-        _need(bool(comma) and encoding == "base64", f"{where}: a data URL image must be base64")
+        need(bool(comma) and encoding == "base64", f"{where}: a data URL image must be base64")
         return {"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}
     return {"type": "image", "source": {"type": "url", "url": url}}
 
 
-def _content(content: Any, where: str) -> list[dict]:
+def _content(content: Any, where: str) -> list[Json]:
     """Message content as Anthropic blocks; empty text is left out (Anthropic refuses it)."""
     if content is None:
         return []
     if isinstance(content, str):
         return [{"type": "text", "text": content}] if content else []
-    _need(isinstance(content, list), f"{where}: content must be a string or a list of parts")
+    need(isinstance(content, list), f"{where}: content must be a string or a list of parts")
     blocks = []
     for n, part in enumerate(content):
-        _need(isinstance(part, dict), f"{where} part {n} must be an object")
+        need(isinstance(part, dict), f"{where} part {n} must be an object")
         kind = part.get("type")
         if kind == "text":
-            _need(isinstance(part.get("text"), str), f'{where} part {n}: a text part needs "text"')
+            need(isinstance(part.get("text"), str), f'{where} part {n}: a text part needs "text"')
             if part["text"]:
                 blocks.append({"type": "text", "text": part["text"]})
         elif kind == "image_url":
@@ -78,14 +74,14 @@ def _content(content: Any, where: str) -> list[dict]:
 
 def _text_only(content: Any, where: str) -> str:
     blocks = _content(content, where)
-    _need(all(b["type"] == "text" for b in blocks), f"{where}: only text is allowed here")
+    need(all(b["type"] == "text" for b in blocks), f"{where}: only text is allowed here")
     return "\n\n".join(b["text"] for b in blocks)
 
 
-def _tool_use(call: Any, where: str) -> dict:
-    _need(isinstance(call, dict) and isinstance(call.get("function"), dict), f"{where}: a tool call needs a function")
+def _tool_use(call: Any, where: str) -> Json:
+    need(isinstance(call, dict) and isinstance(call.get("function"), dict), f"{where}: a tool call needs a function")
     function = call["function"]
-    _need(
+    need(
         isinstance(call.get("id"), str) and isinstance(function.get("name"), str),
         f'{where}: a tool call needs "id" and "function.name"',
     )
@@ -94,11 +90,11 @@ def _tool_use(call: Any, where: str) -> dict:
         parsed = json.loads(arguments) if isinstance(arguments, str) else arguments
     except ValueError:
         raise TranslationError(f"{where}: tool call {call['id']} has arguments that are not JSON") from None
-    _need(isinstance(parsed, dict), f"{where}: tool call {call['id']} arguments must be a JSON object")
+    need(isinstance(parsed, dict), f"{where}: tool call {call['id']} arguments must be a JSON object")
     return {"type": "tool_use", "id": call["id"], "name": function["name"], "input": parsed}
 
 
-def _append(messages: list[dict], role: str, blocks: list[dict]) -> None:
+def _append(messages: list[Json], role: str, blocks: list[Json]) -> None:
     """Add a turn, merged into the previous one when it has the same role."""
     if not blocks:
         return
@@ -108,13 +104,13 @@ def _append(messages: list[dict], role: str, blocks: list[dict]) -> None:
         messages.append({"role": role, "content": blocks})
 
 
-def _messages(raw: Any) -> tuple[list[str], list[dict]]:
-    _need(isinstance(raw, list) and bool(raw), "messages must be a non-empty list")
+def _messages(raw: Any) -> tuple[list[str], list[Json]]:
+    need(isinstance(raw, list) and bool(raw), "messages must be a non-empty list")
     system: list[str] = []
-    messages: list[dict] = []
+    messages: list[Json] = []
     for n, message in enumerate(raw):
         where = f"messages.{n}"
-        _need(isinstance(message, dict), f"{where} must be an object")
+        need(isinstance(message, dict), f"{where} must be an object")
         role = message.get("role")
         if role in ("system", "developer"):
             text = _text_only(message.get("content"), where)
@@ -126,11 +122,11 @@ def _messages(raw: Any) -> tuple[list[str], list[dict]]:
             _append(messages, "user", _content(message.get("content"), where))
         elif role == "assistant":
             calls = message.get("tool_calls") or []
-            _need(isinstance(calls, list), f"{where}: tool_calls must be a list")
+            need(isinstance(calls, list), f"{where}: tool_calls must be a list")
             blocks = _content(message.get("content"), where)
             _append(messages, "assistant", blocks + [_tool_use(c, where) for c in calls])
         elif role == "tool":
-            _need(isinstance(message.get("tool_call_id"), str), f'{where}: a tool message needs "tool_call_id"')
+            need(isinstance(message.get("tool_call_id"), str), f'{where}: a tool message needs "tool_call_id"')
             result = {
                 "type": "tool_result",
                 "tool_use_id": message["tool_call_id"],
@@ -148,15 +144,14 @@ def _messages(raw: Any) -> tuple[list[str], list[dict]]:
     return system, messages
 
 
-def _tools(tools: Any) -> list[dict]:
-    _need(isinstance(tools, list), "tools must be a list")
+def _tools(tools: Any) -> list[Json]:
     out = []
-    for n, tool in enumerate(tools):
+    for n, tool in enumerate(a_list(tools, "tools must be a list")):
         function = tool.get("function") if isinstance(tool, dict) else None
-        _need(
-            isinstance(function, dict) and tool.get("type") == "function" and isinstance(function.get("name"), str),
-            f"tools.{n} must be a function tool with a name",
-        )
+        if not (
+            isinstance(function, dict) and tool.get("type") == "function" and isinstance(function.get("name"), str)
+        ):
+            raise TranslationError(f"tools.{n} must be a function tool with a name")
         converted = {
             "name": function["name"],
             "input_schema": function.get("parameters") or {"type": "object", "properties": {}},
@@ -167,7 +162,8 @@ def _tools(tools: Any) -> list[dict]:
     return out
 
 
-def _tool_choice(choice: Any, parallel: Any) -> dict | None:
+def _tool_choice(choice: Any, parallel: Any) -> Json | None:
+    converted: Json | None
     if choice is None:
         converted = {"type": "auto"} if parallel is False else None
     elif choice in ("auto", "none"):
@@ -183,13 +179,13 @@ def _tool_choice(choice: Any, parallel: Any) -> dict | None:
     return converted
 
 
-def request(body: dict, model: str) -> dict:
+def request(body: Json, model: str) -> Json:
     """An OpenAI Chat Completions request as an Anthropic Messages request for `model`."""
     for name in _REFUSED:
-        _need(body.get(name) in (None, False), f"{name} is not supported when the model is served by Anthropic")
-    _need(body.get("n") in (None, 1), "n > 1 is not supported when the model is served by Anthropic")
+        need(body.get(name) in (None, False), f"{name} is not supported when the model is served by Anthropic")
+    need(body.get("n") in (None, 1), "n > 1 is not supported when the model is served by Anthropic")
     response_format = body.get("response_format")
-    _need(
+    need(
         response_format is None or (isinstance(response_format, dict) and response_format.get("type") == "text"),
         "response_format is not supported when the model is served by Anthropic",
     )
@@ -223,14 +219,14 @@ def request(body: dict, model: str) -> dict:
     return out
 
 
-def usage(openai_usage: Any) -> dict:
+def usage(openai_usage: Any) -> Json:
     """OpenAI usage as Anthropic's, which counts cached prompt tokens apart."""
     u = openai_usage if isinstance(openai_usage, dict) else {}
     details = u.get("prompt_tokens_details")
     cached = details.get("cached_tokens") if isinstance(details, dict) else None
     cached = cached if isinstance(cached, int) else 0
-    prompt = u.get("prompt_tokens") if isinstance(u.get("prompt_tokens"), int) else 0
-    output = u.get("completion_tokens") if isinstance(u.get("completion_tokens"), int) else 0
+    prompt = a_count(u.get("prompt_tokens"))
+    output = a_count(u.get("completion_tokens"))
     return {
         "input_tokens": max(0, prompt - cached),
         "cache_creation_input_tokens": 0,
@@ -239,7 +235,7 @@ def usage(openai_usage: Any) -> dict:
     }
 
 
-def tool_input(arguments: Any) -> dict:
+def tool_input(arguments: Any) -> Json:
     """A tool call's arguments as a tool_use input (a model's malformed JSON: empty input)."""
     try:
         parsed = json.loads(arguments) if isinstance(arguments, str) and arguments else {}
@@ -248,17 +244,34 @@ def tool_input(arguments: Any) -> dict:
     return parsed if isinstance(parsed, dict) else {}
 
 
+def stop_reason(finish_reason: Any) -> str:
+    """An OpenAI finish_reason as Anthropic's stop_reason ("end_turn" for any other)."""
+    return STOP_REASONS.get(finish_reason, "end_turn") if isinstance(finish_reason, str) else "end_turn"
+
+
+def stop(choice: Json) -> tuple[str, str | None]:
+    """(Anthropic stop_reason, stop_sequence) of a choice. OpenAI's own API says only "stop"
+    for a matched stop sequence; the servers that say which one matched (vLLM's
+    `stop_reason`, SGLang's `matched_stop`, a string then) make it `stop_sequence`."""
+    finish = choice.get("finish_reason")
+    matched = choice.get("stop_reason", choice.get("matched_stop"))
+    if finish == "stop" and isinstance(matched, str) and matched:
+        return "stop_sequence", matched
+    return stop_reason(finish), None
+
+
 def message_id(upstream_id: Any) -> str:
     text = upstream_id if isinstance(upstream_id, str) and upstream_id else "relay"
     return text if text.startswith("msg_") else f"msg_{text}"
 
 
-def message(completion: dict) -> dict:
+def message(completion: Json) -> Json:
     """An OpenAI chat completion as an Anthropic Message."""
     choices = completion.get("choices")
     choice = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else {}
-    reply = choice.get("message") if isinstance(choice.get("message"), dict) else {}
-    content: list[dict] = []
+    replied = choice.get("message")
+    reply: Json = replied if isinstance(replied, dict) else {}
+    content: list[Json] = []
     if isinstance(reply.get("content"), str) and reply["content"]:
         content.append({"type": "text", "text": reply["content"]})
     for call in reply.get("tool_calls") or []:
@@ -272,13 +285,14 @@ def message(completion: dict) -> dict:
                     "input": tool_input(function.get("arguments")),
                 }
             )
+    reason, sequence = stop(choice)
     return {
         "id": message_id(completion.get("id")),
         "type": "message",
         "role": "assistant",
         "model": completion.get("model"),
         "content": content,
-        "stop_reason": STOP_REASONS.get(choice.get("finish_reason"), "end_turn"),
-        "stop_sequence": None,
+        "stop_reason": reason,
+        "stop_sequence": sequence,
         "usage": usage(completion.get("usage")),
     }

@@ -7,23 +7,17 @@ event in the client's format, never with a made-up normal finish.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from relay.http import sse
-from relay.providers.translate import anthropic_to_openai, openai_to_anthropic
+from relay.http.json_spans import loads_or_none
+from relay.log import log
+from relay.providers.translate import Json, anthropic_to_openai, object_at, openai_to_anthropic
 
 INCOMPLETE = "the upstream stream ended before the response was complete"
 
 
-def _json(data: bytes) -> Any:
-    try:
-        return json.loads(data)
-    except ValueError:
-        return None
-
-
-def anthropic_error(error: Any) -> dict:
+def anthropic_error(error: Any) -> Json:
     """An OpenAI-style error object as Anthropic's error event payload."""
     error = error if isinstance(error, dict) else {"message": str(error)}
     words = f"{error.get('type') or ''} {error.get('code') or ''}".lower()
@@ -39,7 +33,7 @@ def anthropic_error(error: Any) -> dict:
     return {"type": "error", "error": {"type": kind, "message": str(error.get("message") or "upstream error")}}
 
 
-def openai_error(error: Any) -> dict:
+def openai_error(error: Any) -> Json:
     """An Anthropic error object as OpenAI's error chunk payload."""
     error = error if isinstance(error, dict) else {"message": str(error)}
     return {
@@ -52,6 +46,17 @@ def openai_error(error: Any) -> dict:
     }
 
 
+class _ToolCall:
+    __slots__ = ("id", "name", "arguments")
+
+    def __init__(self, call_id: str, name: str):
+        self.id, self.name = call_id, name
+        self.arguments: list[str] = []
+
+    def block(self) -> Json:
+        return {"type": "tool_use", "id": self.id, "name": self.name, "input": {}}
+
+
 class OpenAIToAnthropic:
     """An OpenAI chat completion stream as an Anthropic Messages stream."""
 
@@ -62,9 +67,12 @@ class OpenAIToAnthropic:
         self._done = False
         self._index = -1  # the Anthropic content block now open (-1: none)
         self._open: str | None = None  # its kind: "text", "thinking" or "tool_use"
-        self._tools: dict[Any, tuple[str, int]] = {}  # OpenAI tool index -> (call id, block index)
+        self._tools: dict[Any, _ToolCall] = {}  # OpenAI tool index -> its latest call
+        self._live: _ToolCall | None = None  # the call whose block streams live
+        self._held: list[_ToolCall] = []  # calls given whole at the end (see _tool_call)
         self._blocks = 0
         self._stop_reason: str | None = None
+        self._stop_sequence: str | None = None
         self._usage: Any = None
 
     def feed(self, chunk: bytes) -> bytes:
@@ -86,7 +94,7 @@ class OpenAIToAnthropic:
             if self._stop_reason is None:
                 return self._error({"message": INCOMPLETE, "type": "api_error"})
             return self._end()
-        payload = _json(data)
+        payload = loads_or_none(data)
         if not isinstance(payload, dict):
             return b""
         if payload.get("error") is not None and not payload.get("choices"):
@@ -96,7 +104,7 @@ class OpenAIToAnthropic:
             self._usage = payload["usage"]
         choices = payload.get("choices")
         choice = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else {}
-        delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
+        delta = object_at(choice, "delta")
         reasoning = delta.get("reasoning_content") or delta.get("reasoning")
         if isinstance(reasoning, str) and reasoning:
             out += self._delta(
@@ -110,17 +118,17 @@ class OpenAIToAnthropic:
             if isinstance(call, dict):
                 out += self._tool_call(call)
         if choice.get("finish_reason"):
-            self._stop_reason = openai_to_anthropic.STOP_REASONS.get(choice["finish_reason"], "end_turn")
-            out += self._close()
+            self._stop_reason, self._stop_sequence = openai_to_anthropic.stop(choice)
+            out += self._held_calls()
         return out
 
-    def _start(self, payload: dict) -> bytes:
+    def _start(self, payload: Json) -> bytes:
         if self._started:
             return b""
         self._started = True
         if isinstance(payload.get("model"), str):
             self._model = payload["model"]
-        message = {
+        message: Json = {
             "id": openai_to_anthropic.message_id(payload.get("id")),
             "type": "message",
             "role": "assistant",
@@ -132,7 +140,7 @@ class OpenAIToAnthropic:
         }
         return sse.frame("message_start", {"type": "message_start", "message": message})
 
-    def _open_block(self, kind: str, block: dict) -> bytes:
+    def _open_block(self, kind: str, block: Json) -> bytes:
         out = self._close()
         self._index, self._open = self._blocks, kind
         self._blocks += 1
@@ -140,26 +148,51 @@ class OpenAIToAnthropic:
             "content_block_start", {"type": "content_block_start", "index": self._index, "content_block": block}
         )
 
-    def _delta(self, kind: str, block: dict, delta: dict, index: int | None = None) -> bytes:
+    def _delta(self, kind: str, block: Json, delta: Json, index: int | None = None) -> bytes:
         out = b"" if index is not None or self._open == kind else self._open_block(kind, block)
         index = self._index if index is None else index
         return out + sse.frame("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta})
 
-    def _tool_call(self, call: dict) -> bytes:
+    def _tool_call(self, call: Json) -> bytes:
+        """A tool call's fragment. One call streams live in its block; a call that starts
+        while another's block is open is held until the message ends, then given whole: an
+        OpenAI stream may interleave the argument fragments of parallel calls, and an
+        Anthropic block, once stopped, takes no more."""
         key = call.get("index", 0)
-        function = call.get("function") if isinstance(call.get("function"), dict) else {}
+        function = object_at(call, "function")
+        arguments = function.get("arguments") if isinstance(function.get("arguments"), str) else ""
+        current = self._tools.get(key)
         out = b""
-        known = self._tools.get(key)
-        if call.get("id") and (known is None or known[0] != call["id"]):
-            out += self._open_block(
-                "tool_use", {"type": "tool_use", "id": call["id"], "name": function.get("name") or "", "input": {}}
-            )
-            self._tools[key] = known = (call["id"], self._index)
-        arguments = function.get("arguments")
-        if known is None or not isinstance(arguments, str) or not arguments:
+        if call.get("id") and (current is None or current.id != call["id"]):
+            if self._live is not None and self._live is current:  # this index's call is complete
+                out += self._close()
+            current = self._tools[key] = _ToolCall(call["id"], function.get("name") or "")
+            if self._open is None or self._open != "tool_use":
+                out += self._open_block("tool_use", current.block())
+                self._live = current
+            else:
+                self._held.append(current)
+        if current is None or not arguments:
             return out
-        # Interleaved parallel calls write to the block opened for their call.
-        return out + self._delta("tool_use", {}, {"type": "input_json_delta", "partial_json": arguments}, known[1])
+        if current is self._live:
+            if self._open == "tool_use":
+                return out + self._delta("tool_use", {}, {"type": "input_json_delta", "partial_json": arguments})
+            log("a tool call's arguments arrived after its block was closed by text; dropped")
+            return out
+        current.arguments.append(arguments)
+        return out
+
+    def _held_calls(self) -> bytes:
+        """The calls held back, each as a whole block, after the open block is closed."""
+        out = self._close()
+        for call in self._held:
+            out += self._open_block("tool_use", call.block())
+            partial = "".join(call.arguments)
+            if partial:
+                out += self._delta("tool_use", {}, {"type": "input_json_delta", "partial_json": partial})
+            out += self._close()
+        self._held = []
+        return out
 
     def _close(self) -> bytes:
         if self._open is None:
@@ -175,7 +208,7 @@ class OpenAIToAnthropic:
             "message_delta",
             {
                 "type": "message_delta",
-                "delta": {"stop_reason": self._stop_reason, "stop_sequence": None},
+                "delta": {"stop_reason": self._stop_reason, "stop_sequence": self._stop_sequence},
                 "usage": usage,
             },
         )
@@ -195,8 +228,9 @@ class AnthropicToOpenAI:
         self._created = created
         self._id: str | None = None
         self._model: str | None = None
-        self._usage: dict = {}
-        self._tools: dict[int, int] = {}  # Anthropic block index -> OpenAI tool call index
+        self._usage: Json = {}
+        # Anthropic block index (as the stream gives it) -> OpenAI tool call index
+        self._tools: dict[object, int] = {}
         self._done = False
 
     def feed(self, chunk: bytes) -> bytes:
@@ -209,7 +243,7 @@ class AnthropicToOpenAI:
         self._done = True
         return out + sse.frame(None, openai_error({"message": INCOMPLETE, "type": "server_error"}))
 
-    def _chunk(self, delta: dict | None = None, finish_reason: str | None = None, **extra: Any) -> bytes:
+    def _chunk(self, delta: Json | None = None, finish_reason: str | None = None, **extra: Any) -> bytes:
         choices = [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish_reason}]
         return sse.frame(
             None,
@@ -224,23 +258,23 @@ class AnthropicToOpenAI:
         )
 
     def _frame(self, event: bytes, data: bytes) -> bytes:
-        payload = _json(data)
+        payload = loads_or_none(data)
         if self._done or not isinstance(payload, dict):
             return b""
         kind = payload.get("type") or event.decode(errors="replace")
         if kind == "message_start":
-            message = payload.get("message") if isinstance(payload.get("message"), dict) else {}
+            message = object_at(payload, "message")
             self._id, self._model = message.get("id"), message.get("model")
             self._usage.update(message.get("usage") or {})
             return self._chunk({"role": "assistant", "content": ""})
         if kind == "content_block_start":
-            block = payload.get("content_block") if isinstance(payload.get("content_block"), dict) else {}
+            block = object_at(payload, "content_block")
             if block.get("type") != "tool_use":
                 return b""
             self._tools[payload.get("index")] = position = len(self._tools)
             return self._chunk({"tool_calls": [anthropic_to_openai.tool_call(block, position)]})
         if kind == "content_block_delta":
-            delta = payload.get("delta") if isinstance(payload.get("delta"), dict) else {}
+            delta = object_at(payload, "delta")
             if delta.get("type") == "text_delta":
                 return self._chunk({"content": delta.get("text") or ""})
             if delta.get("type") == "input_json_delta" and payload.get("index") in self._tools:
@@ -253,7 +287,7 @@ class AnthropicToOpenAI:
         if kind == "message_delta":
             self._usage.update({k: v for k, v in (payload.get("usage") or {}).items() if v is not None})
             stop = (payload.get("delta") or {}).get("stop_reason")
-            return self._chunk({}, anthropic_to_openai.FINISH_REASONS.get(stop, "stop")) if stop else b""
+            return self._chunk({}, anthropic_to_openai.finish_reason(stop)) if stop else b""
         if kind == "message_stop":
             self._done = True
             usage = self._chunk(usage=anthropic_to_openai.usage(self._usage)) if self._include_usage else b""

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from relay.http import sse
+from relay.providers.translate import openai_to_anthropic
 from relay.providers.translate.streams import AnthropicToOpenAI, OpenAIToAnthropic
 
 
@@ -288,3 +289,76 @@ def test_anthropic_stream_cut_short_ends_with_an_error_chunk():
     cut = ANTHROPIC_TOOL_STREAM[: len(ANTHROPIC_TOOL_STREAM) // 2]
     chunks = _chunks(translator.feed(cut) + translator.finish(broken=True))
     assert "error" in chunks[-1] and "[DONE]" not in chunks
+
+
+def test_interleaved_parallel_tool_calls_each_get_their_own_arguments_in_an_open_block():
+    def call(index, arguments, call_id=None, name=None):
+        fragment = {"index": index, "function": {"arguments": arguments}}
+        if call_id:
+            fragment.update(id=call_id, type="function")
+            fragment["function"]["name"] = name
+        return _chunk({"tool_calls": [fragment]})
+
+    upstream = _openai_stream(
+        _chunk({"role": "assistant", "content": ""}),
+        call(0, '{"city": ', "call_a", "get_weather"),
+        call(1, '{"city": ', "call_b", "get_weather"),
+        call(0, '"Oslo"}'),
+        call(1, '"Rome"}'),
+        _chunk({}, "tool_calls"),
+    )
+    outputs = _split_runs(lambda: OpenAIToAnthropic("m"), upstream)
+    assert len(set(outputs)) == 1
+    events = _events(outputs[0])
+    open_blocks, arguments, starts = set(), {}, []
+    for event, data in events:
+        if event == "content_block_start":
+            open_blocks.add(data["index"])
+            starts.append((data["index"], data["content_block"]["id"]))
+        elif event == "content_block_delta":
+            assert data["index"] in open_blocks, "a delta for a block that is not open"
+            arguments[data["index"]] = arguments.get(data["index"], "") + data["delta"]["partial_json"]
+        elif event == "content_block_stop":
+            open_blocks.remove(data["index"])
+    assert starts == [(0, "call_a"), (1, "call_b")]
+    assert {i: json.loads(a) for i, a in arguments.items()} == {0: {"city": "Oslo"}, 1: {"city": "Rome"}}
+
+
+def test_sequential_calls_reusing_an_index_stream_one_after_the_other():
+    upstream = _openai_stream(
+        _chunk(
+            {"tool_calls": [{"index": 0, "id": "c1", "type": "function", "function": {"name": "a", "arguments": "{}"}}]}
+        ),
+        _chunk(
+            {"tool_calls": [{"index": 0, "id": "c2", "type": "function", "function": {"name": "b", "arguments": "{"}}]}
+        ),
+        _chunk({"tool_calls": [{"index": 0, "function": {"arguments": "}"}}]}),
+        _chunk({}, "tool_calls"),
+    )
+    translator = OpenAIToAnthropic("m")
+    first = _events(translator.feed(upstream.split(b"\n\n", 3)[0] + b"\n\n" + upstream.split(b"\n\n", 3)[1] + b"\n\n"))
+    assert [e for e, _ in first][-3:] == ["content_block_stop", "content_block_start", "content_block_delta"]
+    rest = _events(translator.feed(upstream.split(b"\n\n", 2)[2]) + translator.finish())
+    deltas = [d["delta"]["partial_json"] for e, d in first + rest if e == "content_block_delta"]
+    assert deltas == ["{}", "{", "}"]
+
+
+@pytest.mark.parametrize(
+    "choice_fields, stop_reason, stop_sequence",
+    [
+        ({"stop_reason": "###"}, "stop_sequence", "###"),  # vLLM says which stop string matched
+        ({"matched_stop": "END"}, "stop_sequence", "END"),  # SGLang
+        ({"stop_reason": 50256}, "end_turn", None),  # a stop token, not a stop sequence
+        ({}, "end_turn", None),  # OpenAI itself does not say
+    ],
+)
+def test_a_matched_stop_sequence_is_reported_when_the_provider_names_it(choice_fields, stop_reason, stop_sequence):
+    final = _chunk({}, "stop")
+    final["choices"][0].update(choice_fields)
+    translator = OpenAIToAnthropic("m")
+    events = _events(translator.feed(_openai_stream(_chunk({"content": "a"}), final)) + translator.finish())
+    [delta] = [d for e, d in events if e == "message_delta"]
+    assert delta["delta"] == {"stop_reason": stop_reason, "stop_sequence": stop_sequence}
+    completion = {"choices": [{"message": {"content": "a"}, "finish_reason": "stop", **choice_fields}]}
+    message = openai_to_anthropic.message(completion)
+    assert (message["stop_reason"], message["stop_sequence"]) == (stop_reason, stop_sequence)

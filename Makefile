@@ -2,7 +2,7 @@
 # Both install what they need first, pinned: Node 22 into devtools/node/node_modules (wrangler 4
 # and Claude Code need it; every later step runs on it), Python tools into .venv, wrangler/workerd,
 # npm pyodide and the Claude Code CLI into node_modules, the Worker's `workers` SDK into
-# python_modules, and for the tests (with apt-get, if missing) Debian's chromium. The local
+# python_modules, and for the tests (with apt-get, if missing) Debian's chromium and tmux. The local
 # Pyodide bundle is built from npm pyodide when a Worker first starts (devtools/pyodide_bundle.py).
 # `make bench` also installs the peer gateways it compares relay with (bench/peers/), pinned, into
 # .venv-bench-peers and bench/peers/node_modules: benchmark tools only, never part of relay.
@@ -21,14 +21,20 @@ PEERS_PY_STAMP := $(PEERS_VENV)/.installed
 PEERS_JS_STAMP := bench/peers/node_modules/.installed
 # The usage-page test drives Debian's chromium package, never a browser a tool downloads.
 CHROMIUM := /usr/bin/chromium
+# Claude Code's interactive /login is driven in a terminal (tests/claude_terminal.py): Debian's tmux.
+TMUX := /usr/bin/tmux
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 .PHONY: setup dev lint test bench
-setup: $(PY_STAMP) $(JS_STAMP) $(WORKER_PY_STAMP) $(CHROMIUM)
+setup: $(PY_STAMP) $(JS_STAMP) $(WORKER_PY_STAMP) $(CHROMIUM) $(TMUX)
 
 $(CHROMIUM):
 	$(SUDO) apt-get update
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
+
+$(TMUX):
+	$(SUDO) apt-get update
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y tmux
 
 # relay's own source joins the venv's path through a .pth file (for `python -m relay keys ...`),
 # not an editable install, whose src/relay.egg-info wrangler would upload as Worker modules.

@@ -13,10 +13,11 @@ can read afterwards what the Worker sent its clients: `answers()` parses a recor
 h11 into request/answer pairs.
 
 What a scan reads of an answer is `scanned()`: status line, header fields, trailers and
-the body without its transfer coding. One value is left out, and only of one kind of answer:
-the relay key that `POST /admin/keys` issues (201, the body's one top-level "key" field) is
-shown there once by design; `issued_key()` returns it, so the suite can add it to the
-secrets it looks for everywhere else, that answer's other fields included.
+the body without its transfer coding. Credentials are left out, and only of the answers
+that issue them by design: the relay key that `POST /admin/keys` issues (201, the body's
+one top-level "key" field) and the tokens of sign-in's `POST /oauth/token` (200, its
+"access_token" and "refresh_token"); `issued_secrets()` returns them, so the suite can add
+them to the secrets it looks for everywhere else, that answer's other fields included.
 """
 
 from __future__ import annotations
@@ -34,8 +35,10 @@ import h11
 
 READ_SIZE = 65536
 BACKLOG = 512  # the load test opens connections in bursts
-# The answer that shows a new relay key, once: method, path (query and trailing "/" aside), status.
+# The answers that show a new credential, once: (method, path (query and trailing "/" aside),
+# status) -> the top-level fields that hold it.
 ISSUING_ANSWER = ("POST", "/admin/keys", 201)
+ISSUING_ANSWERS = {ISSUING_ANSWER: ("key",), ("POST", "/oauth/token", 200): ("access_token", "refresh_token")}
 # A request the tap saw answered but could not read (malformed on purpose, e.g. by the
 # hostile-input tests): its answer is still parsed and scanned, and never exempt.
 UNREAD_REQUEST = ("GET", "/?unread-request")
@@ -332,21 +335,37 @@ def _object(body: bytes) -> _Pairs | None:
     return parsed if isinstance(parsed, _Pairs) else None
 
 
+def issued_secrets(answer: Answer) -> list[str]:
+    """The credentials this answer issues: only of an issuing answer (ISSUING_ANSWERS) whose
+    body is a JSON object with each of its credential fields once, a string."""
+    names = ISSUING_ANSWERS.get((answer.method, answer.path(), answer.status))
+    pairs = _object(answer.body) if names else None
+    if not names or pairs is None:
+        return []
+    found = []
+    for name in names:
+        values = [value for field, value in pairs if field == name]
+        if len(values) != 1 or not isinstance(values[0], str):
+            return []
+        found.append(values[0])
+    return found
+
+
 def issued_key(answer: Answer) -> str | None:
     """The relay key this answer issues: only an answer to `POST /admin/keys` with status
     201 whose body is a JSON object with exactly one top-level "key" field, a string."""
     if (answer.method, answer.path(), answer.status) != ISSUING_ANSWER:
         return None
-    pairs = _object(answer.body)
-    keys = [value for name, value in pairs or () if name == "key"]
-    return keys[0] if len(keys) == 1 and isinstance(keys[0], str) else None
+    found = issued_secrets(answer)
+    return found[0] if found else None
 
 
 def scanned(answer: Answer) -> bytes:
-    """What a scan for secrets reads of an answer: its head and body, except the key an
-    issuing answer shows (its body is then read as the JSON text of every other field, every
-    string unescaped, which finds whatever the raw body would)."""
-    if issued_key(answer) is None:
+    """What a scan for secrets reads of an answer: its head and body, except the credentials
+    an issuing answer shows (its body is then read as the JSON text of every other field,
+    every string unescaped, which finds whatever the raw body would)."""
+    if not issued_secrets(answer):
         return answer.head + answer.body
-    others = [[name, value] for name, value in _object(answer.body) if name != "key"]
+    names = ISSUING_ANSWERS[(answer.method, answer.path(), answer.status)]
+    others = [[name, value] for name, value in _object(answer.body) if name not in names]
     return answer.head + json.dumps(others, ensure_ascii=False).encode()

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from relay.http.errors import Refused
 from relay.http.messages import whole_number
+from relay.identity import gateway_settings
 from relay.limits import key_limits
 from relay.prompt_cache.markers import POLICIES
 from relay.providers import model_routes
@@ -40,6 +41,7 @@ NAMES = (
     model_routes.VAR,
     "RELAY_CACHE_POLICY",
     "RELAY_RETENTION_DAYS",
+    *gateway_settings.NAMES,  # sign-in with the company's identity provider
 )
 
 
@@ -105,6 +107,7 @@ class Settings:
     prices: pricing.Prices = ()  # RELAY_PRICES entries, consulted before pricing.BUNDLED (prices.json)
     upstream_timeout: float = DEFAULT_UPSTREAM_TIMEOUT_SECONDS  # seconds to the upstream's headers
     retention_days: int = retention.DEFAULT_DAYS  # audit rows older than this are deleted (retention.py)
+    gateway: gateway_settings.GatewaySettings | None = None  # sign-in; None: off (no RELAY_OIDC_ISSUER)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str | None]) -> Settings:
@@ -128,6 +131,7 @@ class Settings:
             routes=_routes(env, model_routes.default_providers(upstream_urls, upstream_keys)),
             cache_policy=_cache_policy(env),
             retention_days=_whole_number(env, "RELAY_RETENTION_DAYS", retention.DEFAULT_DAYS),
+            gateway=_gateway(env),
         )
 
 
@@ -154,6 +158,13 @@ def _routes(env: Mapping[str, str | None], defaults: dict[str, model_routes.Prov
         return model_routes.parse(env.get(model_routes.VAR), env, defaults, _RESERVED)
     except model_routes.RoutesError as exc:
         raise ConfigError(f"{model_routes.VAR} {exc}") from None
+
+
+def _gateway(env: Mapping[str, str | None]) -> gateway_settings.GatewaySettings | None:
+    try:
+        return gateway_settings.parse(env)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _prices(value: str | None) -> pricing.Prices:

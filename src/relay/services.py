@@ -74,6 +74,9 @@ class IsolateState:
         self.usage_write_failures = 0  # audit rows D1 refused
         self.usage_group: list[UsageRow] | None = None  # audit rows still taking others (meter.py)
         self.spend: dict[str, MonthSpend] = {}  # relay key id -> month's spend (key_limits.py)
+        self.gateway_sessions: dict[str, tuple[bool, float]] = {}  # session id -> (open, checked at)
+        self.oidc: dict[str, tuple[Any, float]] = {}  # the IdP's metadata and keys -> (value, fetched at)
+        self.telemetry_failures = 0  # telemetry a collector did not take (otlp_relay.py)
 
 
 class Background:

@@ -96,8 +96,9 @@ def no_secret_where_it_does_not_belong(tmp_path_factory):
 
 
 def every_secret(connections: list[tuple[list[wiretap.Answer], bytes]]) -> list[str]:
-    """SECRETS, ISSUED and each relay key the answers on `connections` issued, each once."""
-    issued = [key for found, _ in connections for answer in found if (key := wiretap.issued_key(answer))]
+    """SECRETS, ISSUED and each credential the answers on `connections` issued (relay keys,
+    sign-in tokens), each once."""
+    issued = [key for found, _ in connections for answer in found for key in wiretap.issued_secrets(answer)]
     return list(dict.fromkeys([*SECRETS, *ISSUED, *issued]))
 
 

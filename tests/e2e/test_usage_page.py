@@ -123,6 +123,7 @@ def test_the_page_shows_the_reports_it_fetched_and_markup_as_text(relay, browser
     sessions = next(r for p, r in reports.items() if p.startswith("usage?group_by=session&"))
     recent = next(r for p, r in reports.items() if p.startswith("usage/requests?"))
     by_model = next(r for p, r in reports.items() if p.startswith("usage?group_by=model&"))
+    people = next(r for p, r in reports.items() if p.startswith("usage?group_by=group,person&"))
     total = by_tag["total"]
 
     cards = dict(
@@ -171,6 +172,17 @@ def test_the_page_shows_the_reports_it_fetched_and_markup_as_text(relay, browser
         if g["unpriced_requests"]
     ]
     assert any(line[0] == unpriced for line in table(page, "#unpriced"))
+    assert table(page, "#people") == [
+        [
+            g["group"] or "(no group)",
+            g["person"] or "(relay keys)",
+            count(g["requests"]),
+            count(g["errors"]),
+            usd(g["cost_usd"]),
+            usd(g["cache_savings_usd"]),
+        ]
+        for g in people["groups"]
+    ]
     recent_rows = table(page, "#recent")
     assert len(recent_rows) == len(recent["data"])
     assert [row[3] for row in recent_rows] == [r["session_id"] or "(no session)" for r in recent["data"]]

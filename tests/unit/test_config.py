@@ -11,10 +11,28 @@ import pytest
 from devtools.runtime import ROOT
 from relay import config
 
-SECRETS = {"RELAY_CLIENT_KEYS", "RELAY_ADMIN_TOKEN", "ANTHROPIC_API_KEYS", "OPENAI_API_KEYS"}
+SECRETS = {
+    "RELAY_CLIENT_KEYS",
+    "RELAY_ADMIN_TOKEN",
+    "ANTHROPIC_API_KEYS",
+    "OPENAI_API_KEYS",
+    "RELAY_OIDC_CLIENT_SECRET",
+    "RELAY_SESSION_SECRET",
+}
 # Documented but left unset in wrangler.toml: a JSON document (RELAY_ROUTES, only commented
-# there) and the price overrides, both empty by default.
-UNSET_BY_DEFAULT = {"RELAY_ROUTES", "RELAY_PRICES"}
+# there) and the price overrides, both empty by default; and sign-in's deployment-specific
+# names (its issuer, client id, who may sign in, public URL, group policies, collectors).
+UNSET_BY_DEFAULT = {
+    "RELAY_ROUTES",
+    "RELAY_PRICES",
+    "RELAY_OIDC_ISSUER",
+    "RELAY_OIDC_CLIENT_ID",
+    "RELAY_SIGNIN_EMAIL_DOMAINS",
+    "RELAY_SIGNIN_GROUPS",
+    "RELAY_PUBLIC_URL",
+    "RELAY_GROUP_POLICIES",
+    "RELAY_TELEMETRY_COLLECTORS",
+}
 
 
 def _example() -> dict[str, str]:

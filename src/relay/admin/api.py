@@ -26,7 +26,7 @@ from relay.http.errors import Refused
 from relay.http.headers import bearer_token
 from relay.http.json_spans import unknown_fields
 from relay.http.messages import Headers, Request, Response, json_response
-from relay.identity import key_store
+from relay.identity import gateway_sessions, key_store, people
 from relay.identity.key_store import KeyRecord
 from relay.limits import key_limits
 from relay.log import log
@@ -289,6 +289,7 @@ async def _status(settings: Settings, services: Services, now: float) -> Respons
     price table: where it comes from, and the models of the last 30 days it had no price for."""
     status: dict[str, Any] = {
         "usage_write_failures": services.state.usage_write_failures,
+        "telemetry_failures": services.state.telemetry_failures,
         "database_bound": services.db is not None,
         "prices": pricing.about(settings.prices),
     }
@@ -296,6 +297,24 @@ async def _status(settings: Settings, services: Services, now: float) -> Respons
         status["unpriced_models"] = await reports.unpriced_models(services.db, now, settings.prices)
         status["export"] = await export.status(services.db, services.exports is not None)
     return _json(200, status)
+
+
+_PERSON = re.compile(r"p_[0-9a-f]{8}")  # people.upsert_person's ids
+
+
+async def _people(services: Services) -> Response:
+    return _json(200, {"data": await people.list_people(_database(services))})
+
+
+async def _revoke_person(services: Services, person_id: str, now: float) -> Response:
+    """End every session of a signed-in person at once (in this isolate; elsewhere within
+    RELAY_KEY_CACHE_SECONDS). They can sign in again unless the IdP no longer lets them."""
+    db = _database(services)
+    revoked = await people.revoke_person(db, person_id, now) if _PERSON.fullmatch(person_id) else []
+    for session_id in revoked:
+        gateway_sessions.forget(services, session_id)
+    log(f"admin: revoked {len(revoked)} sessions of person {person_id if _PERSON.fullmatch(person_id) else '?'}")
+    return _json(200, {"person_id": person_id if _PERSON.fullmatch(person_id) else None, "revoked_sessions": revoked})
 
 
 Handler = Callable[[], Awaitable[Response]]
@@ -323,6 +342,10 @@ def _route(
         return "/admin/usage/requests", {"GET": lambda: _requests(request, services)}
     if parts == ["status"]:
         return "/admin/status", {"GET": lambda: _status(settings, services, now)}
+    if parts == ["people"]:
+        return "/admin/people", {"GET": lambda: _people(services)}
+    if len(parts) == 3 and parts[0] == "people" and parts[1] and parts[2] == "revoke":
+        return "/admin/people/{id}/revoke", {"POST": lambda: _revoke_person(services, parts[1], now)}
     return None
 
 
@@ -337,7 +360,8 @@ async def handle(request: Request, settings: Settings, services: Services) -> Re
         raise _refused(
             404,
             "no such admin route: the admin API has /admin/keys, /admin/keys/{id}, "
-            "/admin/keys/{id}/revoke, /admin/usage, /admin/usage/requests and /admin/status",
+            "/admin/keys/{id}/revoke, /admin/usage, /admin/usage/requests, /admin/status, /admin/people "
+            "and /admin/people/{id}/revoke",
         )
     pattern, handlers = route
     handler = handlers.get(request.method)

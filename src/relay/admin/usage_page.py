@@ -1,5 +1,5 @@
 """The usage page under /admin/: cost per day by tag, top sessions, unpriced models, cache
-savings, recent requests.
+savings, cost by group and person, recent requests.
 
 A browser cannot send a bearer token when it opens a page, so the page and its style,
 script and icon are served without the admin token: they hold no data and no secret. The
@@ -94,6 +94,15 @@ HTML = """<!doctype html>
       <thead><tr><th>tag</th><th class="num">requests</th><th class="num">errors</th>
         <th class="num">cost</th><th class="num">unpriced</th><th class="num">cache read</th>
         <th class="num">cache savings</th></tr></thead>
+      <tbody></tbody>
+    </table>
+  </section>
+
+  <section class="panel">
+    <h2>Cost by group and person (signed-in people)</h2>
+    <table id="people">
+      <thead><tr><th>group</th><th>person</th><th class="num">requests</th><th class="num">errors</th>
+        <th class="num">cost</th><th class="num">cache savings</th></tr></thead>
       <tbody></tbody>
     </table>
   </section>

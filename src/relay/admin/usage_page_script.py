@@ -194,6 +194,10 @@ SCRIPT = r"""
     fill("unpriced", unpriced.map((g) => [
       cell(label(g.model, "(no model)")), cell(count(g.unpriced_requests), "num failed"),
       cell(count(g.input_tokens) + " / " + count(g.output_tokens), "num"),
+  function renderPeople(report) {
+    fill("people", report.groups.map((g) => [
+      cell(label(g.group, "(no group)")), cell(label(g.person, "(relay keys)")), cell(count(g.requests), "num"),
+      cell(count(g.errors), g.errors ? "num failed" : "num"), money(g.cost_usd), savings(g.cache_savings_usd),
     ]));
   }
 
@@ -223,11 +227,12 @@ SCRIPT = r"""
     $("status").textContent = "Loading…";
     const range = "from=" + rangeStart();
     try {
-      const [byDay, sessions, tags, models] = await Promise.all([
+      const [byDay, sessions, tags, models, people] = await Promise.all([
         api("/admin/usage?group_by=day,tag&" + range),
         api("/admin/usage?group_by=session&limit=10&" + range),
         api("/admin/usage?group_by=tag&" + range),
         api("/admin/usage?group_by=model&" + range),
+        api("/admin/usage?group_by=group,person&limit=50&" + range),
         loadOlder(true),
       ]);
       renderCards(tags.total);
@@ -235,6 +240,7 @@ SCRIPT = r"""
       renderSessions(sessions);
       renderUnpriced(models);
       renderTags(tags);
+      renderPeople(people);
       $("status").textContent = `${tags.from.slice(0, 10)} to ${tags.to.replace("T", " ").replace("Z", "")} UTC` +
         ` · audit rows up to #${tags.through_id}`;
       document.body.dataset.loaded = "true";

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from relay.http.errors import Refused
-from relay.http.messages import Headers, Request, whole_number
+from relay.http.messages import Headers, Request, Response, Transport, whole_number
 
 if TYPE_CHECKING:  # deliver imports this module
     from relay.pipeline.deliver import Reader, Streams
@@ -73,4 +73,19 @@ async def request_body(stream: Any, declared: int | None, limit: int, streams: S
     if not ended:
         await reader.cancel()
         return None
+    return b"".join(parts)
+
+
+async def answer_body(transport: Transport, answer: Response, limit: int) -> bytes | None:
+    """The body of an upstream answer relay reads itself (an IdP's JSON, a model list), as
+    bytes, or None when it holds more than `limit` bytes (the rest is then discarded)."""
+    if answer.body is None or isinstance(answer.body, bytes):
+        return answer.body or b""
+    parts, size = [], 0
+    async for chunk in transport.chunks(answer.body):
+        parts.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            await transport.discard(answer.body)
+            return None
     return b"".join(parts)

@@ -84,14 +84,18 @@ def check_body(caller: Caller, route: Route, parsed: Any, layout: Layout | None)
         if problem is not None:
             raise Refused(400, problem)
     if not caller.may_use(model):
+        # The gateway protocol answers a signed-in person's denied model with 400
+        # invalid_request_error (Claude Code shows it); a relay key gets 403 as before.
+        status = 400 if caller.person_id else 403
+        who = f"group {caller.group}" if caller.person_id else f"relay key {caller.key_id}"
         if model is None:
             raise Refused(
-                403,
-                f"relay key {caller.key_id} may use only the models {', '.join(caller.allowed_models)}, "
+                status,
+                f"{who} may use only the models {', '.join(caller.allowed_models)}, "
                 f"and this request names no model (a stored prompt or an earlier response would "
                 f'choose one relay cannot check): give "model"',
             )
-        raise Refused(403, f"relay key {caller.key_id} may not use model {model}")
+        raise Refused(status, f"{who} may not use model {model}")
     if caller.monthly_budget_usd is not None:
         unmetered = _unmetered(route, parsed)
         if unmetered is not None:

@@ -26,7 +26,7 @@ from relay.config import Settings
 from relay.http.errors import Refused
 from relay.http.headers import bearer_token
 from relay.http.messages import Headers
-from relay.identity import key_store
+from relay.identity import access_tokens, gateway_sessions, key_store
 from relay.identity.key_store import KeyRecord
 from relay.services import Database, IsolateState, Services
 
@@ -50,6 +50,12 @@ class Caller:
     max_concurrent_streams: int | None = None
     monthly_budget_usd: float | None = None
     cache_policy: str | None = None  # None: the relay-wide RELAY_CACHE_POLICY
+    # A person signed in with the IdP (gateway_sessions.py) rather than a relay key: their
+    # id (also key_id, for limits), email and groups, and the group whose policy applies.
+    person_id: str | None = None
+    person_email: str | None = None
+    groups: tuple[str, ...] = ()
+    group: str | None = None
 
     def may_use(self, model: str | None) -> bool:
         """With an allow-list, only a named model that matches it (None: the request names none)."""
@@ -114,6 +120,8 @@ async def authenticate(
     key = presented_key(headers, surface)
     if not key:
         raise Refused(401, "missing relay key: send it as x-api-key or Authorization: Bearer")
+    if settings.gateway is not None and access_tokens.has_token_form(key):
+        return await _person(key, settings, services, now)
     hashed = key_store.key_hash(key)
     static = _static_caller(hashed, settings.client_keys)
     if static is not None:
@@ -136,4 +144,23 @@ async def authenticate(
         max_concurrent_streams=record["max_concurrent_streams"],
         monthly_budget_usd=record["monthly_budget_usd"],
         cache_policy=record["cache_policy"],
+    )
+
+
+async def _person(token: str, settings: Settings, services: Services, now: float) -> Caller:
+    """The signed-in person a relay access token names, under their group's policy;
+    Refused (401) when the token or its session is not current."""
+    gateway = settings.gateway
+    assert gateway is not None
+    claims = await gateway_sessions.bearer(gateway, services, token, now, settings.key_cache_seconds)
+    policy = gateway.policy_for(claims.groups)
+    return Caller(
+        key_id=claims.person_id,
+        billing_tag=policy.billing_tag if policy else None,
+        allowed_models=policy.allowed_models if policy else (),
+        cache_policy=policy.cache_policy if policy else None,
+        person_id=claims.person_id,
+        person_email=claims.email,
+        groups=claims.groups,
+        group=policy.group if policy else None,
     )

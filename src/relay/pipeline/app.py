@@ -12,7 +12,7 @@ from relay.http import cors, json_spans
 from relay.http.bodies import declared_length, read_bounded, too_large
 from relay.http.errors import Refused, error_response
 from relay.http.messages import Headers, Request, Response
-from relay.identity import policy, relay_keys
+from relay.identity import gateway_routes, policy, relay_keys
 from relay.limits import key_limits
 from relay.log import log
 from relay.pipeline.endpoints import STREAM_USAGE_OPTION, Route, is_safe_path, resolve, surface_of, variant_of
@@ -60,6 +60,8 @@ async def _dispatch(request: Request, settings: Settings, services: Services, su
         )
     if request.path.startswith("/admin/"):
         return await api.handle(request, settings, services)
+    if gateway_routes.serves(settings, request.path):
+        return await gateway_routes.handle(request, settings, services, services.clock())
     route = resolve(request.method, request.path)
     if route is None:
         raise Refused(404, f"no route for {request.method} {request.path}")
@@ -101,11 +103,13 @@ async def _api(
     now = services.clock()
     caller = await relay_keys.authenticate(request.headers, settings, services, now, surface)
     exchange.key_id, exchange.billing_tag = caller.key_id, caller.billing_tag
+    exchange.person_id, exchange.person_email, exchange.group_name = caller.person_id, caller.person_email, caller.group
     if services.limiters:
         await key_limits.check_rate(caller.key_id, caller.rpm_limit or settings.default_rpm, services.limiters, now)
     policy.check_endpoint(caller, route, request.method, request.path)
-    if settings.routes.configured and model_list.answers(surface, request.method, route.upstream_path):
-        return model_list.response(surface, settings.routes)
+    lists_models = model_list.answers(surface, request.method, route.upstream_path)
+    if settings.routes.configured and lists_models:
+        return model_list.response(surface, settings.routes, caller.may_use)
     body, parsed, shape = await _read_body(request, route, settings.max_body_bytes)
     model = parsed.get("model") if isinstance(parsed, dict) else None
     model = model if isinstance(model, str) else None
@@ -130,7 +134,10 @@ async def _api(
         body, exchange.cache_markers_added = injection.body, injection.markers_added
     if exchange.stream and body is not None and surface == "openai" and route.upstream_path in STREAM_USAGE_OPTION:
         body = meter.ask_for_usage(body, parsed)
-    return await forward(request, route, body, targets, services, exchange, now, settings.upstream_timeout)
+    answer = await forward(request, route, body, targets, services, exchange, now, settings.upstream_timeout)
+    if lists_models and caller.person_id and caller.allowed_models:
+        return await model_list.filtered(surface, answer, caller.may_use, services.transport)
+    return answer
 
 
 async def _read_body(request: Request, route: Route, limit: int) -> tuple[bytes | None, Any, json_spans.Layout | None]:

@@ -1,4 +1,4 @@
-"""The audit log's table (migrations/0002_usage.sql, 0005, 0006): its columns, and writing
+"""The audit log's table (migrations/0002_usage.sql, 0005, 0006, 0009): its columns, and writing
 rows together with the rollups they add to (rollups.py) in one D1 batch."""
 
 from __future__ import annotations
@@ -40,6 +40,9 @@ COLUMNS = (
     "cache_savings_usd",
     "cost_nanos",
     "cache_savings_nanos",
+    "person_id",
+    "person_email",
+    "group_name",
 )
 
 
@@ -75,6 +78,9 @@ class UsageRow(TypedDict):
     cache_savings_usd: float | None
     cost_nanos: int | None
     cache_savings_nanos: int | None
+    person_id: str | None  # a signed-in person (identity/gateway_sessions.py), their email and group
+    person_email: str | None
+    group_name: str | None
 
 
 # Rows arrive as one JSON array of arrays (one bound parameter, whatever their number: D1

@@ -67,6 +67,9 @@ class Exchange:
     stream: bool = False
     cache_markers_added: int = 0
     stream_slot: str | None = None  # limits.open_stream's, released when the body ends
+    person_id: str | None = None  # a signed-in person (identity/gateway_sessions.py), their email and group
+    person_email: str | None = None
+    group_name: str | None = None
 
 
 @dataclass
@@ -306,6 +309,9 @@ class Meter:
             cache_savings_usd=pricing.usd(savings),
             cost_nanos=cost,
             cache_savings_nanos=savings,
+            person_id=_stored(ex.person_id),
+            person_email=_stored(ex.person_email),
+            group_name=_stored(ex.group_name),
         )
 
     async def finish(self, client_gone: bool) -> None:

@@ -2,11 +2,11 @@
 range that fill no whole hour, the audit log (migrations/0002_usage.sql).
 
 A report sums a time range, grouped by one or two dimensions (tag, key, model, session,
-day, client, provider), and gives a `total` over the same range. Its whole UTC days are
+day, client, provider, person, group), and gives a `total` over the same range. Its whole UTC days are
 read from a daily rollup, the whole hours left at either end from an hourly one (the
 session tables when grouped by session), and the seconds left from the audit rows: some
-thousands of rows whatever the traffic (a report by session and model or provider, which no
-rollup holds, reads the audit rows). All of a report's queries go to D1 in one batch,
+thousands of rows whatever the traffic (a report by person or group, or by session and model or
+provider, which no rollup holds, reads the audit rows). All of a report's queries go to D1 in one batch,
 so they see one state of the log: rows written while it runs do not make its parts
 disagree. Audit rows past retention (retention.py) are gone, so the seconds of a range
 that fill no whole hour count nothing that far back: give such ranges whole hours.
@@ -47,6 +47,8 @@ DIMENSIONS = {
     "day": "day",
     "client": "client",
     "provider": "provider",
+    "person": "person_email",  # a signed-in person (identity/gateway_sessions.py); NULL for relay keys
+    "group": "group_name",  # the IdP group whose policy applied
 }
 # ... and in a rollup table
 ROLLUP_DIMENSIONS = {
@@ -225,8 +227,11 @@ def _filters(query: ReportQuery) -> list[tuple[str, str]]:
     ]
 
 
-def _rollup_columns(query: ReportQuery) -> list[str]:
-    """The rollup columns a report groups and filters by (a day is any rollup's period)."""
+def _rollup_columns(query: ReportQuery) -> list[str] | None:
+    """The rollup columns a report groups and filters by (a day is any rollup's period); None
+    when it groups by a dimension no rollup holds (person, group: read from the audit rows)."""
+    if any(name not in ROLLUP_DIMENSIONS for name in query.group_by):
+        return None
     grouped = [ROLLUP_DIMENSIONS[name] for name in query.group_by if name != "day"]
     return grouped + [column for column, _ in _filters(query)]
 
@@ -256,7 +261,9 @@ def _sources(query: ReportQuery, grouped: bool) -> tuple[str, list[Any]]:
     group_keys = ", ".join(f"d{n}" for n in range(len(query.group_by)))
     parts: list[str] = []
     params: list[Any] = []
-    for table, start, end in _plan(query.start, query.end, rollups.tiers(_rollup_columns(query))):
+    columns = _rollup_columns(query)
+    tiers = rollups.tiers(columns) if columns is not None else ()
+    for table, start, end in _plan(query.start, query.end, tiers):
         if table is not None:
             dims = [f"{ROLLUP_DIMENSIONS[name]} AS d{n}, " for n, name in enumerate(query.group_by)] if grouped else []
             where = f"period >= ? AND period < ?{matched}"

@@ -364,7 +364,7 @@ def test_status_shows_this_isolates_lost_audit_rows_even_without_d1():
     response = call(svc, "GET", "/admin/status")
     assert response.status == 200
     shown = answer(response)
-    assert (shown["usage_write_failures"], shown["database_bound"]) == (3, False)
+    assert (shown["usage_write_failures"], shown["telemetry_failures"], shown["database_bound"]) == (3, 0, False)
     assert "unpriced_models" not in shown  # nothing to read them from
 
 

@@ -1,4 +1,4 @@
-"""D1 queries for sign-in (schema: migrations/0006_gateway_signin.sql): people, device
+"""D1 queries for sign-in (schema: migrations/0009_gateway_signin.sql): people, device
 grants, browser trips to the IdP and sessions.
 
 Codes and tokens arrive here already hashed (access_tokens.keyed_hash) and the IdP's

@@ -194,6 +194,9 @@ SCRIPT = r"""
     fill("unpriced", unpriced.map((g) => [
       cell(label(g.model, "(no model)")), cell(count(g.unpriced_requests), "num failed"),
       cell(count(g.input_tokens) + " / " + count(g.output_tokens), "num"),
+    ]));
+  }
+
   function renderPeople(report) {
     fill("people", report.groups.map((g) => [
       cell(label(g.group, "(no group)")), cell(label(g.person, "(relay keys)")), cell(count(g.requests), "num"),

@@ -13,6 +13,7 @@ import traceback
 from collections.abc import Mapping
 
 from relay.config import ConfigError, settings_for
+from relay.log import log
 from relay.services import Services
 from relay.usage import export, retention
 
@@ -21,23 +22,23 @@ async def run(env: Mapping[str, str | None], services: Services, now: float) -> 
     try:
         settings = settings_for(env, services.state)
     except ConfigError as exc:
-        print(f"relay: scheduled: configuration error: {exc}")
+        log(f"scheduled: configuration error: {exc.problem}")
         return
     db = services.db
     if db is None:
-        print("relay: scheduled: no D1 database bound as DB: nothing to do")
+        log("scheduled: no D1 database bound as DB: nothing to do")
         return
     through_id = None
     try:
         if services.exports is not None:
             done = await export.run(db, services.exports, now)
             through_id = done.through_id
-            print(
-                f"relay: scheduled: export wrote {done.rows} audit rows in {done.files} files, through row "
+            log(
+                f"scheduled: export wrote {done.rows} audit rows in {done.files} files, through row "
                 f"{done.through_id}" + (f"; stopped: {done.failure}" if done.failure else "")
             )
         deleted = await retention.prune(db, retention.cutoff(now, settings.retention_days), through_id=through_id)
     except Exception:
-        print("relay: scheduled: failed\n" + traceback.format_exc(limit=3))
+        log("scheduled: failed\n" + traceback.format_exc(limit=3))
         return
-    print(f"relay: scheduled: retention deleted {deleted} audit rows older than {settings.retention_days} days")
+    log(f"scheduled: retention deleted {deleted} audit rows older than {settings.retention_days} days")

@@ -17,7 +17,7 @@ from relay.http.headers import client_response_headers
 from relay.http.messages import Headers, Request, Response, UpstreamTimeout, UpstreamUnreachable
 from relay.pipeline.endpoints import Route
 from relay.providers import target_call
-from relay.providers.key_pool import RETRYABLE, Cooldowns, cooldown_until, preference
+from relay.providers.key_pool import RETRYABLE, Cooldowns, cooldown_until, exhausted_kind, preference, scope_of
 from relay.providers.model_routes import Provider, Target
 from relay.providers.translate import TranslationError
 from relay.services import Services
@@ -70,18 +70,19 @@ async def forward(
         return error_response(route.surface, 400, f"model {model} cannot be served as requested: {problems[0]}")
     for call in calls[:-1]:
         exchange.provider = call.target.provider.name
-        answer = await _through_pool(request, call, services, exchange, now, timeout, last=False)
+        answer = await _through_pool(request, route, call, services, exchange, now, timeout, last=False)
         if answer is not None:
             return await target_call.reply(call, answer, services.transport, now)
         print(f"relay: provider {call.target.provider.name} did not serve; trying the route's next target")
     call = calls[-1]
     exchange.provider = call.target.provider.name
-    answer = await _through_pool(request, call, services, exchange, now, timeout, last=True)
+    answer = await _through_pool(request, route, call, services, exchange, now, timeout, last=True)
     return await target_call.reply(call, answer, services.transport, now)
 
 
 async def _through_pool(
     request: Request,
+    route: Route,
     call: target_call.Call,
     services: Services,
     exchange: Exchange,
@@ -98,7 +99,8 @@ async def _through_pool(
         return (
             error_response(surface, 500, f"relay has no upstream key configured for {provider.name}") if last else None
         )
-    cooldowns = Cooldowns(provider.name, [key.id for key in provider.keys], services)
+    scope = scope_of(route.upstream_path, call.model or call.target.model or exchange.model_requested)
+    cooldowns = Cooldowns(provider.name, [key.id for key in provider.keys], services, scope)
     cooling = await cooldowns.current(now)
     if not session:
         services.state.turn += 1
@@ -110,7 +112,7 @@ async def _through_pool(
         return error_response(
             surface,
             429,
-            f"every upstream key of {provider.name} is rate limited; retry after {wait}s",
+            f"every upstream key of {provider.name} is rate limited for {scope} models; retry after {wait}s",
             (("retry-after", str(wait)),),
         )
     transport = services.transport
@@ -133,7 +135,8 @@ async def _through_pool(
         except UpstreamUnreachable:
             return error_response(surface, 502, "the upstream API could not be reached") if last else None
         if answer.status == 429:
-            await cooldowns.cool(key.id, cooldown_until(429, Headers(answer.headers), now), now)
+            fields = Headers(answer.headers)
+            await cooldowns.cool(key.id, cooldown_until(429, fields, now), now, exhausted_kind(fields))
         if answer.status not in RETRYABLE or (key is final and last):
             cooling = await cooldowns.current(now) if answer.status == 429 else {}
             return _passed_on(answer, cooling, now)

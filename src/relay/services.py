@@ -53,6 +53,7 @@ class IsolateState:
         self.usage_write_failures = 0  # audit rows D1 refused
         self.usage_group: list[dict] | None = None  # audit rows still taking others (usage.py)
         self.spend: dict[str, dict] = {}  # relay key id -> month's spend (limits.py)
+        self.spend_caps: tuple[float, list] | None = None  # (read at, every spend cap) (spend_caps.py)
 
 
 class Background:

@@ -1,5 +1,5 @@
 """The admin API under /admin/: virtual relay keys (create, list, show, update, revoke),
-usage reports and the isolate's status.
+spend caps (set, list with their standing, delete), usage reports and the isolate's status.
 
 Only `Authorization: Bearer <RELAY_ADMIN_TOKEN>` opens it; relay keys never do, and the
 admin token is not a relay key. Answers are JSON (reports also CSV); errors use the
@@ -24,7 +24,7 @@ from relay.config import Settings
 from relay.http.errors import error_response
 from relay.http.messages import Headers, Request, Response
 from relay.identity import key_store
-from relay.limits import key_limits
+from relay.limits import cap_headers, key_limits, spend_caps
 from relay.prompt_cache.markers import POLICIES
 from relay.services import Services
 from relay.usage import reports
@@ -33,6 +33,7 @@ MAX_BODY_BYTES = 64 * 1024
 MAX_TEXT = 256  # longest name, billing tag or model glob
 MAX_MODELS = 100
 _ID = re.compile(r"rk_[0-9a-f]{8}")  # store.new_id()
+_CAP_ID = re.compile(r"cap_[0-9a-f]{8}")  # spend_caps.new_cap_id()
 _JSON_HEADERS = [("content-type", "application/json"), ("cache-control", "no-store")]
 
 
@@ -244,6 +245,60 @@ def _changed(services: Services, key_id: str, record: dict | None, done: str) ->
     return _json(200, record)
 
 
+def _cap_fields(body: Any) -> tuple[spend_caps.Owner | None, Any, Any, list[str]]:
+    """The owner, period and limit a POST /admin/caps body sets, and every problem with it."""
+    if not isinstance(body, dict):
+        return None, None, None, ["request body must be a JSON object"]
+    problems: list[str] = []
+    unknown = sorted(set(body) - {"owner_kind", "owner_id", "period", "limit_usd"})
+    if unknown:
+        problems.append(f"unknown fields: {', '.join(unknown)}")
+    kind, owner_id = body.get("owner_kind"), body.get("owner_id")
+    if kind not in spend_caps.OWNER_KINDS:
+        later = " (persons and groups come with sign-in)" if kind in ("person", "group") else ""
+        problems.append(f"owner_kind must be one of {', '.join(spend_caps.OWNER_KINDS)}{later}")
+    elif kind == "relay":
+        if owner_id not in (None, ""):
+            problems.append("a relay-wide cap has no owner_id")
+        owner_id = ""
+    else:
+        _text(owner_id, "owner_id", problems)
+    if body.get("period") not in spend_caps.PERIODS:
+        problems.append(f"period must be one of {', '.join(spend_caps.PERIODS)} (UTC windows)")
+    if body.get("limit_usd") is None:
+        problems.append("limit_usd is required")
+    else:
+        _budget(body["limit_usd"], "limit_usd", problems)
+    owner = spend_caps.Owner(kind, owner_id) if not problems else None
+    return owner, body.get("period"), body.get("limit_usd"), problems
+
+
+async def _set_cap(request: Request, services: Services, now: float) -> Response:
+    body, problem = await _json_body(request)
+    if problem is not None:
+        return problem
+    owner, period, limit, problems = _cap_fields(body)
+    if problems or owner is None:
+        return _error(400, "; ".join(problems))
+    record = await spend_caps.set_cap(services.db, owner, period, limit, now)
+    spend_caps.forget_caps(services.state)
+    print(f"relay: admin: set spend cap {record['id']} ({owner}, {period}, {cap_headers.usd(float(limit))})")
+    return _json(200, record)
+
+
+async def _list_caps(services: Services, now: float) -> Response:
+    caps = await spend_caps.all_caps(services.db)
+    return _json(200, {"data": [spend_caps.record(s) for s in await spend_caps.standings(services.db, caps, now)]})
+
+
+async def _delete_cap(services: Services, cap_id: str) -> Response:
+    if not (_CAP_ID.fullmatch(cap_id) and await spend_caps.delete_cap(services.db, cap_id)):
+        return _error(404, f"no spend cap with id{' ' + cap_id if _CAP_ID.fullmatch(cap_id) else ''}")
+    spend_caps.forget_caps(services.state)
+    print(f"relay: admin: deleted spend cap {cap_id}")
+    return _json(200, {"id": cap_id, "deleted": True})
+
+
 async def _usage(request: Request, services: Services, now: float) -> Response:
     try:
         query = reports.parse_report_query(request.query, now)
@@ -295,6 +350,13 @@ def _route(request: Request, services: Services, now: float) -> tuple[str, dict[
         }
     if len(parts) == 3 and parts[0] == "keys" and parts[1] and parts[2] == "revoke":
         return "/admin/keys/{id}/revoke", {"POST": lambda: _revoke(services, parts[1], now)}
+    if parts == ["caps"]:
+        return "/admin/caps", {
+            "GET": lambda: _list_caps(services, now),
+            "POST": lambda: _set_cap(request, services, now),
+        }
+    if len(parts) == 2 and parts[0] == "caps" and parts[1]:
+        return "/admin/caps/{id}", {"DELETE": lambda: _delete_cap(services, parts[1])}
     if parts == ["usage"]:
         return "/admin/usage", {"GET": lambda: _usage(request, services, now)}
     if parts == ["usage", "requests"]:
@@ -317,7 +379,8 @@ async def handle(request: Request, settings: Settings, services: Services, now: 
         return _error(
             404,
             "no such admin route: the admin API has /admin/keys, /admin/keys/{id}, "
-            "/admin/keys/{id}/revoke, /admin/usage, /admin/usage/requests and /admin/status",
+            "/admin/keys/{id}/revoke, /admin/caps, /admin/caps/{id}, /admin/usage, "
+            "/admin/usage/requests and /admin/status",
         )
     pattern, handlers = route
     handler = handlers.get(request.method)

@@ -36,6 +36,10 @@ _OPENAI_TYPES = {
     429: ("rate_limit_exceeded", "rate_limit_exceeded"),
 }
 
+# OpenAI's (type, code) for an Anthropic error type a refusal names (`error_type`): a spent
+# cap is a 429 on both, billing_error to Anthropic's clients, insufficient_quota to OpenAI's.
+_OPENAI_FOR = {"billing_error": ("insufficient_quota", "insufficient_quota")}
+
 # Client errors that the same request, sent again, cannot get past. Claude Code retries a
 # 401 with backoff for minutes (it expects a refreshed login) unless the answer carries
 # `x-should-retry: false`; the anthropic and openai SDKs honour the field too.
@@ -46,26 +50,40 @@ class Refused(Exception):
     """relay's own refusal of a request (auth, limits, bad input, configuration), raised where
     the reason is found and answered in the client's format in one place (`pipeline.app`)."""
 
-    def __init__(self, status: int, message: str, headers: tuple[tuple[str, str], ...] = ()) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        headers: tuple[tuple[str, str], ...] = (),
+        error_type: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.headers = headers
+        self.error_type = error_type
 
     def response(self, surface: str) -> Response:
-        return error_response(surface, self.status, self.message, self.headers)
+        return error_response(surface, self.status, self.message, self.headers, self.error_type)
 
 
-def error_response(surface: str, status: int, message: str, headers: tuple[tuple[str, str], ...] = ()) -> Response:
+def error_response(
+    surface: str,
+    status: int,
+    message: str,
+    headers: tuple[tuple[str, str], ...] = (),
+    error_type: str | None = None,
+) -> Response:
     """A JSON error body shaped as the surface's SDKs parse it. The message may quote the
     client's text (a model it refuses, a field it cannot translate): it is cut to
-    MESSAGE_CHARS (bounds.py)."""
+    MESSAGE_CHARS (bounds.py). `error_type`: the Anthropic error type when the status's
+    own is not it (a spent cap: billing_error at 429), and its OpenAI counterpart."""
     message = clip(message, MESSAGE_CHARS)
     if surface == "openai":
-        kind, code = _OPENAI_TYPES.get(status, ("server_error", None))
+        kind, code = _OPENAI_FOR.get(error_type or "") or _OPENAI_TYPES.get(status, ("server_error", None))
         payload = {"error": {"message": message, "type": kind, "param": None, "code": code}}
     else:
-        kind = _ANTHROPIC_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
+        kind = error_type or _ANTHROPIC_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
         payload = {"type": "error", "error": {"type": kind, "message": message}}
     body = json.dumps(payload).encode()
     fields = [("content-type", "application/json"), *headers]

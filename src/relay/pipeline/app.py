@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import traceback
 from collections.abc import Mapping
@@ -14,7 +15,7 @@ from relay.http.bodies import declared_length
 from relay.http.errors import Refused, error_response
 from relay.http.messages import Headers, Request, Response
 from relay.identity import policy, relay_keys
-from relay.limits import key_limits
+from relay.limits import cap_headers, key_limits, spend_gate
 from relay.pipeline.endpoints import STREAM_USAGE_OPTION, Route, is_safe_path, resolve, surface_of, variant_of
 from relay.pipeline.session import session_id
 from relay.prompt_cache import markers
@@ -92,6 +93,9 @@ async def _api(
     if isinstance(caller, relay_keys.Refusal):
         return error_response(surface, caller.status, caller.message)
     exchange.key_id, exchange.billing_tag = caller.key_id, caller.billing_tag
+    caps = await spend_gate.caps_for(services, caller.key_id, caller.billing_tag, now, settings.key_cache_seconds)
+    if caps:
+        caller = dataclasses.replace(caller, spend_capped=True)
     if services.limiters:
         rpm = caller.rpm_limit or settings.default_rpm
         wait = await key_limits.retry_after(caller.key_id, rpm, services.limiters)
@@ -150,7 +154,12 @@ async def _api(
         body, exchange.cache_markers_added = injection.body, injection.markers_added
     if exchange.stream and surface == "openai" and route.upstream_path in STREAM_USAGE_OPTION:
         body = meter.ask_for_usage(body, parsed)
-    return await forward(request, route, body, targets, services, exchange, now, settings.upstream_timeout)
+    if caps and spend_gate.costs_something(route):
+        exchange.spend_hold = await spend_gate.admit(services, caps, parsed, body, model, settings.prices, now)
+    response = await forward(request, route, body, targets, services, exchange, now, settings.upstream_timeout)
+    if exchange.spend_hold is not None and surface == "anthropic" and response.status < 400:
+        response = cap_headers.with_standing(response, exchange.spend_hold)
+    return response
 
 
 async def _read_body(

@@ -25,7 +25,7 @@ from relay.http import sse
 from relay.http.json_spans import dumps
 from relay.http.text_bounds import clip, stored
 from relay.identity import key_store
-from relay.limits import key_limits
+from relay.limits import key_limits, spend_gate
 from relay.services import Services
 from relay.usage import estimate, pricing
 
@@ -65,6 +65,7 @@ class Exchange:
     stream: bool = False
     cache_markers_added: int = 0
     stream_slot: str | None = None  # limits.open_stream's, released when the body ends
+    spend_hold: Any = None  # limits.spend_caps.Hold, settled when the body ends
 
 
 @dataclass
@@ -326,7 +327,18 @@ class Meter:
         services = self._services
         row = self.row(client_gone, services.clock())
         key_limits.note_spend(services.state, self.exchange.key_id, row["cost_usd"])
-        return _join_group(services, row)
+        work = _join_group(services, row)
+        if self.exchange.spend_hold is not None:
+            return _settled_then(services, self.exchange.spend_hold, row["cost_usd"], work)
+        return work
+
+
+async def _settled_then(services: Services, held: Any, cost: float | None, work: Awaitable[None] | None) -> None:
+    """Count the request's cost against its spend caps, then write its row (if this
+    request opens a group)."""
+    await spend_gate.settle(services, held, cost)
+    if work is not None:
+        await work
 
 
 # How long the first of a group of audit rows waits for others to join it, and how many

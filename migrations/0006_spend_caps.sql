@@ -1,0 +1,37 @@
+-- Spend caps (limits/spend_caps.py): a limit in US dollars on what an owner may spend in a
+-- UTC window (a day from midnight, a week from Monday midnight, a calendar month). An owner
+-- is a kind and an id: a relay key (key, rk_...), a billing tag (tag, its name), or relay
+-- as a whole (relay, ''); persons and groups come with sign-in as further kinds.
+CREATE TABLE spend_caps (
+    id TEXT PRIMARY KEY,                   -- cap_ and 8 hex digits
+    owner_kind TEXT NOT NULL,
+    owner_id TEXT NOT NULL,
+    period TEXT NOT NULL,                  -- day, week or month
+    limit_usd REAL NOT NULL,
+    created_at TEXT NOT NULL,              -- ISO 8601 UTC
+    UNIQUE (owner_kind, owner_id, period)
+);
+
+-- What each cap's requests have cost in one window, added when each request has ended.
+CREATE TABLE spend_counters (
+    cap_id TEXT NOT NULL,
+    window_start REAL NOT NULL,            -- epoch seconds
+    spent_usd REAL NOT NULL,
+    PRIMARY KEY (cap_id, window_start)
+);
+
+-- What requests in flight may still cost: one row per request and cap, taken before the
+-- request goes upstream (its estimate), removed when its cost is added to spend_counters.
+-- A row older than an hour (limits.spend_caps.HOLD_SECONDS) no longer counts: an isolate
+-- that died with a request in flight cannot hold a cap's headroom for ever.
+CREATE TABLE spend_holds (
+    id TEXT NOT NULL,                      -- the request's hold, one id for all its caps
+    cap_id TEXT NOT NULL,
+    window_start REAL NOT NULL,
+    amount_usd REAL NOT NULL,              -- the estimate held
+    created_at REAL NOT NULL,              -- epoch seconds
+    spent_usd REAL NOT NULL,               -- the cap's standing when the hold was taken:
+    held_usd REAL NOT NULL,                -- settled spend, and what others held
+    PRIMARY KEY (id, cap_id)
+);
+CREATE INDEX spend_holds_by_cap ON spend_holds (cap_id, window_start, created_at);

@@ -35,3 +35,22 @@ CREATE TABLE spend_holds (
     PRIMARY KEY (id, cap_id)
 );
 CREATE INDEX spend_holds_by_cap ON spend_holds (cap_id, window_start, created_at);
+
+-- Alerts sent (limits/alerts.py): one row per cap, window and threshold crossed, taken by
+-- the one request whose settlement crossed it, so each is sent once whatever the isolates.
+CREATE TABLE cap_alerts (
+    cap_id TEXT NOT NULL,
+    window_start REAL NOT NULL,
+    threshold INTEGER NOT NULL,            -- percent of the limit
+    sent_at TEXT NOT NULL,                 -- ISO 8601 UTC, when it was claimed
+    PRIMARY KEY (cap_id, window_start, threshold)
+);
+
+-- Requests per session and UTC minute (limits/session_breaker.py), while
+-- RELAY_SESSION_MAX_REQUESTS is set.
+CREATE TABLE session_requests (
+    session_key TEXT NOT NULL,             -- a hash of the session id
+    minute INTEGER NOT NULL,               -- epoch minutes
+    requests INTEGER NOT NULL,
+    PRIMARY KEY (session_key, minute)
+);

@@ -9,7 +9,7 @@ import tomllib
 from devtools.runtime import ROOT
 from relay import config
 
-SECRETS = {"RELAY_CLIENT_KEYS", "RELAY_ADMIN_TOKEN", "ANTHROPIC_API_KEYS", "OPENAI_API_KEYS"}
+SECRETS = {"RELAY_CLIENT_KEYS", "RELAY_ADMIN_TOKEN", "ANTHROPIC_API_KEYS", "OPENAI_API_KEYS", "RELAY_ALERT_WEBHOOKS"}
 # Documented but left unset in wrangler.toml: a JSON document (RELAY_ROUTES, only commented
 # there) and the price overrides, both empty by default.
 UNSET_BY_DEFAULT = {"RELAY_ROUTES", "RELAY_PRICES"}

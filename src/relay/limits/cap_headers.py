@@ -21,7 +21,7 @@ import math
 from relay.http.errors import Refused
 from relay.http.messages import Response
 from relay.identity import key_store
-from relay.limits.spend_caps import Hold, Standing
+from relay.limits.spend_caps import Cap, Hold, Standing
 
 PREFIX = "anthropic-ratelimit-unified-"
 # Fractions of a cap past which the answer says so (Claude Code's notice starts at 0.75).
@@ -80,12 +80,16 @@ def usd(amount: float) -> str:
     return f"${amount:.6f}".rstrip("0")
 
 
+def _whose(cap: Cap) -> str:
+    return " (relay's limit for each session, RELAY_SESSION_MAX_USD)" if cap.owner.kind == "session" else ""
+
+
 def cap_reached(standing: Standing, now: float) -> Refused:
     """The refusal of a request whose cap has nothing left."""
     cap, wait = standing.cap, max(1, math.ceil(standing.reset - now))
     held = f", {usd(standing.held)} held by requests in flight" if standing.held > 0 else ""
     message = (
-        f"{cap.owner} has reached its {PERIOD_NAMES[cap.period]} spend cap of {usd(cap.limit_usd)} "
+        f"{cap.owner} has reached its {PERIOD_NAMES[cap.period]} spend cap of {usd(cap.limit_usd)}{_whose(cap)} "
         f"({usd(standing.spent)} spent this {cap.period}{held}); it resets at "
         f"{key_store.iso(standing.reset)} (in {_spell(standing.reset - now)}). "
         f"Wait for the reset, or ask relay's administrator to raise the cap."

@@ -66,7 +66,7 @@ class Owner:
     def __str__(self) -> str:
         if self.kind == "relay":
             return "relay"
-        name = {"key": "relay key", "tag": "billing tag"}.get(self.kind, self.kind)
+        name = {"key": "relay key", "tag": "billing tag", "session": "session"}.get(self.kind, self.kind)
         return f"{name} {self.id}"
 
 
@@ -80,7 +80,7 @@ class Cap:
     @property
     def pooled(self) -> bool:
         """Whether several callers share it (a tag's, relay's): Claude Code says so."""
-        return self.owner.kind != "key"
+        return self.owner.kind in ("tag", "relay", "group")
 
 
 def window(period: str, now: float) -> tuple[float, float]:
@@ -176,6 +176,7 @@ class Hold:
     id: str
     amount: float
     standings: list[Standing]  # each cap as it stood when the hold was taken
+    alerts: Any = None  # alerts.Alerting, when webhooks are configured
 
 
 class CapReached(Exception):
@@ -251,18 +252,33 @@ async def standings(db: Database, caps: list[Cap], now: float) -> list[Standing]
     ]
 
 
-async def settle(db: Database, held: Hold, cost: float | None, now: float) -> None:
+async def settle(db: Database, held: Hold, cost: float | None, now: float) -> list[Standing]:
     """Count a request's real cost (None: unpriced or no usage, nothing) against the
     windows it was held in, then let its hold go (and any that have lapsed). In that
-    order: between the two, the cost counts twice, never not at all."""
+    order: between the two, the cost counts twice, never not at all. Returns the caps'
+    settled spend after it (held: 0), for the alerts; none when it cost nothing."""
+    rows: list[dict[str, Any]] = []
     if cost:
-        await db.run(
+        rows = await db.all(
             "INSERT INTO spend_counters (cap_id, window_start, spent_usd) "
             "SELECT cap_id, window_start, ? FROM spend_holds WHERE id = ? AND 1 "
-            "ON CONFLICT (cap_id, window_start) DO UPDATE SET spent_usd = spent_usd + excluded.spent_usd",
+            "ON CONFLICT (cap_id, window_start) DO UPDATE SET spent_usd = spent_usd + excluded.spent_usd "
+            "RETURNING cap_id, spent_usd",
             (float(cost), held.id),
         )
     await db.run("DELETE FROM spend_holds WHERE id = ? OR created_at < ?", (held.id, now - HOLD_SECONDS))
+    by_id = {standing.cap.id: standing for standing in held.standings}
+    return [
+        Standing(
+            by_id[row["cap_id"]].cap,
+            by_id[row["cap_id"]].start,
+            by_id[row["cap_id"]].reset,
+            float(row["spent_usd"]),
+            0.0,
+        )
+        for row in rows
+        if row["cap_id"] in by_id
+    ]
 
 
 def new_cap_id() -> str:

@@ -15,7 +15,7 @@ from relay.http.bodies import declared_length
 from relay.http.errors import Refused, error_response
 from relay.http.messages import Headers, Request, Response
 from relay.identity import policy, relay_keys
-from relay.limits import cap_headers, key_limits, spend_gate
+from relay.limits import cap_headers, key_limits, session_breaker, spend_gate
 from relay.pipeline.endpoints import STREAM_USAGE_OPTION, Route, is_safe_path, resolve, surface_of, variant_of
 from relay.pipeline.session import session_id
 from relay.prompt_cache import markers
@@ -131,6 +131,12 @@ async def _api(
     exchange.model_requested = model
     exchange.stream = isinstance(parsed, dict) and parsed.get("stream") is True
     exchange.session_id = session_id(request.headers, parsed)
+    if exchange.session_id and services.db is not None and spend_gate.costs_something(route):
+        if settings.session_max_requests:
+            await spend_gate.count_session(services, settings, exchange.session_id, now)
+        if settings.session_max_usd:
+            caps = [*caps, session_breaker.spend_cap(exchange.session_id, settings.session_max_usd)]
+            caller = dataclasses.replace(caller, spend_capped=True)
     problem = policy.body_refusal(caller, route, parsed, shape)
     if problem is not None:
         return error_response(surface, *problem)
@@ -155,7 +161,9 @@ async def _api(
     if exchange.stream and surface == "openai" and route.upstream_path in STREAM_USAGE_OPTION:
         body = meter.ask_for_usage(body, parsed)
     if caps and spend_gate.costs_something(route):
-        exchange.spend_hold = await spend_gate.admit(services, caps, parsed, body, model, settings.prices, now)
+        exchange.spend_hold = await spend_gate.admit(
+            services, caps, parsed, body, model, settings.prices, now, settings.alerting
+        )
     response = await forward(request, route, body, targets, services, exchange, now, settings.upstream_timeout)
     if exchange.spend_hold is not None and surface == "anthropic" and response.status < 400:
         response = cap_headers.with_standing(response, exchange.spend_hold)

@@ -54,3 +54,23 @@ CREATE TABLE session_requests (
     requests INTEGER NOT NULL,
     PRIMARY KEY (session_key, minute)
 );
+
+-- Tokens-per-minute limits (limits/token_rates.py): input and output tokens an owner
+-- (a relay key; a person with sign-in) may use in a UTC minute; NULL: no limit of that kind.
+CREATE TABLE token_limits (
+    owner_kind TEXT NOT NULL,
+    owner_id TEXT NOT NULL,
+    input_per_minute INTEGER,
+    output_per_minute INTEGER,
+    PRIMARY KEY (owner_kind, owner_id)
+);
+
+-- Tokens counted per owner and UTC minute: each request's estimate when it starts, corrected
+-- to what it used when it ends.
+CREATE TABLE token_minutes (
+    owner TEXT NOT NULL,                   -- owner_kind:owner_id
+    minute INTEGER NOT NULL,               -- epoch minutes
+    input_tokens INTEGER NOT NULL,
+    output_tokens INTEGER NOT NULL,
+    PRIMARY KEY (owner, minute)
+);

@@ -54,6 +54,7 @@ class IsolateState:
         self.usage_group: list[dict] | None = None  # audit rows still taking others (usage.py)
         self.spend: dict[str, dict] = {}  # relay key id -> month's spend (limits.py)
         self.spend_caps: tuple[float, list] | None = None  # (read at, every spend cap) (spend_caps.py)
+        self.token_limits: tuple[float, dict] | None = None  # (read at, owner -> limit) (token_rates.py)
 
 
 class Background:

@@ -142,3 +142,23 @@ def test_a_looping_session_is_stopped_and_another_goes_on(worker, upstream):
     with pytest.raises(anthropic.RateLimitError):
         _ask(loop)  # still stopped
     assert _ask(_client(worker, key["key"], uuid.uuid4().hex)).content[0].text == REPLY_TEXT
+
+
+def test_a_key_over_its_output_tokens_per_minute_is_told_to_wait(worker, upstream):
+    key = create_key(worker)
+    answer = httpx.post(
+        worker.url + "/admin/token-limits",
+        json={"owner_kind": "key", "owner_id": key["id"], "output_per_minute": 30},
+        headers={"authorization": f"Bearer {ADMIN_TOKEN}"},
+    )
+    assert answer.status_code == 200, answer.text
+    time.sleep(1.5)
+    if time.time() % 60 > 40:  # all in one minute: the limit counts per UTC minute
+        time.sleep(61 - time.time() % 60)
+    for _ in range(3):  # 12 output tokens each (max_tokens, then as reported): 0, 12, 24 before each
+        assert _ask(_client(worker, key["key"], uuid.uuid4().hex)).content[0].text == REPLY_TEXT
+    with pytest.raises(anthropic.RateLimitError) as over:
+        _ask(_client(worker, key["key"], uuid.uuid4().hex))
+    assert "30 output tokens per minute" in over.value.body["error"]["message"]
+    assert over.value.body["error"]["type"] == "rate_limit_error"
+    assert 1 <= int(over.value.response.headers["retry-after"]) <= 60

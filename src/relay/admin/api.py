@@ -24,7 +24,7 @@ from relay.config import Settings
 from relay.http.errors import error_response
 from relay.http.messages import Headers, Request, Response
 from relay.identity import key_store
-from relay.limits import cap_headers, key_limits, spend_caps
+from relay.limits import cap_headers, key_limits, spend_caps, token_rates
 from relay.prompt_cache.markers import POLICIES
 from relay.services import Services
 from relay.usage import reports
@@ -299,6 +299,46 @@ async def _delete_cap(services: Services, cap_id: str) -> Response:
     return _json(200, {"id": cap_id, "deleted": True})
 
 
+def _token_record(limit: token_rates.TokenLimit) -> dict[str, Any]:
+    return {
+        "owner_kind": limit.owner_kind,
+        "owner_id": limit.owner_id,
+        "input_per_minute": limit.input_per_minute,
+        "output_per_minute": limit.output_per_minute,
+    }
+
+
+async def _set_token_limit(request: Request, services: Services) -> Response:
+    """POST /admin/token-limits: a key's input and output tokens per minute (null: none of
+    that kind; both null remove the limit)."""
+    body, problem = await _json_body(request)
+    if problem is not None:
+        return problem
+    problems: list[str] = []
+    if not isinstance(body, dict):
+        return _error(400, "request body must be a JSON object")
+    unknown = sorted(set(body) - {"owner_kind", "owner_id", "input_per_minute", "output_per_minute"})
+    if unknown:
+        problems.append(f"unknown fields: {', '.join(unknown)}")
+    if body.get("owner_kind") != "key":
+        problems.append("owner_kind must be key (persons come with sign-in)")
+    _text(body.get("owner_id"), "owner_id", problems)
+    for field in ("input_per_minute", "output_per_minute"):
+        if body.get(field) is not None:
+            _positive_int(body[field], field, problems)
+    if problems:
+        return _error(400, "; ".join(problems))
+    limit = token_rates.TokenLimit("key", body["owner_id"], body.get("input_per_minute"), body.get("output_per_minute"))
+    await token_rates.set_limit(services.db, limit)
+    services.state.token_limits = None
+    print(f"relay: admin: set the tokens per minute of relay key {limit.owner_id}")
+    return _json(200, _token_record(limit))
+
+
+async def _list_token_limits(services: Services) -> Response:
+    return _json(200, {"data": [_token_record(limit) for limit in await token_rates.all_limits(services.db)]})
+
+
 async def _usage(request: Request, services: Services, now: float) -> Response:
     try:
         query = reports.parse_report_query(request.query, now)
@@ -357,6 +397,11 @@ def _route(request: Request, services: Services, now: float) -> tuple[str, dict[
         }
     if len(parts) == 2 and parts[0] == "caps" and parts[1]:
         return "/admin/caps/{id}", {"DELETE": lambda: _delete_cap(services, parts[1])}
+    if parts == ["token-limits"]:
+        return "/admin/token-limits", {
+            "GET": lambda: _list_token_limits(services),
+            "POST": lambda: _set_token_limit(request, services),
+        }
     if parts == ["usage"]:
         return "/admin/usage", {"GET": lambda: _usage(request, services, now)}
     if parts == ["usage", "requests"]:
@@ -379,7 +424,7 @@ async def handle(request: Request, settings: Settings, services: Services, now: 
         return _error(
             404,
             "no such admin route: the admin API has /admin/keys, /admin/keys/{id}, "
-            "/admin/keys/{id}/revoke, /admin/caps, /admin/caps/{id}, /admin/usage, "
+            "/admin/keys/{id}/revoke, /admin/caps, /admin/caps/{id}, /admin/token-limits, /admin/usage, "
             "/admin/usage/requests and /admin/status",
         )
     pattern, handlers = route

@@ -117,6 +117,11 @@ def _caps(args: argparse.Namespace, url: str, token: str) -> Any:
         return _call(url, token, "POST", "/admin/caps", _cap_body(args))
     if args.action == "list":
         return _call(url, token, "GET", "/admin/caps")
+    if args.action == "tokens":
+        body = {"owner_kind": "key", "owner_id": args.key, "input_per_minute": args.input}
+        return _call(url, token, "POST", "/admin/token-limits", {**body, "output_per_minute": args.output})
+    if args.action == "token-limits":
+        return _call(url, token, "GET", "/admin/token-limits")
     return _call(url, token, "DELETE", "/admin/caps/" + urllib.parse.quote(args.id, safe=""))
 
 
@@ -200,6 +205,13 @@ def _caps_parser(groups: Any, common: argparse.ArgumentParser) -> None:
     )
     cap.add_argument("--usd", required=True, type=float, help="the limit in US dollars")
     actions.add_parser("list", parents=[common], help="list every cap with its spend this window")
+    tokens = actions.add_parser(
+        "tokens", parents=[common], help="set a key's tokens per minute (neither --input nor --output: no limit)"
+    )
+    tokens.add_argument("--key", required=True, metavar="ID", help="a relay key's id")
+    tokens.add_argument("--input", type=int, metavar="N", help="input tokens per minute")
+    tokens.add_argument("--output", type=int, metavar="N", help="output tokens per minute")
+    actions.add_parser("token-limits", parents=[common], help="list the keys' tokens-per-minute limits")
     delete = actions.add_parser("delete", parents=[common], help="delete a cap")
     delete.add_argument("id", help="cap id, e.g. cap_1a2b3c4d")
 

@@ -15,7 +15,7 @@ from relay.http.bodies import declared_length
 from relay.http.errors import Refused, error_response
 from relay.http.messages import Headers, Request, Response
 from relay.identity import policy, relay_keys
-from relay.limits import cap_headers, key_limits, session_breaker, spend_gate
+from relay.limits import cap_headers, key_limits, session_breaker, spend_gate, token_rates
 from relay.pipeline.endpoints import STREAM_USAGE_OPTION, Route, is_safe_path, resolve, surface_of, variant_of
 from relay.pipeline.session import session_id
 from relay.prompt_cache import markers
@@ -160,6 +160,10 @@ async def _api(
         body, exchange.cache_markers_added = injection.body, injection.markers_added
     if exchange.stream and surface == "openai" and route.upstream_path in STREAM_USAGE_OPTION:
         body = meter.ask_for_usage(body, parsed)
+    if spend_gate.costs_something(route):
+        exchange.token_hold = await token_rates.admit(
+            services, caller.key_id, parsed, body, now, settings.key_cache_seconds
+        )
     if caps and spend_gate.costs_something(route):
         exchange.spend_hold = await spend_gate.admit(
             services, caps, parsed, body, model, settings.prices, now, settings.alerting

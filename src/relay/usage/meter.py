@@ -25,7 +25,7 @@ from relay.http import sse
 from relay.http.json_spans import dumps
 from relay.http.text_bounds import clip, stored
 from relay.identity import key_store
-from relay.limits import key_limits, spend_gate
+from relay.limits import key_limits, spend_gate, token_rates
 from relay.services import Services
 from relay.usage import estimate, pricing
 
@@ -66,6 +66,7 @@ class Exchange:
     cache_markers_added: int = 0
     stream_slot: str | None = None  # limits.open_stream's, released when the body ends
     spend_hold: Any = None  # limits.spend_caps.Hold, settled when the body ends
+    token_hold: Any = None  # limits.token_rates.TokenHold, corrected when the body ends
 
 
 @dataclass
@@ -328,15 +329,18 @@ class Meter:
         row = self.row(client_gone, services.clock())
         key_limits.note_spend(services.state, self.exchange.key_id, row["cost_usd"])
         work = _join_group(services, row)
-        if self.exchange.spend_hold is not None:
-            return _settled_then(services, self.exchange.spend_hold, row["cost_usd"], work)
+        if self.exchange.spend_hold is not None or self.exchange.token_hold is not None:
+            return _settled_then(services, self.exchange, row, work)
         return work
 
 
-async def _settled_then(services: Services, held: Any, cost: float | None, work: Awaitable[None] | None) -> None:
-    """Count the request's cost against its spend caps, then write its row (if this
-    request opens a group)."""
-    await spend_gate.settle(services, held, cost)
+async def _settled_then(services: Services, exchange: Exchange, row: dict, work: Awaitable[None] | None) -> None:
+    """Count what the request used against its spend caps and tokens-per-minute limit,
+    then write its row (if this request opens a group)."""
+    if exchange.spend_hold is not None:
+        await spend_gate.settle(services, exchange.spend_hold, row["cost_usd"])
+    if exchange.token_hold is not None:
+        await token_rates.settle_safely(services, exchange.token_hold, row)
     if work is not None:
         await work
 

@@ -266,3 +266,18 @@ def test_caps_set_list_and_delete(server, capsys):
     assert status == 0 and deleted == {"id": by_key["id"], "deleted": True}
     status, _, err = run(capsys, "caps", "delete", by_key["id"], *auth)
     assert status == 1 and "no spend cap" in err
+
+
+def test_caps_tokens_sets_lists_and_removes_a_keys_tokens_per_minute(server, capsys):
+    auth = ["--url", server.url, "--admin-token", TOKEN]
+    status, limit, _ = run(
+        capsys, "caps", "tokens", "--key", "rk_0000beef", "--input", "200000", "--output", "8000", *auth
+    )
+    assert status == 0 and (limit["input_per_minute"], limit["output_per_minute"]) == (200000, 8000)
+    status, listed, _ = run(capsys, "caps", "token-limits", *auth)
+    assert limit in listed["data"]
+    run(capsys, "caps", "tokens", "--key", "rk_0000beef", *auth)
+    status, listed, _ = run(capsys, "caps", "token-limits", *auth)
+    assert all(row["owner_id"] != "rk_0000beef" for row in listed["data"])
+    status, _, err = run(capsys, "caps", "tokens", "--key", "rk_0000beef", "--input", "0", *auth)
+    assert status == 1 and "input_per_minute must be a positive whole number" in err

@@ -21,6 +21,7 @@ import pytest
 
 from devtools.fake_upstream import REPLY_TEXT, FakeUpstream
 from devtools.local_worker import LocalWorker
+from tests.clients import run_claude
 
 from .conftest import ADMIN_TOKEN, ANTHROPIC_UPSTREAM_KEY, ROW_WAIT_SECONDS, create_key
 
@@ -37,7 +38,9 @@ def upstream():
 
 @pytest.fixture(scope="module")
 def workers(upstream):
-    """Two Workers, one D1 (the state folder both persist to)."""
+    """Two Workers, one D1: the second's D1 folder is the first's. Only D1 is shared: local
+    rate limiting keeps its counts in SQLite too, and two processes writing it at once
+    answer SQLITE_BUSY (a local artifact: a deployed binding has no such file)."""
     with tempfile.TemporaryDirectory(prefix="relay-caps-state-") as state:
         env = {
             "ANTHROPIC_API_KEYS": ANTHROPIC_UPSTREAM_KEY,
@@ -45,10 +48,14 @@ def workers(upstream):
             "RELAY_ADMIN_TOKEN": ADMIN_TOKEN,
             "RELAY_KEY_CACHE_SECONDS": str(CACHE_SECONDS),
         }
-        with LocalWorker(env, state_dir=Path(state)) as first, LocalWorker(env, state_dir=Path(state)) as second:
-            yield first, second
-            log = first.log() + second.log()
-    assert "Traceback" not in log and "not settled" not in log
+        one, two = Path(state, "one"), Path(state, "two")
+        with LocalWorker(env, state_dir=one) as first:
+            (two / "v3").mkdir(parents=True)
+            (two / "v3" / "d1").symlink_to(one / "v3" / "d1")
+            with LocalWorker(env, state_dir=two) as second:
+                yield first, second
+                log = first.log() + second.log()
+    assert "Traceback" not in log and "not counted" not in log and "not let go" not in log
 
 
 def _client(worker, key, tag):
@@ -259,3 +266,22 @@ def test_a_client_that_hangs_up_mid_stream_is_billed_and_its_hold_let_go(workers
     stream.close()  # the client hangs up with the answer unfinished
     upstream.release(gate)
     assert _settled(first, cap["id"]) > 0  # its input, and what output passed, counted
+
+
+def test_claude_code_shows_relays_message_at_the_cap_and_does_not_retry(workers, upstream, tag):
+    """Without `-representative-claim` and `-overage-status` on the 429, the CLI prints
+    relay's own message (naming the cap and its reset) instead of its own; and with
+    `x-should-retry: false` it gives up at once."""
+    first, _ = workers
+    key = create_key(first)
+    cap = _set_cap(first, owner_kind="key", owner_id=key["id"], limit_usd=10.0)
+    start = int(time.time() // 86400 * 86400)  # today's UTC window
+    first.query(f"INSERT INTO spend_counters (cap_id, window_start, spent_usd) VALUES ('{cap['id']}', {start}, 10.5)")
+    time.sleep(CACHE_SECONDS + 0.5)
+    began = time.monotonic()
+    finished = run_claude(first.url, "say hi", api_key=key["key"], headers={"x-test-tag": tag})
+    assert finished.returncode != 0
+    shown = finished.stdout + finished.stderr
+    assert f"relay key {key['id']} has reached its daily spend cap of $10.00" in shown, shown
+    assert "resets at" in shown and time.monotonic() - began < 60
+    assert upstream.requests(tag) == []

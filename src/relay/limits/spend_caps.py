@@ -257,6 +257,13 @@ async def settle(db: Database, held: Hold, cost: float | None, now: float) -> li
     windows it was held in, then let its hold go (and any that have lapsed). In that
     order: between the two, the cost counts twice, never not at all. Returns the caps'
     settled spend after it (held: 0), for the alerts; none when it cost nothing."""
+    settled = await add_cost(db, held, cost)
+    await release(db, held, now)
+    return settled
+
+
+async def add_cost(db: Database, held: Hold, cost: float | None) -> list[Standing]:
+    """The first half of `settle` (each half may be made again on its own if it fails)."""
     rows: list[dict[str, Any]] = []
     if cost:
         rows = await db.all(
@@ -266,7 +273,6 @@ async def settle(db: Database, held: Hold, cost: float | None, now: float) -> li
             "RETURNING cap_id, spent_usd",
             (float(cost), held.id),
         )
-    await db.run("DELETE FROM spend_holds WHERE id = ? OR created_at < ?", (held.id, now - HOLD_SECONDS))
     by_id = {standing.cap.id: standing for standing in held.standings}
     return [
         Standing(
@@ -279,6 +285,11 @@ async def settle(db: Database, held: Hold, cost: float | None, now: float) -> li
         for row in rows
         if row["cap_id"] in by_id
     ]
+
+
+async def release(db: Database, held: Hold, now: float) -> None:
+    """The second half of `settle`: the hold goes, and any that have lapsed."""
+    await db.run("DELETE FROM spend_holds WHERE id = ? OR created_at < ?", (held.id, now - HOLD_SECONDS))
 
 
 def new_cap_id() -> str:

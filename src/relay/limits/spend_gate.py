@@ -3,13 +3,39 @@ and the settlement once it has ended (spend_caps.py says how they count)."""
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from relay.http.errors import Refused
+from relay.http.text_bounds import clip
 from relay.limits import alerts, cap_headers, session_breaker, spend_caps
 from relay.limits.spend_caps import Cap, Hold
 from relay.pipeline.endpoints import FREE_ENDPOINTS, Route
 from relay.services import Services
+
+# D1 calls of a hold or settlement that fail (a busy or restarting database) are made again
+# up to ATTEMPTS times in all, RETRY_DELAY_SECONDS apart and longer each time.
+T = TypeVar("T")
+ATTEMPTS = 3
+RETRY_DELAY_SECONDS = 0.05
+
+
+def _problem(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {clip(str(exc), 160)}"
+
+
+async def _again(call: Callable[[], Awaitable[T]]) -> T | None:
+    """`call()`'s result, made again on a failure up to ATTEMPTS times (each failure
+    logged); None when every attempt failed."""
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            return await call()
+        except Exception as exc:
+            print(f"relay: spend cap D1 call failed ({_problem(exc)}), attempt {attempt} of {ATTEMPTS}")
+            if attempt < ATTEMPTS:
+                await asyncio.sleep(RETRY_DELAY_SECONDS * attempt)
+    return None
 
 
 async def caps_for(
@@ -47,15 +73,19 @@ async def admit(
     The model is priced (policy.price_refusal has refused one that is not)."""
     assert services.db is not None
     amount = spend_caps.estimate(parsed, len(body or b""), model, prices) or 0.0
-    try:
-        held = await spend_caps.hold(services.db, caps, amount, now)
-        held.alerts = alerting
-        return held
-    except spend_caps.CapReached as reached:
-        raise cap_headers.cap_reached(reached.standing, now) from None
-    except Exception as exc:
-        print(f"relay: spend cap hold not taken ({type(exc).__name__}); the request is refused")
-        raise cap_headers.unreadable() from None
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            held = await spend_caps.hold(services.db, caps, amount, now)
+            held.alerts = alerting
+            return held
+        except spend_caps.CapReached as reached:
+            raise cap_headers.cap_reached(reached.standing, now) from None
+        except Exception as exc:
+            problem = _problem(exc)
+            if attempt < ATTEMPTS:
+                await asyncio.sleep(RETRY_DELAY_SECONDS * attempt)
+    print(f"relay: spend cap hold not taken ({problem}); the request is refused")
+    raise cap_headers.unreadable()
 
 
 async def count_session(services: Services, settings: Any, session: str, now: float) -> None:
@@ -78,11 +108,18 @@ async def settle(services: Services, held: Hold, cost: float | None) -> None:
     lapses by itself after spend_caps.HOLD_SECONDS)."""
     if services.db is None:
         return
-    try:
-        settled = await spend_caps.settle(services.db, held, cost, services.clock())
-    except Exception as exc:
-        print(f"relay: spend cap hold {held.id} not settled ({type(exc).__name__}); it lapses by itself")
+    db = services.db
+    settled = await _again(lambda: spend_caps.add_cost(db, held, cost))
+    if settled is None:
+        print(f"relay: the cost of spend cap hold {held.id} not counted; the hold lapses by itself")
         return
+
+    async def release() -> bool:
+        await spend_caps.release(db, held, services.clock())
+        return True
+
+    if await _again(release) is None:
+        print(f"relay: spend cap hold {held.id} not let go; it lapses by itself")
     if held.alerts is not None and settled:
         try:
             await alerts.after_settlement(services, held.alerts, settled)

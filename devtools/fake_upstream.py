@@ -41,7 +41,10 @@ reasoning (`reasoning_content`) before the answer. The Anthropic flavour refuses
 `thinking` block without a signature, as the API does.
 
 And per upstream key, from the test itself: `rate_limit(key, retry_after)` makes the
-fake answer 429 to every request made with that key until `lift(key)`.
+fake answer 429 to every request made with that key until `lift(key)`; with `model=`, only
+its Messages calls of that model (as a provider limits each model class apart), and with
+`kind=` ("output-tokens", "requests", ...) the 429 says that limit ran out, in
+`anthropic-ratelimit-<kind>-remaining: 0` and its `-reset`.
 
 Run standalone: `python -m devtools.fake_upstream` (Anthropic on :8788, OpenAI on :8789).
 """
@@ -96,6 +99,14 @@ class Seen:
 
     def json(self):
         return json.loads(self.body)
+
+
+def _model_of(body: bytes) -> str | None:
+    try:
+        request = json.loads(body)
+    except ValueError:
+        return None
+    return request.get("model") if isinstance(request, dict) else None
 
 
 def _input_tokens(body: bytes) -> int:
@@ -245,9 +256,9 @@ class _Handler(BaseHTTPRequestHandler):
         seen = self._record()
         flavour = self.server.fake.flavour
         scenario = seen.header(f"x-fake-{flavour}-scenario") or seen.header("x-fake-scenario") or ""
-        retry_after = self.server.fake._limited(seen)
-        if retry_after is not None:
-            return self._error(429, retry_after)
+        limited = self.server.fake._limited(seen)
+        if limited is not None:
+            return self._error(429, *limited)
         if scenario.startswith("status-"):
             return self._error(int(scenario.split("-", 1)[1]))
         if scenario.startswith("stall-"):
@@ -272,8 +283,8 @@ class _Handler(BaseHTTPRequestHandler):
             seen.cut_off = True
             self.close_connection = True
 
-    def _error(self, status: int, retry_after: str = "0") -> None:
-        extra = (("retry-after", retry_after),) if status in (429, 529) else ()
+    def _error(self, status: int, retry_after: str = "0", limit_fields: tuple = ()) -> None:
+        extra = ((("retry-after", retry_after),) if status in (429, 529) else ()) + limit_fields
         message = f"fake upstream answered {status}"
         if self.server.fake.flavour == "openai":
             payload = {"error": {"message": message, "type": "fake_error", "param": None, "code": None}}
@@ -562,7 +573,7 @@ class FakeUpstream:
         self._lock = threading.Lock()
         self._seen: list[Seen] = []
         self._gates: dict[str, threading.Event] = {}
-        self._rate_limited: dict[str, str] = {}
+        self._rate_limited: dict[str, tuple[str, str | None, str | None]] = {}
         self.prompt_cache = PromptCache()
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
@@ -589,18 +600,31 @@ class FakeUpstream:
             return seen
         return [s for s in seen if s.header("x-test-tag") == scenario_tag]
 
-    def rate_limit(self, key: str, retry_after: int | str) -> None:
+    def rate_limit(self, key: str, retry_after: int | str, model: str | None = None, kind: str | None = None) -> None:
         with self._lock:
-            self._rate_limited[key] = str(retry_after)
+            self._rate_limited[key] = (str(retry_after), model, kind)
 
     def lift(self, key: str) -> None:
         with self._lock:
             self._rate_limited.pop(key, None)
 
-    def _limited(self, seen: Seen) -> str | None:
+    def _limited(self, seen: Seen) -> tuple[str, tuple] | None:
+        """The retry-after and limit fields of the 429 this request gets, or None."""
         key = seen.header("x-api-key") or (seen.header("authorization") or "").removeprefix("Bearer ")
         with self._lock:
-            return self._rate_limited.get(key)
+            limit = self._rate_limited.get(key)
+        if limit is None:
+            return None
+        retry_after, model, kind = limit
+        if model is not None and (seen.path.split("?", 1)[0] != "/v1/messages" or _model_of(seen.body) != model):
+            return None
+        if kind is None:
+            return retry_after, ()
+        reset = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + float(retry_after)))
+        return retry_after, (
+            (f"anthropic-ratelimit-{kind}-remaining", "0"),
+            (f"anthropic-ratelimit-{kind}-reset", reset),
+        )
 
     def advance(self, seconds: float) -> None:
         """Let `seconds` pass for the prompt cache (entries expire after their TTL)."""

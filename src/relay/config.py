@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from relay.http.errors import Refused
 from relay.http.messages import whole_number
 from relay.identity import gateway_settings
-from relay.limits import key_limits
+from relay.limits import alerts, key_limits
 from relay.prompt_cache.markers import POLICIES
 from relay.providers import model_routes
 from relay.services import IsolateState
@@ -22,6 +22,8 @@ DEFAULT_RPM = 1000
 # Anthropic's SDKs wait up to 10 minutes for a non-streaming answer; so does relay.
 DEFAULT_UPSTREAM_TIMEOUT_SECONDS = 600
 DEFAULT_CACHE_POLICY = "auto"
+DEFAULT_ALERT_THRESHOLDS = (50, 80, 100)
+DEFAULT_SESSION_WINDOW_MINUTES = 10
 
 # Relay's own names in the Worker's env; besides these, it reads only the secrets RELAY_ROUTES
 # names as key pools (routing.parse).
@@ -42,6 +44,12 @@ NAMES = (
     "RELAY_CACHE_POLICY",
     "RELAY_RETENTION_DAYS",
     *gateway_settings.NAMES,  # sign-in with the company's identity provider
+    "RELAY_ALERT_WEBHOOKS",
+    "RELAY_ALERT_THRESHOLDS",
+    "RELAY_ALERT_FORMAT",
+    "RELAY_SESSION_MAX_USD",
+    "RELAY_SESSION_MAX_REQUESTS",
+    "RELAY_SESSION_WINDOW_MINUTES",
 )
 
 
@@ -89,6 +97,44 @@ def _cache_policy(env: Mapping[str, str | None]) -> str:
     return policy
 
 
+def _webhooks(env: Mapping[str, str | None]) -> tuple[str, ...]:
+    urls = _split(env.get("RELAY_ALERT_WEBHOOKS"))
+    if any(not url.startswith(("https://", "http://")) for url in urls):
+        raise ConfigError("RELAY_ALERT_WEBHOOKS must be http(s) URLs, comma-separated")
+    return urls
+
+
+def _thresholds(env: Mapping[str, str | None]) -> tuple[int, ...]:
+    raw = env.get("RELAY_ALERT_THRESHOLDS")
+    if raw is None or not raw.strip():
+        return DEFAULT_ALERT_THRESHOLDS
+    try:
+        values = sorted({int(part) for part in _split(raw)})
+    except ValueError:
+        raise ConfigError("RELAY_ALERT_THRESHOLDS must be whole percentages, comma-separated") from None
+    if not values or values[0] < 1 or values[-1] > 1000:
+        raise ConfigError("RELAY_ALERT_THRESHOLDS must be percentages from 1 to 1000")
+    return tuple(values)
+
+
+def _alert_format(env: Mapping[str, str | None]) -> str:
+    form = (env.get("RELAY_ALERT_FORMAT") or "json").strip().lower()
+    if form not in alerts.FORMATS:
+        raise ConfigError(f"RELAY_ALERT_FORMAT must be one of {', '.join(alerts.FORMATS)}")
+    return form
+
+
+def _dollars(env: Mapping[str, str | None], name: str) -> float:
+    raw = (env.get(name) or "").strip()
+    try:
+        value = float(raw) if raw else 0.0
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of US dollars") from None
+    if not value >= 0 or value == float("inf"):
+        raise ConfigError(f"{name} must be a non-negative number of US dollars")
+    return value
+
+
 def _cors_origins(value: str | None) -> tuple[str, ...]:
     """Unset means any origin (relay authenticates by key, not cookie); "" means none."""
     return ("*",) if value is None else _split(value)
@@ -108,6 +154,18 @@ class Settings:
     upstream_timeout: float = DEFAULT_UPSTREAM_TIMEOUT_SECONDS  # seconds to the upstream's headers
     retention_days: int = retention.DEFAULT_DAYS  # audit rows older than this are deleted (retention.py)
     gateway: gateway_settings.GatewaySettings | None = None  # sign-in; None: off (no RELAY_OIDC_ISSUER)
+    alert_webhooks: tuple[str, ...] = ()  # where spend-cap alerts go (limits/alerts.py)
+    alert_thresholds: tuple[int, ...] = DEFAULT_ALERT_THRESHOLDS  # percent of a cap
+    alert_format: str = "json"
+    session_max_usd: float = 0.0  # a session's spend in a UTC day; 0: no limit (session_breaker.py)
+    session_max_requests: int = 0  # a session's requests in the window; 0: no limit
+    session_window_minutes: int = DEFAULT_SESSION_WINDOW_MINUTES
+
+    @property
+    def alerting(self) -> alerts.Alerting | None:
+        if not self.alert_webhooks:
+            return None
+        return alerts.Alerting(self.alert_webhooks, self.alert_thresholds, self.alert_format)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str | None]) -> Settings:
@@ -132,6 +190,12 @@ class Settings:
             cache_policy=_cache_policy(env),
             retention_days=_whole_number(env, "RELAY_RETENTION_DAYS", retention.DEFAULT_DAYS),
             gateway=_gateway(env),
+            alert_webhooks=_webhooks(env),
+            alert_thresholds=_thresholds(env),
+            alert_format=_alert_format(env),
+            session_max_usd=_dollars(env, "RELAY_SESSION_MAX_USD"),
+            session_max_requests=_whole_number(env, "RELAY_SESSION_MAX_REQUESTS", 0, 0),
+            session_window_minutes=_whole_number(env, "RELAY_SESSION_WINDOW_MINUTES", DEFAULT_SESSION_WINDOW_MINUTES),
         )
 
 

@@ -77,6 +77,8 @@ class IsolateState:
         self.gateway_sessions: dict[str, tuple[bool, float]] = {}  # session id -> (open, checked at)
         self.oidc: dict[str, tuple[Any, float]] = {}  # the IdP's metadata and keys -> (value, fetched at)
         self.telemetry_failures = 0  # telemetry a collector did not take (otlp_relay.py)
+        self.spend_caps: tuple[float, list[Any]] | None = None  # (read at, every spend cap) (spend_caps.py)
+        self.token_limits: tuple[float, dict[str, Any]] | None = None  # (read at, owner -> limit) (token_rates.py)
 
 
 class Background:

@@ -21,6 +21,7 @@ from .conftest import CLIENT_KEY, ISSUED
 POOL = ("sk-ant-pool-key-aaaa", "sk-ant-pool-key-bbbb", "sk-ant-pool-key-cccc")
 NAMES = dict(zip(POOL, "abc"))
 ISSUED.extend(POOL)
+HELLO = [{"role": "user", "content": "hi"}]
 
 
 @pytest.fixture(scope="module")
@@ -130,3 +131,27 @@ def test_odd_retry_afters_fail_over_to_the_next_key_instead_of_a_500(upstream, t
     used = _keys_used(upstream, tag)
     assert used.count("a") == used.count("b") == 1, used  # answered 429 once each, then cooling
     assert "Traceback" not in log and "not shared" not in log and "not read" not in log
+
+
+def test_a_429_for_one_model_leaves_other_models_count_tokens_and_the_catalogue_flowing(client, upstream, tag):
+    """One 429 on one model cooled its key for every model and endpoint: count_tokens,
+    /v1/models and another model's calls got relay's own 429 without reaching the provider.
+    Now only the model class whose output tokens ran out cools, on that key alone."""
+    upstream.rate_limit(POOL[0], retry_after=30, model="claude-opus-4-1", kind="output-tokens")
+    try:
+        opus = [client.messages.create(model="claude-opus-4-1", max_tokens=8, messages=HELLO) for _ in range(3)]
+        assert all(answer.content[0].text == REPLY_TEXT for answer in opus)
+        assert _keys_used(upstream, tag).count("a") == 1  # its 429 once, then cooling for Opus
+
+        for _ in range(6):
+            assert _ask(client).content[0].text == REPLY_TEXT  # Sonnet: key a still takes its turns
+            counted = client.messages.count_tokens(model="claude-opus-4-1", messages=HELLO)
+            assert counted.input_tokens > 0
+            assert client.models.list().data
+            assert _ask(client).content[0].text == REPLY_TEXT  # four calls a round: each meets key a
+    finally:
+        upstream.lift(POOL[0])
+    later = upstream.requests(tag)[3:]
+    on_a = [seen for seen in later if NAMES[seen.header("x-api-key")] == "a"]
+    assert {seen.path.split("?")[0] for seen in on_a} == {"/v1/messages", "/v1/messages/count_tokens", "/v1/models"}
+    assert all("claude-opus" not in seen.body.decode() for seen in on_a if seen.path == "/v1/messages")

@@ -18,6 +18,7 @@ SECRETS = {
     "OPENAI_API_KEYS",
     "RELAY_OIDC_CLIENT_SECRET",
     "RELAY_SESSION_SECRET",
+    "RELAY_ALERT_WEBHOOKS",
 }
 # Documented but left unset in wrangler.toml: a JSON document (RELAY_ROUTES, only commented
 # there) and the price overrides, both empty by default; and sign-in's deployment-specific

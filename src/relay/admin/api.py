@@ -1,5 +1,5 @@
 """The admin API under /admin/: virtual relay keys (create, list, show, update, revoke),
-usage reports and the isolate's status.
+spend caps (set, list with their standing, delete), usage reports and the isolate's status.
 
 Only `Authorization: Bearer <RELAY_ADMIN_TOKEN>` opens it; relay keys never do, and the
 admin token is not a relay key. Answers are JSON (reports also CSV); errors use the
@@ -28,7 +28,7 @@ from relay.http.json_spans import unknown_fields
 from relay.http.messages import Headers, Request, Response, json_response
 from relay.identity import gateway_sessions, key_store, people
 from relay.identity.key_store import KeyRecord
-from relay.limits import key_limits
+from relay.limits import cap_headers, key_limits, spend_caps, token_rates
 from relay.log import log
 from relay.prompt_cache.markers import POLICIES
 from relay.services import Database, Services
@@ -40,6 +40,7 @@ MAX_MODELS = 100
 _ID = re.compile(r"rk_[0-9a-f]{8}")  # key_store.new_id()
 # Nothing the admin API answers may be cached.
 _NO_STORE = (("cache-control", "no-store"),)
+_CAP_ID = re.compile(r"cap_[0-9a-f]{8}")  # spend_caps.new_cap_id()
 
 
 def _json(status: int, payload: Any) -> Response:
@@ -255,6 +256,98 @@ def _changed(services: Services, key_id: str, record: KeyRecord | None, done: st
     return _json(200, record)
 
 
+def _cap_fields(body: Any) -> tuple[spend_caps.Owner | None, Any, Any, list[str]]:
+    """The owner, period and limit a POST /admin/caps body sets, and every problem with it."""
+    if not isinstance(body, dict):
+        return None, None, None, ["request body must be a JSON object"]
+    problems: list[str] = []
+    unknown = unknown_fields(body, ("owner_kind", "owner_id", "period", "limit_usd"))
+    if unknown is not None:
+        problems.append(unknown)
+    kind, owner_id = body.get("owner_kind"), body.get("owner_id")
+    if kind not in spend_caps.OWNER_KINDS:
+        later = " (persons and groups come with sign-in)" if kind in ("person", "group") else ""
+        problems.append(f"owner_kind must be one of {', '.join(spend_caps.OWNER_KINDS)}{later}")
+    elif kind == "relay":
+        if owner_id not in (None, ""):
+            problems.append("a relay-wide cap has no owner_id")
+        owner_id = ""
+    else:
+        _text(owner_id, "owner_id", problems)
+    if body.get("period") not in spend_caps.PERIODS:
+        problems.append(f"period must be one of {', '.join(spend_caps.PERIODS)} (UTC windows)")
+    if body.get("limit_usd") is None:
+        problems.append("limit_usd is required")
+    else:
+        _budget(body["limit_usd"], "limit_usd", problems)
+    owner = spend_caps.Owner(str(kind), str(owner_id)) if not problems else None
+    return owner, body.get("period"), body.get("limit_usd"), problems
+
+
+async def _set_cap(request: Request, services: Services, now: float) -> Response:
+    body = await _json_body(request)
+    owner, period, limit, problems = _cap_fields(body)
+    if problems or owner is None:
+        raise _refused(400, "; ".join(problems))
+    record = await spend_caps.set_cap(_database(services), owner, period, limit, now)
+    spend_caps.forget_caps(services.state)
+    log(f"admin: set spend cap {record['id']} ({owner}, {period}, {cap_headers.usd(float(limit))})")
+    return _json(200, record)
+
+
+async def _list_caps(services: Services, now: float) -> Response:
+    caps = await spend_caps.all_caps(_database(services))
+    return _json(
+        200, {"data": [spend_caps.record(s) for s in await spend_caps.standings(_database(services), caps, now)]}
+    )
+
+
+async def _delete_cap(services: Services, cap_id: str) -> Response:
+    if not (_CAP_ID.fullmatch(cap_id) and await spend_caps.delete_cap(_database(services), cap_id)):
+        raise _refused(404, f"no spend cap with id{' ' + cap_id if _CAP_ID.fullmatch(cap_id) else ''}")
+    spend_caps.forget_caps(services.state)
+    log(f"admin: deleted spend cap {cap_id}")
+    return _json(200, {"id": cap_id, "deleted": True})
+
+
+def _token_record(limit: token_rates.TokenLimit) -> dict[str, Any]:
+    return {
+        "owner_kind": limit.owner_kind,
+        "owner_id": limit.owner_id,
+        "input_per_minute": limit.input_per_minute,
+        "output_per_minute": limit.output_per_minute,
+    }
+
+
+async def _set_token_limit(request: Request, services: Services) -> Response:
+    """POST /admin/token-limits: a key's input and output tokens per minute (null: none of
+    that kind; both null remove the limit)."""
+    body = await _json_body(request)
+    problems: list[str] = []
+    if not isinstance(body, dict):
+        raise _refused(400, "request body must be a JSON object")
+    unknown = unknown_fields(body, ("owner_kind", "owner_id", "input_per_minute", "output_per_minute"))
+    if unknown is not None:
+        problems.append(unknown)
+    if body.get("owner_kind") != "key":
+        problems.append("owner_kind must be key (persons come with sign-in)")
+    _text(body.get("owner_id"), "owner_id", problems)
+    for field in ("input_per_minute", "output_per_minute"):
+        if body.get(field) is not None:
+            _positive_int(body[field], field, problems)
+    if problems:
+        raise _refused(400, "; ".join(problems))
+    limit = token_rates.TokenLimit("key", body["owner_id"], body.get("input_per_minute"), body.get("output_per_minute"))
+    await token_rates.set_limit(_database(services), limit)
+    services.state.token_limits = None
+    log(f"admin: set the tokens per minute of relay key {limit.owner_id}")
+    return _json(200, _token_record(limit))
+
+
+async def _list_token_limits(services: Services) -> Response:
+    return _json(200, {"data": [_token_record(limit) for limit in await token_rates.all_limits(_database(services))]})
+
+
 async def _usage(request: Request, services: Services, now: float) -> Response:
     db = _database(services)
     try:
@@ -336,6 +429,18 @@ def _route(
         }
     if len(parts) == 3 and parts[0] == "keys" and parts[1] and parts[2] == "revoke":
         return "/admin/keys/{id}/revoke", {"POST": lambda: _revoke(services, parts[1], now)}
+    if parts == ["caps"]:
+        return "/admin/caps", {
+            "GET": lambda: _list_caps(services, now),
+            "POST": lambda: _set_cap(request, services, now),
+        }
+    if len(parts) == 2 and parts[0] == "caps" and parts[1]:
+        return "/admin/caps/{id}", {"DELETE": lambda: _delete_cap(services, parts[1])}
+    if parts == ["token-limits"]:
+        return "/admin/token-limits", {
+            "GET": lambda: _list_token_limits(services),
+            "POST": lambda: _set_token_limit(request, services),
+        }
     if parts == ["usage"]:
         return "/admin/usage", {"GET": lambda: _usage(request, services, now)}
     if parts == ["usage", "requests"]:
@@ -360,8 +465,8 @@ async def handle(request: Request, settings: Settings, services: Services) -> Re
         raise _refused(
             404,
             "no such admin route: the admin API has /admin/keys, /admin/keys/{id}, "
-            "/admin/keys/{id}/revoke, /admin/usage, /admin/usage/requests, /admin/status, /admin/people "
-            "and /admin/people/{id}/revoke",
+            "/admin/keys/{id}/revoke, /admin/caps, /admin/caps/{id}, /admin/token-limits, /admin/usage, "
+            "/admin/usage/requests, /admin/status, /admin/people and /admin/people/{id}/revoke",
         )
     pattern, handlers = route
     handler = handlers.get(request.method)

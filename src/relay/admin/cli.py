@@ -1,4 +1,5 @@
-"""`python -m relay keys ...`: manage virtual relay keys through a relay's admin API.
+"""`python -m relay keys ...` / `caps ...`: manage virtual relay keys and spend caps
+through a relay's admin API.
 
 Talks HTTP to a local (`make dev`) or deployed relay; stdlib only. Prints the JSON
 answer to stdout; on an error prints the message to stderr and exits 1. The admin token
@@ -110,8 +111,33 @@ def _key_path(key_id: str) -> str:
     return "/admin/keys/" + urllib.parse.quote(key_id, safe="")
 
 
+def _cap_body(args: argparse.Namespace) -> dict[str, Any]:
+    if args.relay:
+        owner = {"owner_kind": "relay"}
+    elif args.key:
+        owner = {"owner_kind": "key", "owner_id": args.key}
+    else:
+        owner = {"owner_kind": "tag", "owner_id": args.tag}
+    return {**owner, "period": args.period, "limit_usd": args.usd}
+
+
+def _caps(args: argparse.Namespace, url: str, token: str) -> Any:
+    if args.action == "set":
+        return _call(url, token, "POST", "/admin/caps", _cap_body(args))
+    if args.action == "list":
+        return _call(url, token, "GET", "/admin/caps")
+    if args.action == "tokens":
+        body = {"owner_kind": "key", "owner_id": args.key, "input_per_minute": args.input}
+        return _call(url, token, "POST", "/admin/token-limits", {**body, "output_per_minute": args.output})
+    if args.action == "token-limits":
+        return _call(url, token, "GET", "/admin/token-limits")
+    return _call(url, token, "DELETE", "/admin/caps/" + urllib.parse.quote(args.id, safe=""))
+
+
 def _run(args: argparse.Namespace) -> Any:
     url, token = _base_url(args.url), _token(args.admin_token)
+    if args.group == "caps":
+        return _caps(args, url, token)
     if args.action == "create":
         answer = _call(url, token, "POST", "/admin/keys", _create_body(args))
         print("relay: store this key now; relay keeps only its hash and cannot show it again", file=sys.stderr)
@@ -142,7 +168,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m relay", parents=[common], description="Manage relay's virtual keys through its admin API."
     )
-    groups = parser.add_subparsers(dest="group", required=True, metavar="keys")
+    groups = parser.add_subparsers(dest="group", required=True, metavar="{keys,caps}")
     keys = groups.add_parser("keys", parents=[common], help="create, list, show or revoke relay keys")
     actions = keys.add_subparsers(dest="action", required=True)
 
@@ -169,7 +195,34 @@ def _parser() -> argparse.ArgumentParser:
     actions.add_parser("list", parents=[common], help="list every key (no key material)")
     for name, text in (("show", "show one key"), ("revoke", "revoke a key (idempotent)")):
         actions.add_parser(name, parents=[common], help=text).add_argument("id", help="key id, e.g. rk_1a2b3c4d")
+    _caps_parser(groups, common)
     return parser
+
+
+def _caps_parser(groups: Any, common: argparse.ArgumentParser) -> None:
+    caps = groups.add_parser("caps", parents=[common], help="set, list or delete spend caps")
+    actions = caps.add_subparsers(dest="action", required=True)
+    cap = actions.add_parser(
+        "set", parents=[common], help="set the cap of a key, a billing tag or relay for a UTC day, week or month"
+    )
+    owner = cap.add_mutually_exclusive_group(required=True)
+    owner.add_argument("--key", metavar="ID", help="a relay key's id, e.g. rk_1a2b3c4d")
+    owner.add_argument("--tag", help="a billing tag: every key that carries it shares the cap")
+    owner.add_argument("--relay", action="store_true", help="relay as a whole")
+    cap.add_argument(
+        "--period", required=True, choices=("day", "week", "month"), help="UTC window (weeks start on Monday)"
+    )
+    cap.add_argument("--usd", required=True, type=float, help="the limit in US dollars")
+    actions.add_parser("list", parents=[common], help="list every cap with its spend this window")
+    tokens = actions.add_parser(
+        "tokens", parents=[common], help="set a key's tokens per minute (neither --input nor --output: no limit)"
+    )
+    tokens.add_argument("--key", required=True, metavar="ID", help="a relay key's id")
+    tokens.add_argument("--input", type=int, metavar="N", help="input tokens per minute")
+    tokens.add_argument("--output", type=int, metavar="N", help="output tokens per minute")
+    actions.add_parser("token-limits", parents=[common], help="list the keys' tokens-per-minute limits")
+    delete = actions.add_parser("delete", parents=[common], help="delete a cap")
+    delete.add_argument("id", help="cap id, e.g. cap_1a2b3c4d")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -37,6 +37,10 @@ _OPENAI_TYPES = {
     429: ("rate_limit_exceeded", "rate_limit_exceeded"),
 }
 
+# OpenAI's (type, code) for an Anthropic error type a refusal names (`error_type`): a spent
+# cap is a 429 on both, billing_error to Anthropic's clients, insufficient_quota to OpenAI's.
+_OPENAI_FOR = {"billing_error": ("insufficient_quota", "insufficient_quota")}
+
 # Client errors that the same request, sent again, cannot get past. Claude Code retries a
 # 401 with backoff for minutes (it expects a refreshed login) unless the answer carries
 # `x-should-retry: false`; the anthropic and openai SDKs honour the field too.
@@ -48,16 +52,23 @@ class Refused(Exception):
     the reason is found and answered in the client's format in one place (`pipeline.app`)."""
 
     def __init__(
-        self, status: int, message: str, headers: tuple[tuple[str, str], ...] = (), *, surface: str | None = None
+        self,
+        status: int,
+        message: str,
+        headers: tuple[tuple[str, str], ...] = (),
+        error_type: str | None = None,
+        *,
+        surface: str | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.headers = headers
+        self.error_type = error_type  # the Anthropic error type when not the status's (a spent cap)
         self.surface = surface  # a surface of its own, when not the request path's (a variant path)
 
     def response(self, surface: str) -> Response:
-        return error_response(self.surface or surface, self.status, self.message, self.headers)
+        return error_response(self.surface or surface, self.status, self.message, self.headers, self.error_type)
 
 
 def anthropic_error_type(status: int) -> str:
@@ -70,11 +81,12 @@ def error_response(
 ) -> Response:
     """A JSON error body shaped as the surface's SDKs parse it. The message may quote the
     client's text (a model it refuses, a field it cannot translate): it is cut to
-    MESSAGE_CHARS (text_bounds.py). `kind`: the Anthropic error type, if not the status's."""
+    MESSAGE_CHARS (text_bounds.py). `kind`: the Anthropic error type, if not the status's
+    (a spent cap: billing_error at 429), and for OpenAI its counterpart where it has one."""
     message = clip(message, MESSAGE_CHARS)
     payload: dict[str, Any]
     if surface == "openai":
-        openai_type, code = _OPENAI_TYPES.get(status, ("server_error", None))
+        openai_type, code = _OPENAI_FOR.get(kind or "") or _OPENAI_TYPES.get(status, ("server_error", None))
         payload = {"error": {"message": message, "type": openai_type, "param": None, "code": code}}
     else:
         kind = kind or anthropic_error_type(status)

@@ -44,7 +44,7 @@ def _kinds(caller: Caller) -> list[tuple[str, str]]:
     on what a request asks for."""
     present = (
         (bool(caller.allowed_models), "an allowed-model list", "model"),
-        (caller.monthly_budget_usd is not None, "a monthly budget", "cost"),
+        (caller.budgeted, "a monthly budget" if caller.monthly_budget_usd is not None else "a spend cap", "cost"),
         (bool(caller.max_concurrent_streams), "a limit on open streams", "streams"),
     )
     return [(limit, read) for has, limit, read in present if has]
@@ -53,6 +53,10 @@ def _kinds(caller: Caller) -> list[tuple[str, str]]:
 def limited(caller: Caller) -> bool:
     """The key's limits depend on each request's model, cost or streaming."""
     return bool(_kinds(caller))
+
+
+def _budget(caller: Caller) -> str:
+    return "a monthly budget" if caller.monthly_budget_usd is not None else "a spend cap"
 
 
 def _and(words: list[str]) -> str:
@@ -96,11 +100,11 @@ def check_body(caller: Caller, route: Route, parsed: Any, layout: Layout | None)
                 f'choose one relay cannot check): give "model"',
             )
         raise Refused(status, f"{who} may not use model {model}")
-    if caller.monthly_budget_usd is not None:
+    if caller.budgeted:
         unmetered = _unmetered(route, parsed)
         if unmetered is not None:
             raise Refused(
-                403, f"relay key {caller.key_id} has a monthly budget, so relay must read the cost of {unmetered}"
+                403, f"relay key {caller.key_id} has {_budget(caller)}, so relay must read the cost of {unmetered}"
             )
 
 
@@ -138,9 +142,9 @@ def check_price(
     has no price (RELAY_PRICES, then the built-in table), so its cost would count nothing
     against the budget; or it names no model to price. Passes when every target's model is
     priced, or the endpoint costs nothing."""
-    if caller.monthly_budget_usd is None or not route.json_body or route.upstream_path in FREE_ENDPOINTS:
+    if not caller.budgeted or not route.json_body or route.upstream_path in FREE_ENDPOINTS:
         return
-    budget = f"relay key {caller.key_id} has a monthly budget"
+    budget = f"relay key {caller.key_id} has {_budget(caller)}"
     if model is None:
         raise Refused(
             403,

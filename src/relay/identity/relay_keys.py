@@ -56,6 +56,12 @@ class Caller:
     person_email: str | None = None
     groups: tuple[str, ...] = ()
     group: str | None = None
+    spend_capped: bool = False  # a spend cap of its key, tag or relay applies (limits/spend_caps.py)
+
+    @property
+    def budgeted(self) -> bool:
+        """Its requests' costs count against a limit: relay must be able to read them."""
+        return self.monthly_budget_usd is not None or self.spend_capped
 
     def may_use(self, model: str | None) -> bool:
         """With an allow-list, only a named model that matches it (None: the request names none)."""

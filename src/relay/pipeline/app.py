@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import traceback
 from collections.abc import Awaitable, Mapping
 from typing import Any
@@ -13,7 +14,7 @@ from relay.http.bodies import declared_length, read_bounded, too_large
 from relay.http.errors import Refused, error_response
 from relay.http.messages import Headers, Request, Response
 from relay.identity import gateway_routes, policy, relay_keys
-from relay.limits import key_limits
+from relay.limits import cap_headers, key_limits, session_breaker, spend_gate, token_rates
 from relay.log import log
 from relay.pipeline.endpoints import STREAM_USAGE_OPTION, Route, is_safe_path, resolve, surface_of, variant_of
 from relay.pipeline.session import session_id
@@ -104,6 +105,9 @@ async def _api(
     caller = await relay_keys.authenticate(request.headers, settings, services, now, surface)
     exchange.key_id, exchange.billing_tag = caller.key_id, caller.billing_tag
     exchange.person_id, exchange.person_email, exchange.group_name = caller.person_id, caller.person_email, caller.group
+    caps = await spend_gate.caps_for(services, caller.key_id, caller.billing_tag, now, settings.key_cache_seconds)
+    if caps:
+        caller = dataclasses.replace(caller, spend_capped=True)
     if services.limiters:
         await key_limits.check_rate(caller.key_id, caller.rpm_limit or settings.default_rpm, services.limiters, now)
     policy.check_endpoint(caller, route, request.method, request.path)
@@ -116,6 +120,12 @@ async def _api(
     exchange.model_requested = model
     exchange.stream = isinstance(parsed, dict) and parsed.get("stream") is True
     exchange.session_id = session_id(request.headers, parsed)
+    if exchange.session_id and services.db is not None and spend_gate.costs_something(route):
+        if settings.session_max_requests:
+            await spend_gate.count_session(services, settings, exchange.session_id, now)
+        if settings.session_max_usd:
+            caps = [*caps, session_breaker.spend_cap(exchange.session_id, settings.session_max_usd)]
+            caller = dataclasses.replace(caller, spend_capped=True)
     # The budget is checked once the body is read, so a refused request's row still says
     # which model it asked for.
     if caller.monthly_budget_usd is not None and services.db is not None:
@@ -134,7 +144,17 @@ async def _api(
         body, exchange.cache_markers_added = injection.body, injection.markers_added
     if exchange.stream and body is not None and surface == "openai" and route.upstream_path in STREAM_USAGE_OPTION:
         body = meter.ask_for_usage(body, parsed)
+    if spend_gate.costs_something(route):
+        exchange.token_hold = await token_rates.admit(
+            services, caller.key_id, parsed, body, now, settings.key_cache_seconds
+        )
+    if caps and spend_gate.costs_something(route):
+        exchange.spend_hold = await spend_gate.admit(
+            services, caps, parsed, body, model, settings.prices, now, settings.alerting
+        )
     answer = await forward(request, route, body, targets, services, exchange, now, settings.upstream_timeout)
+    if exchange.spend_hold is not None and surface == "anthropic" and answer.status < 400:
+        answer = cap_headers.with_standing(answer, exchange.spend_hold)
     if lists_models and caller.person_id and caller.allowed_models:
         return await model_list.filtered(surface, answer, caller.may_use, services.transport)
     return answer

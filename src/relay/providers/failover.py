@@ -23,8 +23,8 @@ from relay.http.messages import Headers, Request, Response, UpstreamTimeout, Ups
 from relay.log import log
 from relay.pipeline.endpoints import Route
 from relay.providers import target_call
-from relay.providers.key_pool import RETRYABLE, Cooldowns, cooldown_until, preference
-from relay.providers.model_routes import Target
+from relay.providers.key_pool import RETRYABLE, Cooldowns, cooldown_until, exhausted_kind, preference, scope_of
+from relay.providers.model_routes import Provider, Target
 from relay.providers.translate import TranslationError
 from relay.services import Services
 from relay.usage.meter import Exchange
@@ -95,7 +95,7 @@ async def forward(
             if moved.answer is not None:
                 await services.transport.discard(moved.answer.body)
         exchange.provider = call.target.provider.name
-        step = await _through_pool(request, call, services, exchange, now, timeout)
+        step = await _through_pool(request, route, call, services, exchange, now, timeout)
         if isinstance(step, Response):
             return await target_call.reply(call, step, services.transport, now)
         moved = step
@@ -107,22 +107,30 @@ async def forward(
 
 
 async def _through_pool(
-    request: Request, call: target_call.Call, services: Services, exchange: Exchange, now: float, timeout: float
+    request: Request,
+    route: Route,
+    call: target_call.Call,
+    services: Services,
+    exchange: Exchange,
+    now: float,
+    timeout: float,
 ) -> Response | MoveOn:
     """The answer of the first healthy key that does not answer a retryable status, or why
     this target did not serve."""
-    provider = call.target.provider
+    provider: Provider = call.target.provider
     session = exchange.session_id
     if not provider.keys:
         return MoveOn("no key", Refused(500, f"relay has no upstream key configured for {provider.name}"))
-    cooldowns = Cooldowns(provider.name, [key.id for key in provider.keys], services)
+    # A 429 cools a key for the model class and limit kind that ran out, not for every call.
+    scope = scope_of(route.upstream_path, call.model or call.target.model or exchange.model_requested)
+    cooldowns = Cooldowns(provider.name, [key.id for key in provider.keys], services, scope)
     cooling = await cooldowns.current(now)
     if not session:
         services.state.turn += 1
     candidates = [key for key in preference(provider.keys, session, services.state.turn) if key.id not in cooling]
     if not candidates:
         wait = _wait(cooling, now)
-        message = f"every upstream key of {provider.name} is rate limited; retry after {wait}s"
+        message = f"every upstream key of {provider.name} is rate limited for {scope} models; retry after {wait}s"
         return MoveOn("every key cooling", Refused(429, message, (("retry-after", str(wait)),)))
     transport = services.transport
     moved = MoveOn("no key answered")
@@ -141,7 +149,8 @@ async def _through_pool(
         except UpstreamUnreachable:
             return MoveOn("unreachable", Refused(502, "the upstream API could not be reached"))
         if answer.status == 429:
-            await cooldowns.cool(key.id, cooldown_until(429, Headers(answer.headers), now), now)
+            fields = Headers(answer.headers)
+            await cooldowns.cool(key.id, cooldown_until(429, fields, now), now, exhausted_kind(fields))
         if answer.status not in RETRYABLE:
             return _passed_on(answer, {}, now)
         log(f"upstream key {key.id} answered {answer.status}; trying the next key")

@@ -25,7 +25,7 @@ from relay.http import sse
 from relay.http.json_spans import dumps, loads_or_none
 from relay.http.messages import content_kind
 from relay.http.text_bounds import clip, stored
-from relay.limits import key_limits
+from relay.limits import key_limits, spend_gate, token_rates
 from relay.log import log
 from relay.services import Database, IsolateState, Services
 from relay.usage import audit_log, estimate, pricing
@@ -70,6 +70,8 @@ class Exchange:
     person_id: str | None = None  # a signed-in person (identity/gateway_sessions.py), their email and group
     person_email: str | None = None
     group_name: str | None = None
+    spend_hold: Any = None  # limits.spend_caps.Hold, settled when the body ends
+    token_hold: Any = None  # limits.token_rates.TokenHold, corrected when the body ends
 
 
 @dataclass
@@ -346,7 +348,21 @@ class Meter:
         services = self._services
         row = self.row(client_gone, services.clock())
         key_limits.note_spend(services.state, self.exchange.key_id, row["cost_usd"])
-        return _join_group(services.state, db, row)
+        work = _join_group(services.state, db, row)
+        if self.exchange.spend_hold is not None or self.exchange.token_hold is not None:
+            return _settled_then(services, self.exchange, row, work)
+        return work
+
+
+async def _settled_then(services: Services, exchange: Exchange, row: UsageRow, work: Awaitable[None] | None) -> None:
+    """Count what the request used against its spend caps and tokens-per-minute limit,
+    then write its row (if this request opens a group)."""
+    if exchange.spend_hold is not None:
+        await spend_gate.settle(services, exchange.spend_hold, row["cost_usd"])
+    if exchange.token_hold is not None:
+        await token_rates.settle_safely(services, exchange.token_hold, row)
+    if work is not None:
+        await work
 
 
 # How long the first of a group of audit rows waits for others to join it, and how many

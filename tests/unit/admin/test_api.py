@@ -405,3 +405,40 @@ def test_logs_name_keys_by_id_only(capsys):
     assert created["id"] in log and "created" in log and "revoked" in log
     assert_hidden(created["key"][:10], log)
     assert_hidden(TOKEN, log)
+
+
+# --- spend caps -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body, problem",
+    [
+        ({"owner_kind": "person", "owner_id": "ann", "period": "day", "limit_usd": 1}, "come with sign-in"),
+        ({"owner_kind": "key", "period": "day", "limit_usd": 1}, "owner_id must be a non-empty string"),
+        ({"owner_kind": "relay", "owner_id": "x", "period": "day", "limit_usd": 1}, "has no owner_id"),
+        ({"owner_kind": "tag", "owner_id": "t", "period": "hour", "limit_usd": 1}, "period must be one of"),
+        ({"owner_kind": "tag", "owner_id": "t", "period": "day", "limit_usd": -1}, "non-negative number"),
+        ({"owner_kind": "tag", "owner_id": "t", "period": "day"}, "limit_usd is required"),
+        ({"owner_kind": "tag", "owner_id": "t", "period": "day", "limit_usd": 1, "x": 1}, "unknown fields: x"),
+    ],
+)
+def test_a_cap_is_refused_with_every_problem_named(body, problem):
+    response = call(services(), "POST", "/admin/caps", body)
+    assert response.status == 400 and problem in message(response)
+
+
+def test_setting_a_cap_again_changes_its_limit_and_this_isolate_forgets_its_cached_caps():
+    svc = services()
+    svc.state.spend_caps = (NOW, [])
+    first = answer(
+        call(svc, "POST", "/admin/caps", {"owner_kind": "tag", "owner_id": "t", "period": "week", "limit_usd": 3})
+    )
+    assert svc.state.spend_caps is None
+    again = answer(
+        call(svc, "POST", "/admin/caps", {"owner_kind": "tag", "owner_id": "t", "period": "week", "limit_usd": 4})
+    )
+    assert again["id"] == first["id"] and again["limit_usd"] == 4.0
+    assert [cap["id"] for cap in answer(call(svc, "GET", "/admin/caps"))["data"]] == [first["id"]]
+    assert call(svc, "DELETE", f"/admin/caps/{first['id']}").status == 200
+    assert call(svc, "DELETE", f"/admin/caps/{first['id']}").status == 404
+    assert answer(call(svc, "GET", "/admin/caps"))["data"] == []

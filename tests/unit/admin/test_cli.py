@@ -239,3 +239,45 @@ def test_usage_errors_exit_2(capsys):
     with pytest.raises(SystemExit) as caught:
         cli.main(["keys", "create"])  # --name is required
     assert caught.value.code == 2
+
+
+def test_caps_set_list_and_delete(server, capsys):
+    auth = ["--url", server.url, "--admin-token", TOKEN]
+    status, by_key, _ = run(capsys, "caps", "set", "--key", "rk_0000abcd", "--period", "day", "--usd", "5", *auth)
+    assert status == 0
+    assert (by_key["owner_kind"], by_key["owner_id"], by_key["period"], by_key["limit_usd"]) == (
+        "key",
+        "rk_0000abcd",
+        "day",
+        5.0,
+    )
+    assert by_key["window_start"].endswith("T00:00:00Z") and by_key["spent_usd"] == 0
+    status, raised, _ = run(capsys, "caps", "set", "--key", "rk_0000abcd", "--period", "day", "--usd", "7.5", *auth)
+    assert raised["id"] == by_key["id"] and raised["limit_usd"] == 7.5  # one cap per owner and period
+    run(capsys, "caps", "set", "--tag", "team-a", "--period", "week", "--usd", "50", *auth)
+    status, relay_wide, _ = run(capsys, "caps", "set", "--relay", "--period", "month", "--usd", "900", *auth)
+    assert (relay_wide["owner_kind"], relay_wide["owner_id"]) == ("relay", "")
+
+    status, listed, _ = run(capsys, "caps", "list", *auth)
+    kinds = {(cap["owner_kind"], cap["period"]) for cap in listed["data"]}
+    assert {("key", "day"), ("tag", "week"), ("relay", "month")} <= kinds
+
+    status, deleted, _ = run(capsys, "caps", "delete", by_key["id"], *auth)
+    assert status == 0 and deleted == {"id": by_key["id"], "deleted": True}
+    status, _, err = run(capsys, "caps", "delete", by_key["id"], *auth)
+    assert status == 1 and "no spend cap" in err
+
+
+def test_caps_tokens_sets_lists_and_removes_a_keys_tokens_per_minute(server, capsys):
+    auth = ["--url", server.url, "--admin-token", TOKEN]
+    status, limit, _ = run(
+        capsys, "caps", "tokens", "--key", "rk_0000beef", "--input", "200000", "--output", "8000", *auth
+    )
+    assert status == 0 and (limit["input_per_minute"], limit["output_per_minute"]) == (200000, 8000)
+    status, listed, _ = run(capsys, "caps", "token-limits", *auth)
+    assert limit in listed["data"]
+    run(capsys, "caps", "tokens", "--key", "rk_0000beef", *auth)
+    status, listed, _ = run(capsys, "caps", "token-limits", *auth)
+    assert all(row["owner_id"] != "rk_0000beef" for row in listed["data"])
+    status, _, err = run(capsys, "caps", "tokens", "--key", "rk_0000beef", "--input", "0", *auth)
+    assert status == 1 and "input_per_minute must be a positive whole number" in err

@@ -28,3 +28,12 @@ def test_a_message_quoting_the_clients_text_is_cut_to_a_bounded_length(surface):
     message = json.loads(answer.body)["error"]["message"]
     assert len(message) == MESSAGE_CHARS
     assert message.startswith("relay key rk_1 may not use model mmm") and message.endswith("m…")
+
+
+def test_a_refusal_may_name_its_error_type_in_each_apis_terms():
+    """A spent cap is a 429 that retrying cannot fix: billing_error to Anthropic's clients,
+    insufficient_quota to OpenAI's (the status alone would say rate_limit_error)."""
+    anthropic = json.loads(error_response("anthropic", 429, "spent", kind="billing_error").body)
+    openai = json.loads(error_response("openai", 429, "spent", kind="billing_error").body)
+    assert anthropic["error"]["type"] == "billing_error"
+    assert (openai["error"]["type"], openai["error"]["code"]) == ("insufficient_quota", "insufficient_quota")

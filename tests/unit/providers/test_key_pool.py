@@ -153,7 +153,7 @@ def test_a_session_moves_only_while_its_key_cools():
     services.transport.statuses = {}
     _send(services, "s-1")
     assert services.transport.calls[-1] == moved  # the cool-down has not ended yet
-    services.state.cooldowns["anthropic"].clear()
+    services.state.cooldowns["anthropic:claude-x"].clear()
     _send(services, "s-1")
     assert services.transport.calls[-1] == home
 
@@ -169,7 +169,7 @@ def test_a_429_with_retry_after_zero_is_retried_without_cooling():
 def test_5xx_fails_over_without_cooling():
     services = Services(transport=ScriptedTransport({"sk-one": 529, "sk-two": 503}))
     assert _send(services).status == 200
-    assert services.state.cooldowns.get("anthropic", {}) == {}
+    assert services.state.cooldowns.get("anthropic:claude-x", {}) == {}
 
 
 def test_every_key_429_gives_a_429_with_the_shortest_wait():
@@ -199,7 +199,7 @@ def test_cooldowns_are_shared_through_kv():
 
 def test_expired_cooldowns_recover_by_themselves():
     services = Services(transport=ScriptedTransport(), kv=MemoryKV())
-    cooldowns = Cooldowns("anthropic", ["anthropic-x"], services)
+    cooldowns = Cooldowns("anthropic", ["anthropic-x"], services, "claude-x")
     asyncio.run(cooldowns.cool("anthropic-x", NOW + 5, NOW))
     assert asyncio.run(cooldowns.current(NOW + 1)) == {"anthropic-x": NOW + 5}
     services.state.cooldowns_read_at.clear()
@@ -247,7 +247,7 @@ def test_odd_retry_afters_fail_over_to_the_next_key_instead_of_a_500():
     services = Services(transport=transport, kv=MemoryKV())
     assert [_send(services).status for _ in range(3)] == [200] * 3
     assert transport.calls.count("sk-one") == 1 and transport.calls.count("sk-two") == 1
-    cooling = services.state.cooldowns["anthropic"]
+    cooling = services.state.cooldowns["anthropic:claude-x"]
     assert len(cooling) == 2 and max(cooling.values()) <= time.time() + MAX_COOLDOWN_SECONDS
     assert all(1 <= ttl <= MAX_COOLDOWN_SECONDS for _, ttl in services.kv.puts)
 
@@ -266,7 +266,7 @@ def test_cooldowns_written_at_once_by_two_isolates_are_both_kept():
     kv = MemoryKV()
     ids = [key.id for key in pool("anthropic", KEYS)]
     first, second = (
-        Cooldowns("anthropic", ids, Services(transport=None, kv=kv, state=IsolateState())) for _ in range(2)
+        Cooldowns("anthropic", ids, Services(transport=None, kv=kv, state=IsolateState()), "claude-x") for _ in range(2)
     )
 
     async def both():
@@ -274,7 +274,7 @@ def test_cooldowns_written_at_once_by_two_isolates_are_both_kept():
         await asyncio.gather(first.cool(ids[0], NOW + 60, NOW), second.cool(ids[1], NOW + 90, NOW))
 
     asyncio.run(both())
-    third = Cooldowns("anthropic", ids, Services(transport=None, kv=kv, state=IsolateState()))
+    third = Cooldowns("anthropic", ids, Services(transport=None, kv=kv, state=IsolateState()), "claude-x")
     assert asyncio.run(third.current(NOW + 1)) == {ids[0]: NOW + 60, ids[1]: NOW + 90}
 
 
@@ -296,9 +296,9 @@ def test_a_storm_of_429s_on_one_key_writes_its_cooldown_once():
 def test_an_isolate_writes_no_cooldown_that_kv_already_holds():
     kv = MemoryKV()
     ids = [key.id for key in pool("anthropic", KEYS)]
-    first = Cooldowns("anthropic", ids, Services(transport=None, kv=kv, state=IsolateState()))
+    first = Cooldowns("anthropic", ids, Services(transport=None, kv=kv, state=IsolateState()), "claude-x")
     asyncio.run(first.cool(ids[0], NOW + 60, NOW))
-    other = Cooldowns("anthropic", ids, Services(transport=None, kv=kv, state=IsolateState()))
+    other = Cooldowns("anthropic", ids, Services(transport=None, kv=kv, state=IsolateState()), "claude-x")
     asyncio.run(other.current(NOW + 2))
     asyncio.run(other.cool(ids[0], NOW + 60.5, NOW + 2))  # its own 429, the same cool-down
     assert len(kv.puts) == 1
@@ -309,9 +309,109 @@ def test_an_isolate_writes_no_cooldown_that_kv_already_holds():
 def test_the_shared_cooldowns_are_read_once_per_refresh_with_one_get_per_key():
     kv = MemoryKV()
     ids = [key.id for key in pool("anthropic", KEYS)]
-    cooldowns = Cooldowns("anthropic", ids, Services(transport=None, kv=kv))
+    cooldowns = Cooldowns("anthropic", ids, Services(transport=None, kv=kv), "claude-x")
     for moment in (NOW, NOW + 1, NOW + KV_REFRESH_SECONDS - 0.1):
         asyncio.run(cooldowns.current(moment))
-    assert sorted(kv.gets) == sorted(f"cooldown:anthropic:{key_id}" for key_id in ids)
+    assert sorted(kv.gets) == sorted(f"cooldown:anthropic:{key_id}:claude-x" for key_id in ids)
     asyncio.run(cooldowns.current(NOW + KV_REFRESH_SECONDS))
     assert len(kv.gets) == 2 * len(ids)
+
+
+@pytest.mark.parametrize(
+    "model, family",
+    [
+        ("claude-sonnet-4-5-20250929", "claude-sonnet-4"),
+        ("claude-sonnet-4-5", "claude-sonnet-4"),
+        ("claude-sonnet-4-20250514", "claude-sonnet-4"),
+        ("claude-opus-4-1", "claude-opus-4"),
+        ("claude-haiku-4-5", "claude-haiku-4"),
+        ("claude-3-5-haiku-20241022", "claude-haiku-3-5"),
+        ("claude-3-haiku-20240307", "claude-haiku-3"),
+        ("claude-3-7-sonnet-latest", "claude-sonnet-3-7"),
+        ("gpt-4o-2024-08-06", "gpt-4o"),
+        ("gpt-4o-mini", "gpt-4o-mini"),
+        ("Claude-Sonnet-4-5", "claude-sonnet-4"),
+    ],
+)
+def test_models_that_share_a_providers_limits_share_a_class(model, family):
+    assert keys.model_class(model) == family
+
+
+def test_only_generating_calls_that_name_a_model_have_a_scope():
+    assert keys.scope_of("/v1/messages", "claude-sonnet-4-5") == "claude-sonnet-4"
+    assert keys.scope_of("/v1/messages/count_tokens", "claude-sonnet-4-5") is None
+    assert keys.scope_of("/v1/models", None) is None
+    assert keys.scope_of("/models", None) is None
+    assert keys.scope_of("/v1/files", None) is None
+    assert len(keys.scope_of("/v1/messages", "m" * 100_000)) == keys.MODEL_CLASS_CHARS
+
+
+def _call(path, model=None, method="POST"):
+    headers = [("x-api-key", "client"), ("content-type", "application/json")]
+    body = json.dumps({"model": model, "messages": []}).encode() if model else b""
+    return Request(method, path, "", Headers(headers), read_body(body))
+
+
+class ByModelTransport(ScriptedTransport):
+    """429 for Messages calls of `model` on `key` (as a provider's per-class limit would),
+    with an exhausted output-tokens limit; any other call answered 200."""
+
+    def __init__(self, key, model):
+        super().__init__()
+        self.limited, self.paths = (key, model), []
+
+    async def send(self, method, url, headers, body, timeout=None):
+        await asyncio.sleep(0)
+        key = dict(headers)["x-api-key"]
+        self.calls.append(key)
+        self.paths.append(url.split("//", 1)[1].split("/", 1)[1])
+        model = json.loads(body).get("model") if body else None
+        if (key, model) == self.limited and url.endswith("/v1/messages"):
+            fields = [("retry-after", "60"), ("anthropic-ratelimit-output-tokens-remaining", "0")]
+            return Response(429, [("content-type", "application/json"), *fields], "limited")
+        return Response(200, [("content-type", "application/json")], f"body-{key}")
+
+
+def test_a_429_for_one_model_cools_its_key_for_that_class_only():
+    transport = ByModelTransport("sk-one", "claude-opus-4-1")
+    services = Services(transport=transport, kv=MemoryKV())
+
+    def ask(path, model=None, method="POST"):
+        return asyncio.run(handle(_call(path, model, method), ENV, services))
+
+    assert [ask("/v1/messages", "claude-opus-4-1").status for _ in range(3)] == [200] * 3
+    assert transport.calls.count("sk-one") == 1  # its 429, then skipped for Opus
+    cooling = services.state.cooldowns["anthropic:claude-opus-4"]
+    assert cooling == {pool("anthropic", KEYS)[0].id: pytest.approx(time.time() + 60, abs=5)}
+    [(kv_key, _)] = services.kv.puts
+    assert kv_key.endswith(":claude-opus-4") and "output-tokens" in services.kv.values[kv_key]
+
+    transport.calls.clear()
+    for _ in range(3):  # another model of the class: never the cooled key
+        assert ask("/v1/messages", "claude-opus-4-5").status == 200
+    assert "sk-one" not in transport.calls
+    for _ in range(3):  # another class: every key, the cooled one too
+        assert ask("/v1/messages", "claude-sonnet-4-5").status == 200
+    assert transport.calls.count("sk-one") == 1
+    transport.calls.clear()  # count_tokens and the catalogue: the same
+    for _ in range(3):
+        assert ask("/v1/messages/count_tokens", "claude-opus-4-1").status == 200
+        assert ask("/v1/models", method="GET").status == 200
+    assert "sk-one" in transport.calls and len(transport.calls) == 6
+
+
+def test_a_429_on_count_tokens_or_the_catalogue_fails_over_without_cooling():
+    transport = ScriptedTransport({"sk-one": 429}, headers=[("retry-after", "60")])
+    services = Services(transport=transport, kv=MemoryKV())
+    for _ in range(3):
+        assert asyncio.run(handle(_call("/v1/messages/count_tokens", "claude-x"), ENV, services)).status == 200
+        assert asyncio.run(handle(_call("/v1/models", method="GET"), ENV, services)).status == 200
+    assert transport.calls.count("sk-one") == 2  # its turns, each a 429 that moved on to the next key
+    assert all(not cooling for cooling in services.state.cooldowns.values()) and services.kv.puts == []
+
+
+def test_an_isolate_forgets_idle_scopes_past_its_bound():
+    services = Services(transport=None)
+    for n in range(keys.MAX_SCOPES + 10):
+        Cooldowns("anthropic", ["anthropic-x"], services, f"model-{n}")
+    assert len(services.state.cooldowns) <= keys.MAX_SCOPES + 1

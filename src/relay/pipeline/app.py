@@ -15,7 +15,7 @@ from relay.http.bodies import declared_length
 from relay.http.errors import Refused, error_response
 from relay.http.messages import Headers, Request, Response
 from relay.identity import policy, relay_keys
-from relay.limits import cap_headers, key_limits, session_breaker, spend_gate, token_rates
+from relay.limits import cap_headers, cap_usage, key_limits, session_breaker, spend_gate, token_rates
 from relay.pipeline.endpoints import STREAM_USAGE_OPTION, Route, is_safe_path, resolve, surface_of, variant_of
 from relay.pipeline.session import session_id
 from relay.prompt_cache import markers
@@ -48,6 +48,8 @@ async def handle(request: Request, env: Mapping[str, str | None], services: Serv
         )
     elif request.path.startswith("/admin/"):
         response = await _guarded(api.handle(request, settings, services), surface)
+    elif request.method == "GET" and request.path == cap_usage.PATH:
+        response = await _guarded(cap_usage.handle(request, settings, services, time.time()), surface)
     else:
         route = resolve(request.method, request.path)
         if route is None:

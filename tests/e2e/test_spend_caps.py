@@ -28,6 +28,9 @@ from .conftest import ADMIN_TOKEN, ANTHROPIC_UPSTREAM_KEY, ROW_WAIT_SECONDS, cre
 CACHE_SECONDS = 1  # RELAY_KEY_CACHE_SECONDS: how soon a new cap holds in the other Worker
 HELLO = [{"role": "user", "content": "hi"}]
 UNIFIED = "anthropic-ratelimit-unified-"
+# Two Workers writing one local D1 file wait on each other's locks: on a loaded machine an
+# admin call has taken longer than httpx's default 5 s.
+ADMIN_TIMEOUT_SECONDS = 30
 
 
 @pytest.fixture(scope="module")
@@ -71,13 +74,18 @@ def _set_cap(worker, period="day", **owner):
         worker.url + "/admin/caps",
         json={"period": period, **owner},
         headers={"authorization": f"Bearer {ADMIN_TOKEN}"},
+        timeout=ADMIN_TIMEOUT_SECONDS,
     )
     assert answer.status_code == 200, answer.text
     return answer.json()
 
 
 def _delete_cap(worker, cap_id):
-    answer = httpx.delete(worker.url + f"/admin/caps/{cap_id}", headers={"authorization": f"Bearer {ADMIN_TOKEN}"})
+    answer = httpx.delete(
+        worker.url + f"/admin/caps/{cap_id}",
+        headers={"authorization": f"Bearer {ADMIN_TOKEN}"},
+        timeout=ADMIN_TIMEOUT_SECONDS,
+    )
     assert answer.status_code == 200, answer.text
 
 
@@ -144,6 +152,11 @@ def test_a_keys_cap_refuses_at_its_limit_and_only_then_in_either_worker(workers,
     listed = httpx.get(first.url + "/admin/caps", headers={"authorization": f"Bearer {ADMIN_TOKEN}"}).json()
     [standing] = [row for row in listed["data"] if row["id"] == cap["id"]]
     assert standing["spent_usd"] == pytest.approx(3 * one_request, rel=1e-3)
+    # And in dollars, as newer clients ask for them (the relay key, not the admin token).
+    usage = httpx.get(second.url + "/api/oauth/usage", headers={"authorization": f"Bearer {key['key']}"}).json()
+    [row] = usage["limits"]
+    assert (row["kind"], row["group"], row["percent"], row["is_active"]) == ("spend", "daily", 100, True)
+    assert row["resets_at"] == standing["resets_at"]
 
 
 def test_a_new_window_starts_with_nothing_spent(workers, one_request, tag):

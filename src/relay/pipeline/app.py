@@ -14,7 +14,7 @@ from relay.http.bodies import declared_length, read_bounded, too_large
 from relay.http.errors import Refused, error_response
 from relay.http.messages import Headers, Request, Response
 from relay.identity import gateway_routes, policy, relay_keys
-from relay.limits import cap_headers, key_limits, session_breaker, spend_gate, token_rates
+from relay.limits import cap_headers, cap_usage, key_limits, session_breaker, spend_gate, token_rates
 from relay.log import log
 from relay.pipeline.endpoints import STREAM_USAGE_OPTION, Route, is_safe_path, resolve, surface_of, variant_of
 from relay.pipeline.session import session_id
@@ -63,6 +63,8 @@ async def _dispatch(request: Request, settings: Settings, services: Services, su
         return await api.handle(request, settings, services)
     if gateway_routes.serves(settings, request.path):
         return await gateway_routes.handle(request, settings, services, services.clock())
+    if request.method == "GET" and request.path == cap_usage.PATH:
+        return await cap_usage.handle(request, settings, services, services.clock())
     route = resolve(request.method, request.path)
     if route is None:
         raise Refused(404, f"no route for {request.method} {request.path}")

@@ -99,3 +99,32 @@ def test_the_slack_shape_is_one_line_of_text():
     standing = spend_caps.Standing(spend_caps.Cap("cap_1", Owner("key", "rk_1"), "day", 10.0), NOW, NOW + 86400, 8.2, 0)
     text = json.loads(alerts.body(standing, 80, "slack"))["text"]
     assert text.startswith("relay: relay key rk_1 has used 80% of its daily spend cap ($8.20 of $10.00")
+
+
+def test_the_alert_and_breaker_settings_are_read_and_checked():
+    from relay.config import ConfigError, Settings
+
+    settings = Settings.from_env(
+        {
+            "RELAY_ALERT_WEBHOOKS": "https://hooks.example/a, https://hooks.example/b",
+            "RELAY_ALERT_THRESHOLDS": "100,25,80",
+            "RELAY_ALERT_FORMAT": "Slack",
+            "RELAY_SESSION_MAX_USD": "2.5",
+        }
+    )
+    assert settings.alerting == Alerting(("https://hooks.example/a", "https://hooks.example/b"), (25, 80, 100), "slack")
+    assert settings.session_max_usd == 2.5 and Settings.from_env({}).alerting is None
+    for env, problem in (
+        ({"RELAY_ALERT_WEBHOOKS": "hooks.example"}, "RELAY_ALERT_WEBHOOKS must be http(s) URLs"),
+        ({"RELAY_ALERT_THRESHOLDS": "50,eighty"}, "RELAY_ALERT_THRESHOLDS must be whole percentages"),
+        ({"RELAY_ALERT_THRESHOLDS": "0"}, "from 1 to 1000"),
+        ({"RELAY_ALERT_FORMAT": "xml"}, "RELAY_ALERT_FORMAT must be one of json, slack"),
+        ({"RELAY_SESSION_MAX_USD": "-1"}, "non-negative"),
+        ({"RELAY_SESSION_MAX_USD": "nan"}, "non-negative"),
+    ):
+        try:
+            Settings.from_env(env)
+        except ConfigError as exc:
+            assert problem in str(exc)
+        else:
+            raise AssertionError(f"{env} was accepted")

@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import time
 from datetime import UTC, datetime
 
 import pytest
 
 from relay.http.messages import Headers, Request, Response
+from relay.identity import key_store
 from relay.limits import cap_headers, spend_caps
 from relay.limits.spend_caps import HOLD_SECONDS, Owner, window
 from relay.pipeline.app import handle
@@ -243,3 +245,46 @@ def test_caps_that_cannot_be_read_fail_closed():
     assert answer.status == 429 and services.transport.calls == 0
     assert dict(answer.headers)["anthropic-ratelimit-unified-overage-disabled-reason"] == "fetch_error"
     assert dict(answer.headers)["x-should-retry"] == "false"
+
+
+def _usage(services):
+    headers = Headers([("authorization", f"Bearer {KEY}")])
+    return asyncio.run(handle(Request("GET", "/api/oauth/usage", "", headers, read_body(b"")), ENV, services))
+
+
+def test_the_usage_endpoint_shows_each_cap_and_the_one_that_binds():
+    cost = pricing.usd(pricing.cost(pricing.price_of("claude-sonnet-4-5"), USAGE)[0])
+    services = _capped(10 * cost)
+    asyncio.run(spend_caps.set_cap(services.db, Owner("relay", ""), "month", 1000.0, NOW))
+    for _ in range(4):
+        _ask(services)
+    answer = _usage(services)
+    assert answer.status == 200
+    usage = json.loads(answer.body)
+    assert usage["extra_usage"]["monthly_limit"] == round(10 * cost * 100)
+    assert usage["extra_usage"]["utilization"] == 40 and usage["extra_usage"]["currency"] == "USD"
+    by_group = {row["group"]: row for row in usage["limits"]}
+    assert by_group["daily"]["percent"] == 40 and by_group["daily"]["is_active"]
+    assert by_group["monthly"]["percent"] == 0 and not by_group["monthly"]["is_active"]
+    reset = window("day", services.clock())[1]
+    assert by_group["daily"]["resets_at"] == datetime.fromtimestamp(reset, UTC).isoformat().replace("+00:00", "Z")
+
+
+def test_the_usage_endpoint_without_a_cap_shows_the_spend_of_the_month_day_and_week():
+    services = Services(transport=BillingTransport(), db=SqliteDatabase())
+    _ask(services)  # the key's id as its rows have it
+    [key_id] = [row[0] for row in services.db.connection.execute("SELECT key_id FROM usage")]
+    for when, cost in ((time.time(), 1.23), (window("month", time.time())[0] - 86400 * 40, 5.0)):
+        services.db.connection.execute(
+            "INSERT INTO usage (created_at, day, key_id, surface, method, path, status, cost_usd) "
+            "VALUES (?, ?, ?, 'anthropic', 'POST', '/v1/messages', 200, ?)",
+            (key_store.iso(when), key_store.iso(when)[:10], key_id, cost),
+        )
+    usage = json.loads(_usage(services).body)
+    assert usage["limits"] == []
+    extra = usage["extra_usage"]
+    assert extra["used_credits"] == extra["daily"]["used_credits"] == extra["weekly"]["used_credits"] == 123
+    assert extra["monthly_limit"] is None
+    assert _usage(Services(transport=BillingTransport(), db=SqliteDatabase())).status == 200
+    wrong = asyncio.run(handle(Request("GET", "/api/oauth/usage", "", Headers([]), read_body(b"")), ENV, services))
+    assert wrong.status == 401

@@ -266,8 +266,7 @@ def _cap_fields(body: Any) -> tuple[spend_caps.Owner | None, Any, Any, list[str]
         problems.append(unknown)
     kind, owner_id = body.get("owner_kind"), body.get("owner_id")
     if kind not in spend_caps.OWNER_KINDS:
-        later = " (persons and groups come with sign-in)" if kind in ("person", "group") else ""
-        problems.append(f"owner_kind must be one of {', '.join(spend_caps.OWNER_KINDS)}{later}")
+        problems.append(f"owner_kind must be one of {', '.join(spend_caps.OWNER_KINDS)}")
     elif kind == "relay":
         if owner_id not in (None, ""):
             problems.append("a relay-wide cap has no owner_id")

@@ -116,6 +116,10 @@ def _cap_body(args: argparse.Namespace) -> dict[str, Any]:
         owner = {"owner_kind": "relay"}
     elif args.key:
         owner = {"owner_kind": "key", "owner_id": args.key}
+    elif args.person:
+        owner = {"owner_kind": "person", "owner_id": args.person}
+    elif args.idp_group:
+        owner = {"owner_kind": "group", "owner_id": args.idp_group}
     else:
         owner = {"owner_kind": "tag", "owner_id": args.tag}
     return {**owner, "period": args.period, "limit_usd": args.usd}
@@ -203,11 +207,15 @@ def _caps_parser(groups: Any, common: argparse.ArgumentParser) -> None:
     caps = groups.add_parser("caps", parents=[common], help="set, list or delete spend caps")
     actions = caps.add_subparsers(dest="action", required=True)
     cap = actions.add_parser(
-        "set", parents=[common], help="set the cap of a key, a billing tag or relay for a UTC day, week or month"
+        "set",
+        parents=[common],
+        help="set the cap of a key, a billing tag, a person, a group or relay for a UTC day, week or month",
     )
     owner = cap.add_mutually_exclusive_group(required=True)
     owner.add_argument("--key", metavar="ID", help="a relay key's id, e.g. rk_1a2b3c4d")
     owner.add_argument("--tag", help="a billing tag: every key that carries it shares the cap")
+    owner.add_argument("--person", metavar="EMAIL", help="a signed-in person, by email (see Sign-in)")
+    owner.add_argument("--group", dest="idp_group", help="an IdP group: its signed-in people share the cap")
     owner.add_argument("--relay", action="store_true", help="relay as a whole")
     cap.add_argument(
         "--period", required=True, choices=("day", "week", "month"), help="UTC window (weeks start on Monday)"

@@ -93,7 +93,7 @@ async def uncapped(services: Services, key_id: str, now: float) -> dict[str, Any
 
 async def handle(request: Request, settings: Settings, services: Services, now: float) -> Response:
     caller = await relay_keys.authenticate(request.headers, settings, services, now)
-    caps = await spend_gate.caps_for(services, caller.key_id, caller.billing_tag, now, settings.key_cache_seconds)
+    caps = await spend_gate.caps_for(services, caller, now, settings.key_cache_seconds)
     if caps and services.db is not None:
         payload = capped(await spend_caps.standings(services.db, caps, now))
     else:

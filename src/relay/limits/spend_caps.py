@@ -1,8 +1,9 @@
 """Spend caps: a limit in US dollars on what an owner may spend in a UTC day, week or month.
 
 An owner is a kind and an id (`Owner`): a relay key, a billing tag (every key that carries
-it shares the cap, a pool), or relay as a whole; persons and groups slot in as further
-kinds with sign-in. A request is held to every cap of its key, its tag and relay at once.
+it shares the cap, a pool), a signed-in person (by email), an IdP group (its people share it,
+a pool), or relay as a whole. A request is held to every cap of its key, its tag, its person
+and group when signed in, and relay at once.
 Windows are UTC: a day starts at midnight, a week on Monday at midnight, a month on its
 first day at midnight; a cap resets when its next window starts.
 
@@ -50,7 +51,7 @@ from relay.usage import pricing
 
 PERIODS = ("day", "week", "month")
 # Kinds of owner a cap may have now; "person" and "group" arrive with sign-in.
-OWNER_KINDS = ("key", "tag", "relay")
+OWNER_KINDS = ("key", "tag", "person", "group", "relay")
 # A hold older than this no longer counts (the longest request relay expects).
 HOLD_SECONDS = 3600
 # The output a request that gives no max_tokens is assumed to ask for, in tokens.
@@ -98,10 +99,15 @@ def window(period: str, now: float) -> tuple[float, float]:
     return start.timestamp(), end.timestamp()
 
 
-def owners(key_id: str, billing_tag: str | None) -> tuple[Owner, ...]:
-    """Whose caps a request of this key counts against."""
+def owners(
+    key_id: str, billing_tag: str | None, person_email: str | None = None, group: str | None = None
+) -> tuple[Owner, ...]:
+    """Whose caps a request of this caller counts against (a signed-in person's key_id is
+    their person id)."""
     tag = (Owner("tag", billing_tag),) if billing_tag else ()
-    return (Owner("key", key_id), *tag, Owner("relay", ""))
+    person = (Owner("person", person_email),) if person_email else ()
+    team = (Owner("group", group),) if group else ()
+    return (Owner("key", key_id), *tag, *person, *team, Owner("relay", ""))
 
 
 def _cap(row: dict[str, Any]) -> Cap:

@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 from relay.http.errors import Refused
 from relay.http.text_bounds import clip
+from relay.identity.relay_keys import Caller
 from relay.limits import alerts, cap_headers, session_breaker, spend_caps
 from relay.limits.spend_caps import Cap, Hold
 from relay.log import log
@@ -39,16 +40,18 @@ async def _again(call: Callable[[], Awaitable[T]]) -> T | None:
     return None
 
 
-async def caps_for(
-    services: Services, key_id: str, billing_tag: str | None, now: float, cache_seconds: int
-) -> list[Cap]:
+async def caps_for(services: Services, caller: Caller, now: float, cache_seconds: int) -> list[Cap]:
     """The caps a request of this key counts against; refused (failing closed) when
     relay cannot read them."""
     if services.db is None:
         return []
     try:
         return await spend_caps.caps_of(
-            services.db, services.state, spend_caps.owners(key_id, billing_tag), now, cache_seconds
+            services.db,
+            services.state,
+            spend_caps.owners(caller.key_id, caller.billing_tag, caller.person_email, caller.group),
+            now,
+            cache_seconds,
         )
     except Exception as exc:
         log(f"spend caps not read ({type(exc).__name__}); the request is refused")

@@ -107,7 +107,7 @@ async def _api(
     caller = await relay_keys.authenticate(request.headers, settings, services, now, surface)
     exchange.key_id, exchange.billing_tag = caller.key_id, caller.billing_tag
     exchange.person_id, exchange.person_email, exchange.group_name = caller.person_id, caller.person_email, caller.group
-    caps = await spend_gate.caps_for(services, caller.key_id, caller.billing_tag, now, settings.key_cache_seconds)
+    caps = await spend_gate.caps_for(services, caller, now, settings.key_cache_seconds)
     if caps:
         caller = dataclasses.replace(caller, spend_capped=True)
     if services.limiters:

@@ -413,7 +413,7 @@ def test_logs_name_keys_by_id_only(capsys):
 @pytest.mark.parametrize(
     "body, problem",
     [
-        ({"owner_kind": "person", "owner_id": "ann", "period": "day", "limit_usd": 1}, "come with sign-in"),
+        ({"owner_kind": "team", "owner_id": "ann", "period": "day", "limit_usd": 1}, "owner_kind must be one of"),
         ({"owner_kind": "key", "period": "day", "limit_usd": 1}, "owner_id must be a non-empty string"),
         ({"owner_kind": "relay", "owner_id": "x", "period": "day", "limit_usd": 1}, "has no owner_id"),
         ({"owner_kind": "tag", "owner_id": "t", "period": "hour", "limit_usd": 1}, "period must be one of"),

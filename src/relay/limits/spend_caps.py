@@ -12,8 +12,8 @@ every statement in one order, so the statement that admits a request sees every 
 settlement committed before it, wherever they were made. (KV counts nothing: it is
 eventually consistent and takes one write a second per key. A Durable Object would count
 as exactly, at the price of a JavaScript class beside the Python Worker and its own
-deployment; D1 is already bound, and a capped request costs two D1 calls, one before it
-goes upstream and one after it ended, off the client's path.)
+deployment; D1 is already bound, and a capped request costs one D1 call before it goes
+upstream and two after it ended (its cost, then its hold let go), off the client's path.)
 
 Before a request goes upstream, relay holds its estimated cost (`estimate`: its input at
 the prompt-cache write price, which is above the plain input price, and its max_tokens of

@@ -49,6 +49,21 @@ def test_december_rolls_into_january():
 def test_a_request_counts_against_its_key_its_tag_and_relay():
     assert spend_caps.owners("rk_1", "team-a") == (Owner("key", "rk_1"), Owner("tag", "team-a"), Owner("relay", ""))
     assert spend_caps.owners("rk_1", None) == (Owner("key", "rk_1"), Owner("relay", ""))
+    signed_in = spend_caps.owners("prs_1", "eng", "ann@example.com", "engineering")
+    assert signed_in == (
+        Owner("key", "prs_1"),
+        Owner("tag", "eng"),
+        Owner("person", "ann@example.com"),
+        Owner("group", "engineering"),
+        Owner("relay", ""),
+    )
+    assert [cap.pooled for cap in (spend_caps.Cap("c", owner, "day", 1.0) for owner in signed_in)] == [
+        False,
+        True,
+        False,
+        True,
+        True,
+    ]
 
 
 def test_the_estimate_bounds_the_cost_of_what_was_asked():

@@ -9,7 +9,10 @@ Also: D1 bytes per audit row and per rollup row (SQLite's dbstat), rollup rows p
 cost of writing a group of 100 rows with and without its rollup upserts, and what
 retention's batched delete costs. It takes about 40 minutes and 4 GB of disk at 10M rows.
 
-    .venv/bin/python -m bench.usage_scale [--sizes 1000000,10000000] [--out bench/USAGE_SCALE.md]
+    .venv/bin/python -m bench.usage_scale [--sizes 1000000,10000000] [--out FILE]
+
+It prints its table (and writes it to --out if given); BENCHMARKS.md keeps the last run's,
+by hand, under "Usage at scale".
 
 Rows are loaded in bulk and the rollups built from them with the migration's own
 INSERT ... SELECT (tests/unit/usage/test_rollups.py shows the live upserts give the same
@@ -279,7 +282,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="1000000,10000000")
     parser.add_argument("--runs-before", type=int, default=3)
     parser.add_argument("--runs-after", type=int, default=30)
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "USAGE_SCALE.md")
+    parser.add_argument("--out", type=Path, default=None, help="also write the table to this file")
     args = parser.parse_args()
     sizes = sorted(int(size) for size in args.sizes.split(","))
     rng = random.Random(19)
@@ -315,7 +318,8 @@ def main() -> None:
         deleted = asyncio.run(retention.prune(db, cutoff, max_batches=1000))
         pruned = (deleted, (time.perf_counter() - started) * 1000)
     text = markdown(results, write, pruned, loaded)
-    args.out.write_text(text)
+    if args.out is not None:
+        args.out.write_text(text)
     print(text)
 
 

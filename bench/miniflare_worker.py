@@ -47,6 +47,8 @@ def options(config: Path, vars: Mapping[str, str], state_dir: Path, port: int) -
     if main.suffix == ".py":  # the entry module first, then every other module beside it
         others = sorted(path for path in main.parent.rglob("*.py") if path != main)
         found["modules"] = [{"type": "PythonModule", "path": str(path)} for path in (main, *others)]
+        # Data files beside them (wrangler.toml's Data rule: the bundled prices.json).
+        found["modules"] += [{"type": "Data", "path": str(path)} for path in sorted(main.parent.rglob("*.json"))]
         found["modules"] += _vendored(main.parent)
     else:
         found["modules"] = True

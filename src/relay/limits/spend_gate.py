@@ -41,19 +41,20 @@ async def _again(call: Callable[[], Awaitable[T]]) -> T | None:
 
 
 async def caps_for(services: Services, caller: Caller, now: float, cache_seconds: int) -> list[Cap]:
-    """The caps a request of this key counts against; refused (failing closed) when
-    relay cannot read them."""
+    """The caps a request of this caller counts against. When D1 cannot be read, the caps this
+    isolate read last stand: refused (failing closed) if they name any of the caller's, and
+    when it never read them, the request goes on uncapped (a D1 outage does not stop a relay
+    that has no caps; holding a cap's estimate needs D1 anyway, and fails closed)."""
     if services.db is None:
         return []
+    owners = spend_caps.owners(caller.key_id, caller.billing_tag, caller.person_email, caller.group)
     try:
-        return await spend_caps.caps_of(
-            services.db,
-            services.state,
-            spend_caps.owners(caller.key_id, caller.billing_tag, caller.person_email, caller.group),
-            now,
-            cache_seconds,
-        )
+        return await spend_caps.caps_of(services.db, services.state, owners, now, cache_seconds)
     except Exception as exc:
+        known = services.state.spend_caps
+        if known is None or not any(cap.owner in owners for cap in known[1]):
+            log(f"spend caps not read ({type(exc).__name__}); none known for this caller: it goes on uncapped")
+            return []
         log(f"spend caps not read ({type(exc).__name__}); the request is refused")
         raise cap_headers.unreadable() from None
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 
 import pytest
 
@@ -41,15 +40,19 @@ class Idp:
         return Response(200, [("content-type", "application/json")], json.dumps(document).encode())
 
 
+# One moment for every token and check (tokens are made at collection, checked later).
+NOW = 1_800_000_000
+
+
 def _claims(**changes):
-    now = int(time.time())
+    now = NOW
     claims = {"iss": ISSUER, "aud": "relay", "sub": "u1", "email": "a@example.com", "groups": ["eng"]}
     return {**claims, "iat": now, "exp": now + 300, "nonce": "n1", **changes}
 
 
 def _check(token, nonce="n1", keys=(KEY,)):
     services = Services(transport=Idp(list(keys)))
-    return asyncio.run(oidc.check_id_token(SETTINGS, services, token, time.time(), nonce))
+    return asyncio.run(oidc.check_id_token(SETTINGS, services, token, NOW, nonce))
 
 
 def test_a_good_id_token_gives_the_person_and_groups():
@@ -66,7 +69,7 @@ def test_a_good_id_token_gives_the_person_and_groups():
         (jws(KEY, _claims(iss="https://evil.example")), "another issuer"),
         (jws(KEY, _claims(aud="someone-else")), "client id"),
         (jws(KEY, _claims(aud=["relay", "other"])), "authorized party"),
-        (jws(KEY, _claims(exp=int(time.time()) - 600)), "expired"),
+        (jws(KEY, _claims(exp=NOW - 600)), "expired"),
         (jws(KEY, _claims(nonce="n2")), "nonce"),
         (jws(KEY, _claims(email_verified=False)), "not verified"),
         (jws(OTHER, _claims()), "does not publish"),
@@ -81,7 +84,7 @@ def test_id_tokens_failing_a_check_are_refused(token, why):
 
 def test_an_unknown_kid_fetches_the_keys_again_once_it_is_allowed():
     services = Services(transport=Idp([KEY]))
-    now = time.time()
+    now = NOW
     asyncio.run(oidc.check_id_token(SETTINGS, services, jws(KEY, _claims()), now, "n1"))
     services.transport.keys = [KEY, OTHER]  # the provider rotates in a new key
     identity = asyncio.run(oidc.check_id_token(SETTINGS, services, jws(OTHER, _claims()), now + 61, "n1"))

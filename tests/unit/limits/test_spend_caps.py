@@ -248,18 +248,32 @@ def test_count_tokens_holds_nothing_and_an_unpriced_model_is_refused():
 
 
 class BrokenCapsDatabase(SqliteDatabase):
+    broken = True
+
     async def all(self, sql, params=()):
-        if "spend_" in sql:
+        if self.broken and "spend_" in sql:
             raise RuntimeError("D1 is down")
         return await super().all(sql, params)
 
 
-def test_caps_that_cannot_be_read_fail_closed():
-    services = Services(transport=BillingTransport(), db=BrokenCapsDatabase())
+def test_caps_that_cannot_be_read_fail_closed_where_this_isolate_knows_the_callers():
+    services = _capped(1000.0)
+    services.db.__class__ = BrokenCapsDatabase
+    services.db.broken = False
+    assert _ask(services).status == 200  # the caps read, the key's among them
+    services.db.broken = True
+    services.state.spend_caps = (0.0, services.state.spend_caps[1])  # due to be read again
     answer = _ask(services)
-    assert answer.status == 429 and services.transport.calls == 0
+    assert answer.status == 429 and services.transport.calls == 1
     assert dict(answer.headers)["anthropic-ratelimit-unified-overage-disabled-reason"] == "fetch_error"
     assert dict(answer.headers)["x-should-retry"] == "false"
+
+
+def test_caps_never_read_do_not_stop_a_relay_whose_d1_is_down():
+    """An isolate that could never read the caps knows of none for the caller: a D1 outage
+    does not stop a relay with no caps (the requests' rows are lost, as before caps)."""
+    services = Services(transport=BillingTransport(), db=BrokenCapsDatabase())
+    assert _ask(services).status == 200 and services.transport.calls == 1
 
 
 def _usage(services):

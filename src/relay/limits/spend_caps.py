@@ -31,7 +31,7 @@ more than one request's estimate, and the spend of a window ends at most
 
 whatever the number of isolates or parallel streams. A request costs above its estimate
 only when its input is denser than BYTES_PER_TOKEN (CJK text), it writes the 1-hour prompt
-cache, or it names no output bound (OpenAI's max_tokens is optional: DEFAULT_OUTPUT_TOKENS
+cache, or it names no output bound (OpenAI's max_tokens is optional: token_rates.DEFAULT_OUTPUT_TOKENS
 is assumed). A hold whose settlement never ran (the isolate died mid-request) lapses after
 HOLD_SECONDS, its cost unknown to the cap.
 """
@@ -45,8 +45,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from relay import times
+from relay.limits import token_rates
 from relay.services import Database, IsolateState
-from relay.usage import estimate as usage_estimate
 from relay.usage import pricing
 
 PERIODS = ("day", "week", "month")
@@ -55,7 +55,6 @@ OWNER_KINDS = ("key", "tag", "person", "group", "relay")
 # A hold older than this no longer counts (the longest request relay expects).
 HOLD_SECONDS = 3600
 # The output a request that gives no max_tokens is assumed to ask for, in tokens.
-DEFAULT_OUTPUT_TOKENS = 4096
 _ID_BYTES = 4
 
 
@@ -141,17 +140,8 @@ def estimate(parsed: Any, body_bytes: int, model: str | None, prices: tuple[Any,
     price = pricing.price_of(model, prices)
     if price is None:
         return None
-    output = None
-    if isinstance(parsed, dict):
-        for name in ("max_tokens", "max_completion_tokens", "max_output_tokens"):
-            value = parsed.get(name)
-            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-                output = value
-                break
-    counts = {
-        "cache_creation_tokens": -(-body_bytes // usage_estimate.BYTES_PER_TOKEN),
-        "output_tokens": output or DEFAULT_OUTPUT_TOKENS,
-    }
+    written, output = token_rates.estimate(parsed, body_bytes)  # the request's tokens, as its TPM limit counts them
+    counts = {"cache_creation_tokens": written, "output_tokens": output}
     return pricing.usd(pricing.cost(price, counts)[0])
 
 

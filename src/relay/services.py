@@ -79,6 +79,8 @@ class IsolateState:
         self.telemetry_failures = 0  # telemetry a collector did not take (otlp_relay.py)
         self.spend_caps: tuple[float, list[Any]] | None = None  # (read at, every spend cap) (spend_caps.py)
         self.token_limits: tuple[float, dict[str, Any]] | None = None  # (read at, owner -> limit) (token_rates.py)
+        # (minute, {rate-limit name: requests still paid for}) (key_limits.py)
+        self.rate_batches: tuple[int, dict[str, int]] = (0, {})
 
 
 class Background:

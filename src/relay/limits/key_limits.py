@@ -6,6 +6,16 @@ wrangler.toml, so relay declares one binding per tier
 largest tier not above it: never more than the key was given. Counting is per
 Cloudflare location and eventually consistent (the platform's documented accuracy).
 
+A binding call is the largest single cost of a small request (bench/: a round trip to the
+counter), so a key with a large tier pays one call per batch of its requests: a tier T
+that a smaller tier t divides (T = t x n, n at most T / BATCH_SHARE) is counted on t's
+binding, and each count the binding grants pays for n requests of the key in this
+isolate and minute; the isolate admits the next n - 1 without a call. Every admitted
+request is paid for, so a key never gets more than T a minute. What an isolate has paid
+for and not used when the minute ends is lost: a key busy in many isolates at once may be
+refused up to (n - 1) requests per isolate (and per request of its in flight there) before T.
+A key whose tier no smaller one divides finely enough is counted a call per request.
+
 Open streams are rows in D1 (a single primary, so every isolate and location sees the
 same count); a key's slot is taken and checked in one statement, so two requests racing
 for the last slot cannot both get it. Only keys with a limit pay for those queries.
@@ -38,13 +48,27 @@ PERIOD_SECONDS = 60
 MIN_RPM = 10
 
 
+# A batch of requests paid for by one binding count is at most this share of the key's
+# tier: 1/200, e.g. 25 requests of a 5000-a-minute key, 5 of a 1000 one.
+BATCH_SHARE = 200
+
+
 def tier_for(rpm: int, tiers: Mapping[int, RateLimiter]) -> int | None:
     """The largest configured tier not above `rpm`; None when every tier is above it."""
     fitting = [tier for tier in tiers if tier <= rpm]
     return max(fitting) if fitting else None
 
 
-async def retry_after(key_id: str, rpm: int, tiers: Mapping[int, RateLimiter], now: float) -> int | None:
+def counting_for(tier: int, tiers: Mapping[int, RateLimiter]) -> tuple[int, int]:
+    """The tier whose binding counts a key of tier `tier`, and how many of the key's
+    requests one of its counts pays for: the largest batch within BATCH_SHARE."""
+    most = max(1, tier // BATCH_SHARE)
+    return min(((t, tier // t) for t in tiers if tier % t == 0 and tier // t <= most), key=lambda plan: plan[0])
+
+
+async def retry_after(
+    key_id: str, rpm: int, tiers: Mapping[int, RateLimiter], now: float, state: IsolateState
+) -> int | None:
     """Count one request of `key_id`: None when allowed, else seconds to wait before retrying.
 
     The wait is an estimate: the time left in the current minute window.
@@ -52,14 +76,33 @@ async def retry_after(key_id: str, rpm: int, tiers: Mapping[int, RateLimiter], n
     tier = tier_for(rpm, tiers)
     if tier is None:
         return PERIOD_SECONDS
-    if await tiers[tier].allow(key_id):
-        return None
-    return max(1, PERIOD_SECONDS - int(now) % PERIOD_SECONDS)
+    counter, batch = counting_for(tier, tiers)
+    if batch == 1:
+        allowed = await tiers[counter].allow(key_id)
+    else:
+        allowed = await _paid_for(f"{key_id}/{batch}", batch, tiers[counter], int(now // PERIOD_SECONDS), state)
+    return None if allowed else max(1, PERIOD_SECONDS - int(now) % PERIOD_SECONDS)
 
 
-async def check_rate(key_id: str, rpm: int, tiers: Mapping[int, RateLimiter], now: float) -> None:
+async def _paid_for(name: str, batch: int, counter: RateLimiter, minute: int, state: IsolateState) -> bool:
+    """Whether a request counted in batches of `batch` under `name` is paid for: by a batch
+    this isolate holds for this minute, else by a new count of the binding's."""
+    if state.rate_batches[0] != minute:
+        state.rate_batches = (minute, {})
+    held = state.rate_batches[1]
+    if held.get(name, 0) > 0:
+        held[name] -= 1
+        return True
+    if not await counter.allow(name):
+        return False
+    if state.rate_batches[0] == minute:  # a batch of a minute gone by is not kept
+        held[name] = held.get(name, 0) + batch - 1
+    return True
+
+
+async def check_rate(key_id: str, rpm: int, tiers: Mapping[int, RateLimiter], now: float, state: IsolateState) -> None:
     """Count one request of `key_id`; Refused (429, with retry-after) when it is over `rpm`."""
-    wait = await retry_after(key_id, rpm, tiers, now)
+    wait = await retry_after(key_id, rpm, tiers, now, state)
     if wait is not None:
         raise Refused(
             429, f"relay key {key_id} is over its limit of {rpm} requests per minute", (("retry-after", str(wait)),)

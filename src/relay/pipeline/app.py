@@ -111,7 +111,9 @@ async def _api(
     if caps:
         caller = dataclasses.replace(caller, spend_capped=True)
     if services.limiters:
-        await key_limits.check_rate(caller.key_id, caller.rpm_limit or settings.default_rpm, services.limiters, now)
+        await key_limits.check_rate(
+            caller.key_id, caller.rpm_limit or settings.default_rpm, services.limiters, now, services.state
+        )
     policy.check_endpoint(caller, route, request.method, request.path)
     lists_models = model_list.answers(surface, request.method, route.upstream_path)
     if settings.routes.configured and lists_models:

@@ -47,7 +47,9 @@ def options(config: Path, vars: Mapping[str, str], state_dir: Path, port: int) -
     if main.suffix == ".py":  # the entry module first, then every other module beside it
         others = sorted(path for path in main.parent.rglob("*.py") if path != main)
         found["modules"] = [{"type": "PythonModule", "path": str(path)} for path in (main, *others)]
-        # Data files beside them (wrangler.toml's Data rule: the bundled prices.json).
+        # The adapter's JavaScript and the data files beside them (wrangler.toml's rules:
+        # native_streams.mjs, the bundled prices.json).
+        found["modules"] += [{"type": "ESModule", "path": str(path)} for path in sorted(main.parent.rglob("*.mjs"))]
         found["modules"] += [{"type": "Data", "path": str(path)} for path in sorted(main.parent.rglob("*.json"))]
         found["modules"] += _vendored(main.parent)
     else:

@@ -3,7 +3,8 @@
 This is the only module that imports the runtime (js, pyodide, workers). It wraps and
 decides nothing: how an answer's body reaches the client is relay.pipeline.deliver's, over the
 native stream operations lent here (JsStreams), so SSE reaches the client chunk by chunk
-with no Python code on the byte path.
+with no Python code on the byte path: what must run per chunk is JavaScript, in
+native_streams.mjs beside this module.
 """
 
 import dataclasses
@@ -18,7 +19,6 @@ from js import (
     Date,
     IdentityTransformStream,
     Object,
-    Promise,
     Uint8Array,
     clearTimeout,
     fetch,
@@ -99,31 +99,19 @@ class JsStreams:
     """deliver.Streams, over the runtime's streams. Its pipes are IdentityTransformStreams:
     workerd pumps those without running JavaScript per chunk, unlike a TransformStream."""
 
-    def tee(self, stream):
-        first, second = stream.tee()
-        return first, second
-
     def pipe(self, stream):
         pipe = IdentityTransformStream.new()
         return pipe.readable, stream.pipeTo(pipe.writable)
 
-    def reader(self, stream, batch=0):
-        if batch:
-            return _JsBatchReader(stream.getReader(_BYOB), batch)
-        return _JsReader(stream.getReader())
+    def reader(self, stream, batch):
+        return _JsBatchReader(stream.getReader(_BYOB), batch)
 
     def read_whole(self, stream):
         return _bytes(JsResponse.new(stream).arrayBuffer())  # the read starts now
 
-    def collect(self, stream):
-        pipe = IdentityTransformStream.new()
-        whole = JsResponse.new(pipe.readable).arrayBuffer()  # the read starts now
-        # A pipe that fails leaves its destination open (preventAbort), and the rejection
-        # closes it, natively: the read whole then ends with what had arrived. One await
-        # for both, so Python wakes once.
-        filling = stream.pipeTo(pipe.writable, _KEEP_DESTINATION)
-        filling.catch(pipe.writable.close.bind(pipe.writable))
-        return _collected(Promise.allSettled(to_js([filling, whole])))
+    def observe(self, stream, abort):
+        client, ended = _Isolate.native_streams.observe(stream, abort)
+        return client, _observed(ended)
 
     def channel(self):
         pipe = IdentityTransformStream.new()
@@ -134,10 +122,11 @@ async def _bytes(buffer):
     return (await buffer).to_bytes()
 
 
-async def _collected(settled):
-    filling, whole = await settled
-    failure = None if filling.status == "fulfilled" else str(getattr(filling.reason, "name", "Error"))
-    return (whole.value.to_bytes() if whole.status == "fulfilled" else b""), failure
+async def _observed(ended):
+    seen = await ended
+    first_at = None if _missing(seen.firstAt) else seen.firstAt / 1000
+    failure = None if _missing(seen.failure) else seen.failure
+    return deliver.Observed(seen.copy.to_bytes(), first_at, failure, bool(seen.clientGone))
 
 
 class _JsReader:
@@ -208,7 +197,6 @@ def _js_object(mapping):
 
 
 _BYOB = _js_object({"mode": "byob"})
-_KEEP_DESTINATION = _js_object({"preventAbort": True})
 
 
 class D1Database:
@@ -288,11 +276,13 @@ class _Isolate:
 
     env = None
     services = None
+    native_streams = None  # src/native_streams.mjs: what runs per chunk of a stream
 
     @classmethod
     def load(cls):
         if cls.services is None:
             env = cls.env = import_from_javascript("cloudflare:workers").env
+            cls.native_streams = import_from_javascript("native_streams.mjs")
             bindings = set(Object.keys(env).to_py())
             limiters = {
                 int(name[len(RPM_PREFIX) :]): RateLimitBinding(getattr(env, name))

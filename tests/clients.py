@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Mapping, Sequence
 
 from devtools.local_worker import ROOT
@@ -89,3 +90,10 @@ def relay_cli(*args: str, env: Mapping[str, str] | None = None) -> subprocess.Co
         timeout=RELAY_CLI_TIMEOUT_S,
         stdin=subprocess.DEVNULL,
     )
+
+
+def wait_for_a_fresh_minute(margin: float = 20.0) -> None:
+    """The local rate limiter counts in wall-clock minutes: keep what follows inside one."""
+    left = 60 - time.time() % 60
+    if left < margin:
+        time.sleep(left + 0.2)

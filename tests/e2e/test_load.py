@@ -11,19 +11,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
+from tests.clients import wait_for_a_fresh_minute
+
 from .conftest import create_key
 from .conftest import session_rows as rows
 
 PER_MINUTE = 300
 MINUTES = 2
 CONCURRENCY = 16
-
-
-def _wait_for_a_fresh_minute(margin: float = 25.0) -> None:
-    """The local limiter counts in wall-clock minutes; keep each burst inside one."""
-    left = 60 - time.time() % 60
-    if left < margin:
-        time.sleep(left + 0.2)
 
 
 def _stream(http: httpx.Client) -> tuple[int, bytes]:
@@ -52,7 +47,7 @@ def test_bursts_of_300_streams_a_minute_for_two_minutes(relay, anthropic_upstrea
             if minute:
                 time.sleep(60 - time.time() % 60 + 0.2)  # the next minute's window
             else:
-                _wait_for_a_fresh_minute()
+                wait_for_a_fresh_minute(25.0)
             results += pool.map(lambda _: _stream(http), range(PER_MINUTE))
 
     total = PER_MINUTE * MINUTES

@@ -16,6 +16,7 @@ import openai
 import pytest
 
 from devtools.fake_upstream import REPLY_TEXT
+from tests.clients import wait_for_a_fresh_minute
 
 from .conftest import CLIENT_KEY, audit_rows, create_key
 from .conftest import session_rows as rows
@@ -122,6 +123,7 @@ def test_requests_relay_refuses_leave_rows(relay, anthropic_upstream, tag):
     limited = _anthropic(relay, tag, key=haiku_only["key"])
     with pytest.raises(anthropic.PermissionDeniedError):
         _ask(limited)
+    wait_for_a_fresh_minute()  # the 12 below in one of the limiter's minutes
     with pytest.raises(anthropic.RateLimitError):
         for _ in range(12):
             limited.messages.create(

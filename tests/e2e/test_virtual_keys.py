@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from devtools.fake_upstream import REPLY_TEXT
+from tests.clients import wait_for_a_fresh_minute
 
 from .conftest import ADMIN_TOKEN, create_key
 
@@ -60,13 +61,6 @@ def test_an_expired_key_is_refused(relay, anthropic_upstream, tag):
     assert anthropic_upstream.requests(tag) == []
 
 
-def _wait_for_a_fresh_minute(margin=20.0):
-    """The local limiter counts in wall-clock minutes; keep a burst inside one of them."""
-    left = 60 - time.time() % 60
-    if left < margin:
-        time.sleep(left + 0.2)
-
-
 def _burst(relay, key, tag, count=300) -> list[httpx.Response]:
     body = {"model": "claude-sonnet-4-5", "max_tokens": 1, "messages": [{"role": "user", "content": "hi"}]}
     headers = {"x-api-key": key, "anthropic-version": "2023-06-01", "x-test-tag": tag}
@@ -77,7 +71,7 @@ def _burst(relay, key, tag, count=300) -> list[httpx.Response]:
 @pytest.mark.parametrize("rpm, accepted", [(400, 300), (100, 100)])
 def test_a_burst_of_300_requests_against_the_per_key_limit(relay, anthropic_upstream, tag, rpm, accepted):
     key = create_key(relay, rpm_limit=rpm)["key"]
-    _wait_for_a_fresh_minute()
+    wait_for_a_fresh_minute()
     answers = _burst(relay, key, tag)
 
     statuses = [answer.status_code for answer in answers]

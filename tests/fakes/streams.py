@@ -1,8 +1,8 @@
 """A CPython stand-in for the runtime's stream operations (relay.pipeline.deliver.Streams).
 
 `Upstream` is a body (an upstream answer's, or a request's): its chunks, then how it ends.
-`FakeStreams` tees, pipes and reads such bodies as workerd would (a pipe, a whole read or a
-collection goes on by itself, as a task, like the runtime's native pumping), with a client
+`FakeStreams` pipes, observes and reads such bodies as workerd would (a pipe, a whole read or
+an observation goes on by itself, as a task, like the runtime's native pumping), with a client
 that reads everything or hangs up after some chunks, and counts `wakeups`: how many times
 Python resumed from awaiting one of its operations (what costs a Worker CPU per stream).
 """
@@ -10,11 +10,13 @@ Python resumed from awaiting one of its operations (what costs a Worker CPU per 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from relay.http.bodies import declared_length, request_body
 from relay.http.messages import Headers, UpstreamBody
+from relay.pipeline.deliver import Observed
 
 
 class BrokenOff(Exception):
@@ -71,7 +73,7 @@ class Upstream:
 
 class FakeStream:
     """One reading of an Upstream from chunk `position` on; like a JS stream, it can be
-    taken by one operation at a time (a reader, a pipe, a tee, a whole read)."""
+    taken by one operation at a time (a reader, a pipe, an observation, a whole read)."""
 
     def __init__(self, source: Upstream, position: int = 0):
         self.source, self.position = source, position
@@ -156,16 +158,13 @@ class FakeWriter:
 
 class FakeStreams:
     """relay.pipeline.deliver.Streams on CPython. `clients`: every stream handed out for a client
-    (pipe, channel), each a `Client` that hangs up after `hangs_up_after` chunks if set.
-    `copy_lag`: how much later than the client's pipe a copy collected behind its own pipe
-    learns how its stream ended (the runtime passes it on through one more pipe)."""
+    (pipe, channel, observe), each a `Client` that hangs up after `hangs_up_after` chunks if set."""
 
-    def __init__(self, hangs_up_after: int | None = None, copy_lag: float = 0.0):
-        self.hangs_up_after, self.copy_lag = hangs_up_after, copy_lag
+    def __init__(self, hangs_up_after: int | None = None):
+        self.hangs_up_after = hangs_up_after
         self.wakeups = 0
-        self.tees = 0
+        self.observed = 0
         self.whole_reads = 0
-        self.collects = 0
         self.clients: list[Client] = []
 
     async def woken(self, work: Any) -> Any:
@@ -175,17 +174,12 @@ class FakeStreams:
         finally:
             self.wakeups += 1
 
-    def tee(self, stream: FakeStream) -> tuple[FakeStream, FakeStream]:
-        stream.take()
-        self.tees += 1
-        return FakeStream(stream.source, stream.position), FakeStream(stream.source, stream.position)
-
     def pipe(self, stream: FakeStream) -> tuple[Client, Any]:
         stream.take()
         client = self._client()
         return client, self.woken(asyncio.ensure_future(self._pump(stream, client)))
 
-    def reader(self, stream: FakeStream, batch: int = 0) -> FakeReader:
+    def reader(self, stream: FakeStream, batch: int) -> FakeReader:
         stream.take()
         return FakeReader(stream, self, batch)
 
@@ -194,10 +188,11 @@ class FakeStreams:
         self.whole_reads += 1
         return self.woken(asyncio.ensure_future(self._drain(stream)))
 
-    def collect(self, stream: FakeStream) -> Any:
+    def observe(self, stream: FakeStream, abort: Callable[[], None]) -> tuple[Client, Any]:
         stream.take()
-        self.collects += 1
-        return self.woken(asyncio.ensure_future(self._collect(stream, self.copy_lag)))
+        self.observed += 1
+        client = self._client()
+        return client, self.woken(asyncio.ensure_future(self._observe(stream, client, abort)))
 
     def channel(self) -> tuple[Client, FakeWriter]:
         client = self._client()
@@ -230,15 +225,26 @@ class FakeStreams:
         return b"".join(parts)
 
     @staticmethod
-    async def _collect(stream: FakeStream, lag: float) -> tuple[bytes, str | None]:
-        parts, failure = [], None
+    async def _observe(stream: FakeStream, client: Client, abort: Callable[[], None]) -> Observed:
+        """native_streams.mjs's observe (no Python of relay's runs here): each chunk copied and
+        passed to the client; the client gone, the call aborted and the rest read until then."""
+        parts: list[bytes] = []
+        first_at: float | None = None
+        failure: str | None = None
         try:
             while (chunk := await stream.next()) is not None:
+                first_at = time.time() if first_at is None else first_at
                 parts.append(chunk)
+                if not client.gone:
+                    client.take(chunk)
+                    if client.gone:
+                        abort()
         except (BrokenOff, Aborted) as exc:
-            failure = type(exc).__name__
-        await asyncio.sleep(lag)
-        return b"".join(parts), failure
+            failure = None if client.gone else type(exc).__name__
+            client.failed = not client.gone
+        else:
+            client.ended = True
+        return Observed(b"".join(parts), first_at, failure, client.gone)
 
 
 def read_body(body: bytes, headers: Headers | None = None) -> Callable[[int], Awaitable[bytes | None]]:

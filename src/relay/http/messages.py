@@ -70,7 +70,7 @@ class Request:
 
 class Tap(Protocol):
     """Sees a response body as the client gets it, off the client's path: every byte of
-    relay's own bodies, of JSON answers and of event streams (from a tee'd copy); of any
+    relay's own bodies, of JSON answers and of event streams (from a copy); of any
     other upstream body (a file passed through), that it began and how it ended.
 
     deliver.py feeds it, then calls `finish` once the body has ended or the client has
@@ -79,7 +79,8 @@ class Tap(Protocol):
 
     status: int  # the status the client got (deliver's to set if it answers otherwise)
 
-    def feed(self, chunk: bytes) -> None: ...
+    def feed(self, chunk: bytes, at: float | None = None) -> None:
+        """More of the body; `at`, when the first of it arrived if not now (epoch seconds)."""
 
     def broke_off(self) -> None:
         """A body the tap does not read ended early: the client or the upstream went away,

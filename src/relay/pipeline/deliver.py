@@ -11,10 +11,9 @@ lend a fake of them (tests/fakes/streams.py) that also counts how often Python w
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncGenerator, Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from relay.http.bodies import BATCH_BYTES, declared_length, read_within
 from relay.http.errors import error_response
@@ -25,10 +24,6 @@ from relay.pipeline.endpoints import surface_of
 # The largest JSON answer relay reads whole before passing it on; a larger one is passed on
 # as it comes, unread (its row cannot tell its usage).
 WHOLE_JSON_BYTES = 16 * 1024 * 1024
-# What the tap reads of an event stream's copy, at most, before the runtime collects the rest.
-FIRST_EVENT_BYTES = 64 * 1024
-# How long a failed pipe waits for the tap's copy to fail too before it blames the client.
-UPSTREAM_ERROR_GRACE_SECONDS = 0.1
 
 
 class Reader(Protocol):
@@ -57,31 +52,35 @@ class Writer(Protocol):
         `stream`, natively, and close it; fails as Streams.pipe's pumping does."""
 
 
+class Observed(NamedTuple):
+    """An observed stream, once it has ended (Streams.observe)."""
+
+    copy: bytes  # every byte that passed, and any that came after the client had gone
+    first_at: float | None  # when its first chunk arrived (epoch seconds); None: it had none
+    failure: str | None  # the name of the error the upstream broke off with, if it did
+    client_gone: bool  # the client hung up before the end
+
+
 class Streams(Protocol):
     """What the runtime does natively with body streams (no Python runs per chunk)."""
-
-    def tee(self, stream: Any) -> tuple[Any, Any]:
-        """Two streams that each give all of `stream`."""
 
     def pipe(self, stream: Any) -> tuple[Any, Awaitable[None]]:
         """A stream for the client that the runtime fills from `stream`, and the end of that
         pumping, which fails when the client cancels its side (hangs up) or `stream` fails."""
 
-    def reader(self, stream: Any, batch: int = 0) -> Reader:
-        """With `batch`, each read waits for that many bytes (fewer only at the stream's
-        end), so Python wakes once a batch rather than once a network chunk."""
+    def reader(self, stream: Any, batch: int) -> Reader:
+        """Each read waits for `batch` bytes (fewer only at the stream's end), so Python
+        wakes once a batch rather than once a network chunk."""
 
     def read_whole(self, stream: Any) -> Awaitable[bytes]:
         """All that is left of `stream`, read natively from now on (before the result is
         awaited); fails if `stream` does."""
 
-    def collect(self, stream: Any) -> Awaitable[tuple[bytes, str | None]]:
-        """All that is left of `stream`, read natively from now on (before the result is
-        awaited), and None if it ended, else the name of the error it failed with: what it
-        gave until then is kept (an upstream body aborted for a client gone: what the
-        provider had sent up to the cut). Through a native pipe of its own, for a tee
-        branch: one read whole straight from a tee held its sibling, the client's copy,
-        back (tested: the first of a paced stream's events reached the client 100 ms late)."""
+    def observe(self, stream: Any, abort: Callable[[], None]) -> tuple[Any, Awaitable[Observed]]:
+        """A stream for the client that the runtime fills from `stream` chunk by chunk, as
+        it arrives, and what passed, once `stream` has ended or the client has gone (then
+        `abort` was called, and what arrived until it took effect was kept too): JavaScript
+        per chunk, Python woken once."""
 
     def channel(self) -> tuple[Any, Writer]:
         """A stream for the client that Python fills through the Writer. A native pipe: when
@@ -234,63 +233,27 @@ def _watched(upstream: UpstreamBody, tap: Tap, streams: Streams, defer: Callable
 
 
 def _observed(upstream: UpstreamBody, tap: Tap, streams: Streams, defer: Callable[[Awaitable[Any]], None]) -> Any:
-    """An answer's events (server-sent events), tee'd: one copy piped to the client
-    untouched, the other observed for the tap (see _observe)."""
-    to_client, copy = streams.tee(upstream.stream)
-    client, piping = streams.pipe(to_client)
-    defer(_observe(copy, piping, upstream, tap, streams))
+    """An answer's events (server-sent events), passed to the client chunk by chunk as they
+    come and observed for the tap on the way (Streams.observe): Python wakes once, when the
+    stream has ended, whatever its length (woken per network chunk, about half a CPU ms each,
+    measured, Python cost most of a stream's CPU). The copy is held until then: one
+    answer's events, a few MB.
+
+    The copy keeps what had arrived when the client left or the upstream broke off: the
+    provider's final count of the output never came, and the row counts the output from what
+    did (usage.py). A client gone has the upstream call aborted (the provider stops
+    generating for nobody), and the row says so."""
+    client, ended = streams.observe(upstream.stream, upstream.abort)
+    defer(_observe(ended, tap))
     return client
 
 
-async def _observe(copy: Any, piping: Awaitable[None], upstream: UpstreamBody, tap: Tap, streams: Streams) -> None:
-    """Feed the tap its copy of an answer's events, waking Python about three times
-    whatever the stream's length: its first event (when the answer began, for the row, and
-    an Anthropic stream's message_start, with the input's usage), the end of the client's
-    pipe, and the rest of the copy, which the runtime collects meanwhile through a native
-    pipe (see Streams.collect). Python woken per network chunk (about half a CPU ms each,
-    measured), or every so often, cost most of a stream's CPU. The rest is held until the
-    stream ends: one answer's events, a few MB.
-
-    If the client's pipe fails while the copy goes on, the client has gone: the upstream
-    call is aborted (the provider stops generating for nobody; a copy being collected
-    cannot be cancelled) and the row says so. Whether the client left or the upstream broke
-    off, the copy keeps what had arrived up to the cut: the provider's final count of the
-    output never came, and the row counts the output from what did (usage.py)."""
-    client_gone = False
-    rest: Awaitable[tuple[bytes, str | None]] | None = None
-    failure: str | None = None
-    try:
-        reader = streams.reader(copy)
-        seen = b""
-        while not _has_an_event(seen) and len(seen) < FIRST_EVENT_BYTES:
-            chunk = await reader.read()
-            if chunk is None:
-                break
-            tap.feed(chunk)
-            seen += chunk
-        reader.release()
-        rest = streams.collect(copy)
-    except Exception as exc:  # the upstream broke off before its first event was whole
-        failure = type(exc).__name__
-    try:
-        await piping
-    except Exception:  # the client went away, or the upstream broke off
-        if rest is not None:
-            rest = asyncio.ensure_future(rest)
-            if not (await asyncio.wait({rest}, timeout=UPSTREAM_ERROR_GRACE_SECONDS))[0]:
-                client_gone = True
-                upstream.abort()
-    if rest is not None:
-        received, failure = await rest
-        tap.feed(received)
-    if failure is not None and not client_gone:
-        log(f"upstream body ended with {failure}")
-    await tap.finish(client_gone)
-
-
-def _has_an_event(data: bytes) -> bool:
-    """Whether a server-sent event stream's start holds a whole event (a blank line ends one)."""
-    return b"\n\n" in data or b"\r\n\r\n" in data
+async def _observe(ended: Awaitable[Observed], tap: Tap) -> None:
+    seen = await ended
+    tap.feed(seen.copy, seen.first_at)
+    if seen.failure is not None:
+        log(f"upstream body ended with {seen.failure}")
+    await tap.finish(seen.client_gone)
 
 
 async def chunks(reader: Reader) -> AsyncGenerator[bytes, None]:

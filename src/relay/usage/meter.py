@@ -1,6 +1,6 @@
 """Token usage read from responses as they pass, and the audit row each request leaves.
 
-The adapter feeds a `Meter` (a Tap) with the bytes the client gets, from a tee'd copy of
+The adapter feeds a `Meter` (a Tap) with the bytes the client gets, from a copy of
 the stream, so reading usage never delays or buffers the client. A Meter parses only the
 frames that carry usage, the served model or an error (Anthropic `message_start`,
 `message_delta`, `error`; OpenAI's usage chunk and `[DONE]`) and writes one row when the
@@ -249,9 +249,9 @@ class Meter:
         self._first_byte: float | None = None
         self._broken = False
 
-    def feed(self, chunk: bytes) -> None:
+    def feed(self, chunk: bytes, at: float | None = None) -> None:
         if self._first_byte is None:
-            self._first_byte = self._services.clock()
+            self._first_byte = self._services.clock() if at is None else at
         self._reader.feed(chunk)
 
     def broke_off(self) -> None:

@@ -15,7 +15,9 @@ def test_relay_gets_its_modules_bindings_and_the_state_the_migrations_wrote(tmp_
     assert modules[0] == ROOT / "src" / "entry.py" and len(set(modules)) == len(modules)
     assert ROOT / "src" / "relay" / "usage" / "meter.py" in modules
     own = [module for module in found["modules"] if "python_modules" not in module["path"]]
-    assert {module["type"] for module in own if not module["path"].endswith(".json")} == {"PythonModule"}
+    assert {module["type"] for module in own if module["path"].endswith(".py")} == {"PythonModule"}
+    # The adapter's JavaScript, an ES module as wrangler.toml's rule uploads it (entry.py imports it).
+    assert {"type": "ESModule", "path": str(ROOT / "src" / "native_streams.mjs")} in own
     # The bundled prices, a Data module as wrangler.toml's rule uploads it (pricing.py reads it).
     assert {"type": "Data", "path": str(ROOT / "src" / "relay" / "usage" / "prices.json")} in own
     # The vendored SDK, named as wrangler uploads it: Data modules under python_modules/.

@@ -73,6 +73,6 @@ def test_declared_length(value, length):
 
 def test_read_within_stops_just_past_the_limit_and_keeps_the_stream():
     stream = FakeStream(Upstream([b"x" * 300] * 10))
-    reader = FakeStreams().reader(stream)
+    reader = FakeStreams().reader(stream, 300)
     parts, ended = asyncio.run(read_within(reader, 1000))
     assert (len(parts), ended, stream.position, stream.taken) == (4, False, 4, True)

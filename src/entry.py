@@ -37,7 +37,7 @@ from relay.log import log
 from relay.pipeline import deliver
 from relay.pipeline.app import handle
 from relay.pipeline.endpoints import surface_of
-from relay.services import IsolateState, Services
+from relay.services import IsolateState, Services, written
 from relay.usage import scheduled
 
 
@@ -218,10 +218,11 @@ class D1Database:
         return json.loads(JSON.stringify((await self._statement(sql, params).all()).results))
 
     async def run(self, sql, params=()):
-        await self._statement(sql, params).run()
+        await written(self._statement(sql, params).run)
 
     async def batch(self, statements):
-        results = await self._binding.batch(to_js([self._statement(sql, params) for sql, params in statements]))
+        batch = to_js([self._statement(sql, params) for sql, params in statements])
+        results = await written(lambda: self._binding.batch(batch))
         return [json.loads(JSON.stringify(result.results)) for result in results]
 
 

@@ -10,7 +10,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from relay.http.messages import Transport
 
@@ -34,6 +34,26 @@ class Database(Protocol):
     async def batch(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[list[Row]]:
         """Run (sql, params) statements in order as one transaction (D1's batch: one call, all
         or nothing, and its reads see one state); the rows of each, as dicts."""
+
+
+T = TypeVar("T")
+
+# Pauses (seconds) between the tries of a write SQLite refused for a lock, under a second in all.
+BUSY_PAUSES = (0.02, 0.05, 0.1, 0.2, 0.4)
+
+
+async def written(write: Callable[[], Awaitable[T]]) -> T:
+    """`write()`, tried again while SQLite answers SQLITE_BUSY. A statement refused for a lock
+    never ran, so another try cannot apply it twice. Local D1 answers so when two `wrangler
+    dev` share one database file and one's write meets the other's transaction."""
+    for pause in BUSY_PAUSES:
+        try:
+            return await write()
+        except Exception as error:
+            if "SQLITE_BUSY" not in str(error):
+                raise
+        await asyncio.sleep(pause)
+    return await write()
 
 
 class KeyValue(Protocol):

@@ -121,9 +121,9 @@ def test_requests_relay_refuses_leave_rows(relay, anthropic_upstream, tag):
         _ask(_anthropic(relay, tag, key="not-a-relay-key"))
     haiku_only = create_key(relay, allowed_models=["claude-haiku-*"], billing_tag="team-a", rpm_limit=10)
     limited = _anthropic(relay, tag, key=haiku_only["key"])
+    wait_for_a_fresh_minute()  # the 403 and the 12 below in one of the limiter's minutes
     with pytest.raises(anthropic.PermissionDeniedError):
         _ask(limited)
-    wait_for_a_fresh_minute()  # the 12 below in one of the limiter's minutes
     with pytest.raises(anthropic.RateLimitError):
         for _ in range(12):
             limited.messages.create(

@@ -20,13 +20,11 @@ from js import (
     IdentityTransformStream,
     Object,
     Uint8Array,
-    clearTimeout,
     fetch,
-    setTimeout,
 )
 from js import Headers as JsHeaders
 from js import Response as JsResponse
-from pyodide.ffi import JsNull, to_js
+from pyodide.ffi import JsNull, create_proxy, to_js
 from workers import WorkerEntrypoint, import_from_javascript
 
 from relay.http.bodies import declared_length, request_body
@@ -62,37 +60,54 @@ def _pairs(js_headers):
 
 
 class FetchTransport:
-    """The core's Transport, over the runtime's fetch()."""
+    """The core's Transport, over the runtime's fetch() (native_streams.mjs's `send`). An
+    answer deliver.reads_whole says is read whole comes with its body as bytes."""
 
     async def send(self, method, url, headers, body, timeout=None):
         abort = AbortController.new()
         init = {"method": method, "headers": _js_headers(headers), "signal": abort.signal}
         if body is not None:
             init["body"] = to_js(body)
-        stop = abort.abort.bind(abort)
-        # The runtime's own timer aborts the call: no Python task or timer per request.
-        timer = setTimeout(stop, timeout * 1000) if timeout else None
         try:
-            answer = await fetch(url, _js_object(init))
+            # The runtime's own timer aborts the call: no Python task or timer per request.
+            answer, whole, failed = await _Isolate.native_streams.send(
+                url, _js_object(init), abort, (timeout or 0) * 1000, _Isolate.reads_whole
+            )
         except Exception as exc:  # a JsException: aborted by the timer, or DNS, connect, TLS, reset
             if abort.signal.aborted:
                 raise UpstreamTimeout(f"no answer within {timeout}s") from None
             raise UpstreamUnreachable(type(exc).__name__) from None
-        finally:
-            if timer is not None:
-                clearTimeout(timer)
+        stop = abort.abort.bind(abort)
         if not 200 <= answer.status <= 599:  # the runtime's Response cannot pass such a status on
             stop()
             raise UpstreamUnreachable(f"status {answer.status}")
-        body = None if _missing(answer.body) else UpstreamBody(answer.body, stop)
+        if not _missing(whole):
+            body = whole.to_bytes()
+        elif not _missing(failed):
+            body = UpstreamBody(failed, stop)
+        else:
+            body = None if _missing(answer.body) else UpstreamBody(answer.body, stop)
         return Response(answer.status, _pairs(answer.headers), body)
 
     async def discard(self, body):
-        if body is not None:
+        if isinstance(body, UpstreamBody):
             await body.stream.cancel()
 
     def chunks(self, body):
+        if isinstance(body, bytes):
+            return _once(body)
         return deliver.chunks(_JsReader(body.stream.getReader()))
+
+
+async def _once(body):
+    yield body
+
+
+def _reads_whole(content_type, content_length, content_encoding):
+    """deliver.reads_whole, as native_streams.send calls it (synchronously, in JavaScript)
+    with the three fields of an answer's head it reads (each a string, or null)."""
+    named = zip(("content-type", "content-length", "content-encoding"), (content_type, content_length, content_encoding))
+    return deliver.reads_whole(Headers((name, value) for name, value in named if not _missing(value)))
 
 
 class JsStreams:
@@ -278,12 +293,14 @@ class _Isolate:
     env = None
     services = None
     native_streams = None  # src/native_streams.mjs: what runs per chunk of a stream
+    reads_whole = None  # _reads_whole, callable from JavaScript (made once, not per call)
 
     @classmethod
     def load(cls):
         if cls.services is None:
             env = cls.env = import_from_javascript("cloudflare:workers").env
             cls.native_streams = import_from_javascript("native_streams.mjs")
+            cls.reads_whole = create_proxy(_reads_whole)
             bindings = set(Object.keys(env).to_py())
             limiters = {
                 int(name[len(RPM_PREFIX) :]): RateLimitBinding(getattr(env, name))

@@ -136,10 +136,13 @@ class Transport(Protocol):
     ) -> Response:
         """Send one request upstream; raise UpstreamUnreachable when no response came, and
         UpstreamTimeout when its status and headers took longer than `timeout` seconds (the
-        body, a stream perhaps minutes long, is not timed)."""
+        body, a stream perhaps minutes long, is not timed). The answer's body is an
+        UpstreamBody, None, or bytes when the transport read it with the head (one that
+        deliver.reads_whole says is read whole)."""
 
     async def discard(self, body: Any) -> None:
         """Drop a response body that will not be passed on, freeing its connection."""
 
     def chunks(self, body: Any) -> AsyncGenerator[bytes, None]:
-        """Read an upstream body in Python, chunk by chunk as it arrives (deliver.chunks)."""
+        """Read an upstream body in Python, chunk by chunk as it arrives (deliver.chunks);
+        one already read, as bytes, in one chunk."""

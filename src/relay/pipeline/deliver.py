@@ -138,8 +138,7 @@ async def _read_json(upstream: UpstreamBody, fields: Headers, streams: Streams) 
     size = declared_length(fields)
     if size is not None and size > WHOLE_JSON_BYTES:
         return []
-    coded = (fields.get("content-encoding") or "identity").strip().lower() != "identity"
-    if size is not None and not coded:
+    if size is not None and not _coded(fields):
         return await streams.read_whole(upstream.stream)
     reader = streams.reader(upstream.stream, BATCH_BYTES)
     parts, ended = await read_within(reader, WHOLE_JSON_BYTES)
@@ -147,6 +146,20 @@ async def _read_json(upstream: UpstreamBody, fields: Headers, streams: Streams) 
         reader.release()
         return parts
     return b"".join(parts)
+
+
+def reads_whole(fields: Headers) -> bool:
+    """Whether an upstream answer with these header fields is one `_read_json` reads whole
+    in one native call (JSON of a declared length within the bound, not content-coded). The
+    adapter's transport asks it of each answer's head and then reads such a body with the
+    head, so Python wakes once for both; deliver gets its bytes."""
+    size = declared_length(fields)
+    kind = content_kind(fields.get("content-type"))
+    return kind == "json" and size is not None and size <= WHOLE_JSON_BYTES and not _coded(fields)
+
+
+def _coded(fields: Headers) -> bool:
+    return (fields.get("content-encoding") or "identity").strip().lower() != "identity"
 
 
 def _broken_off(response: Response, path: str) -> Response:

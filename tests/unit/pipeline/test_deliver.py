@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from relay.http.messages import Response
+from relay.http.messages import Headers, Response
 from relay.pipeline import deliver as delivery
 from relay.pipeline.deliver import chunks, deliver
 from relay.services import Background
@@ -134,6 +134,37 @@ def test_a_json_answer_of_a_declared_length_is_read_whole_natively_and_passed_on
     assert answer.body == DOCUMENT and tap.fed == [DOCUMENT] and tap.finished is False and tap.written
     assert streams.whole_reads == 1 and streams.clients == []
     assert streams.wakeups == 1
+
+
+@pytest.mark.parametrize(
+    ("headers", "whole"),
+    [
+        ([*JSON, ("content-length", "30")], True),
+        ([("content-type", "application/vnd.api+json; charset=utf-8"), ("content-length", "30")], True),
+        ([*JSON, ("content-length", str(delivery.WHOLE_JSON_BYTES))], True),
+        ([*JSON, ("content-length", str(delivery.WHOLE_JSON_BYTES + 1))], False),
+        (JSON, False),
+        ([*JSON, ("content-length", "30"), ("content-encoding", "gzip")], False),
+        ([*JSON, ("content-length", "30"), ("content-encoding", " Identity ")], True),
+        ([*SSE, ("content-length", "30")], False),
+        ([("content-type", "application/octet-stream"), ("content-length", "30")], False),
+        ([("content-length", "30")], False),
+    ],
+)
+def test_reads_whole_says_which_answers_one_native_read_takes(headers, whole):
+    """What the adapter's transport asks of each answer's head: those it says yes to are the
+    ones deliver would read whole in one call (the transport then reads them with the head)."""
+    assert delivery.reads_whole(Headers(headers)) is whole
+    if whole:
+        _, streams = _deliver(Upstream([b"{}"]).body(), headers=headers, tap=RecordingTap())
+        assert streams.whole_reads == 1
+
+
+def test_a_json_answer_the_transport_read_with_its_head_costs_no_wake_up():
+    tap = RecordingTap()
+    answer, streams = _deliver(DOCUMENT, headers=[*JSON, ("content-length", str(len(DOCUMENT)))], tap=tap)
+    assert answer.body == DOCUMENT and tap.fed == [DOCUMENT] and tap.finished is False and tap.written
+    assert streams.wakeups == 0 and streams.clients == []
 
 
 @pytest.mark.parametrize(

@@ -24,7 +24,7 @@ from js import (
 )
 from js import Headers as JsHeaders
 from js import Response as JsResponse
-from pyodide.ffi import JsNull, create_proxy, to_js
+from pyodide.ffi import JsNull, create_once_callable, create_proxy, to_js
 from workers import WorkerEntrypoint, import_from_javascript
 
 from relay.http.bodies import declared_length, request_body
@@ -124,9 +124,9 @@ class JsStreams:
     def read_whole(self, stream):
         return _bytes(JsResponse.new(stream).arrayBuffer())  # the read starts now
 
-    def observe(self, stream, abort):
-        client, ended = _Isolate.native_streams.observe(stream, abort)
-        return client, _observed(ended)
+    def observe(self, stream, abort, ended):
+        client, seen = _Isolate.native_streams.observe(stream, abort)
+        return client, seen.then(create_once_callable(lambda js_seen: ended(_observed(js_seen))))
 
     def channel(self):
         pipe = IdentityTransformStream.new()
@@ -137,8 +137,7 @@ async def _bytes(buffer):
     return (await buffer).to_bytes()
 
 
-async def _observed(ended):
-    seen = await ended
+def _observed(seen):
     first_at = None if _missing(seen.firstAt) else seen.firstAt / 1000
     failure = None if _missing(seen.failure) else seen.failure
     return deliver.Observed(seen.copy.to_bytes(), first_at, failure, bool(seen.clientGone))

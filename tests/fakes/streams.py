@@ -163,6 +163,7 @@ class FakeStreams:
     def __init__(self, hangs_up_after: int | None = None):
         self.hangs_up_after = hangs_up_after
         self.wakeups = 0
+        self.calls = 0  # calls into Python from JavaScript (Streams.observe's `ended`)
         self.observed = 0
         self.whole_reads = 0
         self.clients: list[Client] = []
@@ -188,11 +189,19 @@ class FakeStreams:
         self.whole_reads += 1
         return self.woken(asyncio.ensure_future(self._drain(stream)))
 
-    def observe(self, stream: FakeStream, abort: Callable[[], None]) -> tuple[Client, Any]:
+    def observe(
+        self, stream: FakeStream, abort: Callable[[], None], ended: Callable[[Observed], None]
+    ) -> tuple[Client, Any]:
         stream.take()
         self.observed += 1
         client = self._client()
-        return client, self.woken(asyncio.ensure_future(self._observe(stream, client, abort)))
+
+        async def observation() -> None:
+            seen = await self._observe(stream, client, abort)
+            self.calls += 1  # JavaScript calls into Python: no Python task waited
+            ended(seen)
+
+        return client, asyncio.ensure_future(observation())
 
     def channel(self) -> tuple[Client, FakeWriter]:
         client = self._client()

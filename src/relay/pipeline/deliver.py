@@ -76,11 +76,15 @@ class Streams(Protocol):
         """All that is left of `stream`, read natively from now on (before the result is
         awaited); fails if `stream` does."""
 
-    def observe(self, stream: Any, abort: Callable[[], None]) -> tuple[Any, Awaitable[Observed]]:
+    def observe(
+        self, stream: Any, abort: Callable[[], None], ended: Callable[[Observed], None]
+    ) -> tuple[Any, Awaitable[None]]:
         """A stream for the client that the runtime fills from `stream` chunk by chunk, as
-        it arrives, and what passed, once `stream` has ended or the client has gone (then
-        `abort` was called, and what arrived until it took effect was kept too): JavaScript
-        per chunk, Python woken once."""
+        it arrives, and the end of the observation: `ended` is called with what passed once
+        `stream` has ended or the client has gone (then `abort` was called, and what arrived
+        until it took effect was kept too). JavaScript runs per chunk and calls `ended`
+        itself: Python is entered once, and no Python task waits (each wake-up of one costs
+        more than the call)."""
 
     def channel(self) -> tuple[Any, Writer]:
         """A stream for the client that Python fills through the Writer. A native pipe: when
@@ -247,26 +251,27 @@ def _watched(upstream: UpstreamBody, tap: Tap, streams: Streams, defer: Callable
 
 def _observed(upstream: UpstreamBody, tap: Tap, streams: Streams, defer: Callable[[Awaitable[Any]], None]) -> Any:
     """An answer's events (server-sent events), passed to the client chunk by chunk as they
-    come and observed for the tap on the way (Streams.observe): Python wakes once, when the
-    stream has ended, whatever its length (woken per network chunk, about half a CPU ms each,
-    measured, Python cost most of a stream's CPU). The copy is held until then: one
+    come and observed for the tap on the way (Streams.observe): Python is entered once, when
+    the stream has ended, whatever its length (woken per network chunk, about half a CPU ms
+    each, measured, Python cost most of a stream's CPU). The copy is held until then: one
     answer's events, a few MB.
 
     The copy keeps what had arrived when the client left or the upstream broke off: the
     provider's final count of the output never came, and the row counts the output from what
     did (usage.py). A client gone has the upstream call aborted (the provider stops
     generating for nobody), and the row says so."""
-    client, ended = streams.observe(upstream.stream, upstream.abort)
-    defer(_observe(ended, tap))
+
+    def ended(seen: Observed) -> None:
+        tap.feed(seen.copy, seen.first_at)
+        if seen.failure is not None:
+            log(f"upstream body ended with {seen.failure}")
+        work = tap.close(seen.client_gone)
+        if work is not None:  # while the observation is deferred: the request is not over
+            defer(work)
+
+    client, done = streams.observe(upstream.stream, upstream.abort, ended)
+    defer(done)
     return client
-
-
-async def _observe(ended: Awaitable[Observed], tap: Tap) -> None:
-    seen = await ended
-    tap.feed(seen.copy, seen.first_at)
-    if seen.failure is not None:
-        log(f"upstream body ended with {seen.failure}")
-    await tap.finish(seen.client_gone)
 
 
 async def chunks(reader: Reader) -> AsyncGenerator[bytes, None]:

@@ -84,10 +84,11 @@ def test_an_event_streams_client_gets_every_byte_and_the_tap_its_copy():
 
 
 @pytest.mark.parametrize("count", [3, 50, 500])
-def test_an_event_stream_wakes_python_once_whatever_its_length(count):
-    """When it has ended: JavaScript passes and copies its chunks (native_streams.mjs)."""
+def test_an_event_stream_enters_python_once_whatever_its_length_and_wakes_no_task(count):
+    """When it has ended: JavaScript passes and copies its chunks (native_streams.mjs) and
+    calls into Python with what passed."""
     answer, streams = _deliver(Upstream(_events(count)).body(), tap=RecordingTap())
-    assert streams.wakeups == 1 and len(streams.clients[0].received) == count
+    assert streams.calls == 1 and streams.wakeups == 0 and len(streams.clients[0].received) == count
 
 
 def test_the_tap_learns_when_the_first_chunk_arrived_not_when_python_woke():
@@ -102,7 +103,7 @@ def test_a_client_that_hangs_up_mid_stream_aborts_the_upstream_and_the_tap_keeps
     """The copy has every event the provider sent until the abort took effect (here, at once)."""
     upstream, tap = Upstream(_events(6), ending="hang"), RecordingTap()
     _, streams = _deliver(upstream.body(), tap=tap, streams=FakeStreams(hangs_up_after=2))
-    assert upstream.aborted and tap.finished is True and streams.wakeups == 1
+    assert upstream.aborted and tap.finished is True and streams.calls == 1
     assert len(streams.clients[0].received) == 2 and b"".join(tap.fed) == b"".join(_events(6)[:2])
     assert capsys.readouterr().out == ""  # the abort was relay's: nothing went wrong upstream
 

@@ -20,7 +20,6 @@ from js import (
     IdentityTransformStream,
     Object,
     Uint8Array,
-    fetch,
 )
 from js import Headers as JsHeaders
 from js import Response as JsResponse
@@ -103,11 +102,14 @@ async def _once(body):
     yield body
 
 
+_HEAD_FIELDS = ("content-type", "content-length", "content-encoding")
+
+
 def _reads_whole(content_type, content_length, content_encoding):
     """deliver.reads_whole, as native_streams.send calls it (synchronously, in JavaScript)
     with the three fields of an answer's head it reads (each a string, or null)."""
-    named = zip(("content-type", "content-length", "content-encoding"), (content_type, content_length, content_encoding))
-    return deliver.reads_whole(Headers((name, value) for name, value in named if not _missing(value)))
+    fields = zip(_HEAD_FIELDS, (content_type, content_length, content_encoding))
+    return deliver.reads_whole(Headers((name, value) for name, value in fields if not _missing(value)))
 
 
 class JsStreams:

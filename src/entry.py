@@ -3,8 +3,8 @@
 This is the only module that imports the runtime (js, pyodide, workers). It wraps and
 decides nothing: how an answer's body reaches the client is relay.pipeline.deliver's, over the
 native stream operations lent here (JsStreams), so SSE reaches the client chunk by chunk
-with no Python code on the byte path: what must run per chunk is JavaScript, in
-native_streams.mjs beside this module.
+with no Python code on the byte path: what must run around a stream is JavaScript, in
+native_streams.mjs beside this module, and it leaves each chunk to the runtime's pipes.
 """
 
 import dataclasses
@@ -293,7 +293,7 @@ class _Isolate:
 
     env = None
     services = None
-    native_streams = None  # src/native_streams.mjs: what runs per chunk of a stream
+    native_streams = None  # src/native_streams.mjs: the upstream call and stream observation
     reads_whole = None  # _reads_whole, callable from JavaScript (made once, not per call)
 
     @classmethod

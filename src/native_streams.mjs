@@ -1,8 +1,9 @@
-// What the Workers adapter (entry.py) has JavaScript do for every chunk of a body, and
-// around an upstream call. Python woken per chunk, or per step of a stream operation, costs
-// the Worker far more CPU than JavaScript doing the same (BENCHMARKS.md): here Python wakes
-// once per stream, at its end, and once per upstream call, when its head (and, for a JSON
-// answer, its body) has come.
+// What the Workers adapter (entry.py) has JavaScript do around an upstream call and its
+// body's stream. Python woken per chunk, or per step of a stream operation, costs the Worker
+// far more CPU than JavaScript doing the same, and JavaScript awaiting each chunk far more
+// than the runtime's own pipes (BENCHMARKS.md): here the runtime moves a stream's chunks,
+// Python is called once per stream, at its end, and wakes once per upstream call, when its
+// head (and, for a JSON answer, its body) has come.
 // The decisions stay in Python (relay/pipeline/deliver.py); this module only moves bytes.
 
 /**
@@ -38,59 +39,60 @@ export async function send(url, init, abort, timeoutMs, readsWhole) {
  * Pass `source`, an upstream answer's event stream, to the client chunk by chunk as it
  * arrives, unchanged, and keep a copy of what passed for the audit row.
  *
- * Returns [client, ended]: the stream for the client's Response (a native pipe, so a client
- * that hangs up makes the next write fail), and a promise of
+ * Returns [client, ended]: the stream for the client's Response, and a promise of
  * {copy: Uint8Array, firstAt: ms since the epoch or null, failure: error name or null,
- * clientGone: boolean}. When the client has gone, `abort` (the upstream call's) is called,
- * so the provider stops generating for nobody, and what arrives until it takes effect still
- * joins the copy; when the upstream breaks off, the client's stream fails with its error.
+ * clientGone: boolean}. No JavaScript runs per chunk (an await of each chunk in JavaScript
+ * cost a Python Worker about 0.8 CPU ms, BENCHMARKS.md): a tee's branches are piped by the
+ * runtime, one to the client, one into `kept`, read whole; JavaScript reads only the first
+ * chunk, for the time it came. When the client has gone, `abort` (the upstream call's) is
+ * called, so the provider stops generating for nobody, and the copy keeps what had come
+ * until it took effect (the copy's pipe is told not to pass the failure on, and `kept` is
+ * closed instead); when the upstream breaks off, the client's stream fails with its error.
  */
 export function observe(source, abort) {
+  const [toClient, toCopy] = source.tee();
   const pipe = new IdentityTransformStream();
-  return [pipe.readable, pump(source.getReader(), pipe.writable.getWriter(), abort)];
+  const gone = { client: false };
+  toClient.pipeTo(pipe.writable).catch(() => {
+    gone.client = true; // or the upstream broke off: then the abort changes nothing
+    abort();
+  });
+  return [pipe.readable, copy(toCopy, gone)];
 }
 
-async function pump(reader, writer, abort) {
-  const parts = [];
-  let size = 0;
-  let firstAt = null;
+async function copy(branch, gone) {
+  const reader = branch.getReader();
+  let first;
+  try {
+    first = await reader.read();
+  } catch (error) {
+    return ended(new Uint8Array(0), null, error, gone);
+  }
+  if (first.done) return ended(new Uint8Array(0), null, null, gone);
+  const firstAt = Date.now();
+  reader.releaseLock();
+  const kept = new IdentityTransformStream();
+  const whole = new Response(kept.readable).arrayBuffer();
   let failure = null;
-  let clientGone = false;
-  for (;;) {
-    let step;
+  try {
+    const writer = kept.writable.getWriter();
+    await writer.write(first.value);
+    writer.releaseLock();
     try {
-      step = await reader.read();
+      await branch.pipeTo(kept.writable, { preventAbort: true });
     } catch (error) {
-      failure = (error && error.name) || "Error";
-      writer.abort(error).catch(() => {});
-      break;
+      failure = error; // the upstream broke off, or relay aborted it: keep what came
+      await kept.writable.close();
     }
-    if (step.done) {
-      await writer.close().catch(() => {});
-      break;
-    }
-    const chunk = step.value;
-    if (firstAt === null) firstAt = Date.now();
-    parts.push(chunk.slice()); // the client's write may take the chunk's buffer
-    size += chunk.byteLength;
-    if (clientGone) continue; // what comes until the abort takes effect still counts
-    try {
-      await writer.write(chunk);
-    } catch {
-      clientGone = true;
-      abort();
-    }
+    return ended(new Uint8Array(await whole), firstAt, failure, gone);
+  } catch (error) {
+    return ended(first.value, firstAt, error, gone);
   }
-  if (clientGone) failure = null; // the abort was relay's: nothing went wrong upstream
-  return { copy: joined(parts, size), firstAt, failure, clientGone };
 }
 
-function joined(parts, size) {
-  const whole = new Uint8Array(size);
-  let at = 0;
-  for (const part of parts) {
-    whole.set(part, at);
-    at += part.byteLength;
-  }
-  return whole;
+function ended(copy, firstAt, error, gone) {
+  const name = error ? error.name || "Error" : null;
+  // Ended by relay's abort (the client had gone), not by the upstream.
+  const clientGone = gone.client && (name === null || name === "AbortError");
+  return { copy, firstAt, failure: clientGone ? null : name, clientGone };
 }

@@ -235,8 +235,8 @@ class FakeStreams:
 
     @staticmethod
     async def _observe(stream: FakeStream, client: Client, abort: Callable[[], None]) -> Observed:
-        """native_streams.mjs's observe (no Python of relay's runs here): each chunk copied and
-        passed to the client; the client gone, the call aborted and the rest read until then."""
+        """native_streams.mjs's observe (no Python of relay's runs here): each chunk passed to
+        the client and kept; the client gone, the call aborted and what came until then kept."""
         parts: list[bytes] = []
         first_at: float | None = None
         failure: str | None = None

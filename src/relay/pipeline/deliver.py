@@ -82,9 +82,9 @@ class Streams(Protocol):
         """A stream for the client that the runtime fills from `stream` chunk by chunk, as
         it arrives, and the end of the observation: `ended` is called with what passed once
         `stream` has ended or the client has gone (then `abort` was called, and what arrived
-        until it took effect was kept too). JavaScript runs per chunk and calls `ended`
-        itself: Python is entered once, and no Python task waits (each wake-up of one costs
-        more than the call)."""
+        until it took effect was kept too). The runtime pipes the chunks, and JavaScript
+        calls `ended` itself: Python is entered once, and no Python task waits (each wake-up
+        of one costs more than the call)."""
 
     def channel(self) -> tuple[Any, Writer]:
         """A stream for the client that Python fills through the Writer. A native pipe: when

@@ -34,7 +34,7 @@ from relay.log import log
 from relay.pipeline import deliver
 from relay.pipeline.app import handle
 from relay.pipeline.endpoints import surface_of
-from relay.services import IsolateState, Services, written
+from relay.services import IsolateState, Services, unlocked
 from relay.usage import scheduled
 
 
@@ -231,14 +231,14 @@ class D1Database:
     async def all(self, sql, params=()):
         # One conversion of all the rows, through JSON: SQL NULL becomes None (to_py() leaves
         # a JsNull in each such field), and no crossing per row or field.
-        return json.loads(JSON.stringify((await self._statement(sql, params).all()).results))
+        return json.loads(JSON.stringify((await unlocked(self._statement(sql, params).all)).results))
 
     async def run(self, sql, params=()):
-        await written(self._statement(sql, params).run)
+        await unlocked(self._statement(sql, params).run)
 
     async def batch(self, statements):
         batch = to_js([self._statement(sql, params) for sql, params in statements])
-        results = await written(lambda: self._binding.batch(batch))
+        results = await unlocked(lambda: self._binding.batch(batch))
         return [json.loads(JSON.stringify(result.results)) for result in results]
 
 

@@ -38,22 +38,23 @@ class Database(Protocol):
 
 T = TypeVar("T")
 
-# Pauses (seconds) between the tries of a write SQLite refused for a lock, under a second in all.
+# Pauses (seconds) between the tries of a statement SQLite refused for a lock, under a second in all.
 BUSY_PAUSES = (0.02, 0.05, 0.1, 0.2, 0.4)
 
 
-async def written(write: Callable[[], Awaitable[T]]) -> T:
-    """`write()`, tried again while SQLite answers SQLITE_BUSY. A statement refused for a lock
-    never ran, so another try cannot apply it twice. Local D1 answers so when two `wrangler
-    dev` share one database file and one's write meets the other's transaction."""
+async def unlocked(statement: Callable[[], Awaitable[T]]) -> T:
+    """`statement()`, tried again while SQLite answers SQLITE_BUSY. A statement refused for a
+    lock never ran, so another try cannot apply a write twice (a write may be an `all`: one
+    with RETURNING). Local D1 answers so when two `wrangler dev` share one database file and
+    one's statement meets the other's transaction."""
     for pause in BUSY_PAUSES:
         try:
-            return await write()
+            return await statement()
         except Exception as error:
             if "SQLITE_BUSY" not in str(error):
                 raise
         await asyncio.sleep(pause)
-    return await write()
+    return await statement()
 
 
 class KeyValue(Protocol):

@@ -21,8 +21,9 @@ from __future__ import annotations
 import fnmatch
 import functools
 import json
+import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
@@ -32,7 +33,7 @@ from relay.http.json_spans import unknown_fields
 
 NANO = 10**9
 # Nano-dollars per token for a price of one dollar per million tokens.
-_NANOS_PER_TOKEN = Fraction(NANO, 10**6)
+_NANOS_PER_TOKEN = NANO // 10**6
 _FIELDS = ("input", "output", "cache_write_5m", "cache_write_1h", "cache_read")
 BUNDLED_FILE = Path(__file__).with_name("prices.json")
 
@@ -49,6 +50,16 @@ class Price:
     cache_read: Fraction
     long_prompt: Price | None = None
     long_prompt_above: int | None = None
+    # (d, input, output, cache_write_5m, cache_write_1h, cache_read): the five prices as
+    # whole numbers of 1/d dollars per million tokens. `cost` sums token counts times these
+    # integers, exact as Fractions would be but without a Fraction operation per term
+    # (pure Python, and every audit row asks).
+    scaled: tuple[int, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        prices = (self.input, self.output, self.cache_write_5m, self.cache_write_1h, self.cache_read)
+        d = math.lcm(*(price.denominator for price in prices))
+        object.__setattr__(self, "scaled", (d, *(price.numerator * (d // price.denominator) for price in prices)))
 
 
 def _number(value: Any, where: str) -> Fraction:
@@ -163,19 +174,24 @@ def cost(price: Price | None, counts: Mapping[str, int | None]) -> tuple[int | N
     prompt = _tokens(counts, "input_tokens") + written + read
     if price.long_prompt is not None and price.long_prompt_above is not None and prompt > price.long_prompt_above:
         price = price.long_prompt
+    d, input_, output, write_5m, write_1h, read_price = price.scaled
+    written_5m = written - written_1h
     total = (
-        _tokens(counts, "input_tokens") * price.input
-        + _tokens(counts, "output_tokens") * price.output
-        + (written - written_1h) * price.cache_write_5m
-        + written_1h * price.cache_write_1h
-        + read * price.cache_read
+        _tokens(counts, "input_tokens") * input_
+        + _tokens(counts, "output_tokens") * output
+        + written_5m * write_5m
+        + written_1h * write_1h
+        + read * read_price
     )
-    savings = (
-        read * (price.input - price.cache_read)
-        - (written - written_1h) * (price.cache_write_5m - price.input)
-        - written_1h * (price.cache_write_1h - price.input)
-    )
-    return round(total * _NANOS_PER_TOKEN), round(savings * _NANOS_PER_TOKEN)
+    savings = read * (input_ - read_price) - written_5m * (write_5m - input_) - written_1h * (write_1h - input_)
+    return _nanos(total, d), _nanos(savings, d)
+
+
+def _nanos(amount: int, d: int) -> int:
+    """`amount` token-prices of 1/d dollars per million tokens, in whole nano-dollars,
+    rounded half to even (as round() does a Fraction)."""
+    whole, rest = divmod(amount * _NANOS_PER_TOKEN, d)  # floor division: 0 <= rest < d
+    return whole + (2 * rest > d or (2 * rest == d and whole % 2 == 1))
 
 
 def usd(nanos: int | None) -> float | None:

@@ -10,6 +10,13 @@ import pytest
 from relay.usage import pricing
 
 SONNET = {"input_tokens": 102, "output_tokens": 100}
+COUNT_NAMES = (
+    "input_tokens",
+    "output_tokens",
+    "cache_creation_tokens",
+    "cache_creation_1h_tokens",
+    "cache_read_tokens",
+)
 
 
 def test_a_cost_is_whole_nano_dollars_without_float_noise():
@@ -25,6 +32,41 @@ def test_fractions_of_a_nano_dollar_round_once_per_request_half_to_even():
     assert pricing.cost(price, {"input_tokens": 1})[0] == 0  # 0.5 -> 0
     assert pricing.cost(price, {"input_tokens": 3})[0] == 2  # 1.5 -> 2
     assert pricing.cost(price, {"input_tokens": 2, "output_tokens": 1})[0] == 2  # 1 + 1.5 = 2.5 -> 2, not 1 + 2
+
+
+def test_cost_and_savings_are_the_exact_sums_rounded_half_to_even():
+    # The definition, in Fractions, against pricing.cost's integer arithmetic over prices
+    # of several decimal places, cache fields given and defaulted, and savings below zero.
+    table = pricing.parse_overrides(
+        '{"a": {"input": 3, "output": 15}, "b": {"input": 0.0007, "output": 0.011, "cache_read": 0.00003},'
+        ' "c": {"input": 1.25, "output": 2, "cache_write_5m": 7.125, "cache_write_1h": 0.3}}'
+    )
+    counts_tried = [
+        {"input_tokens": 1},
+        {"input_tokens": 7, "output_tokens": 3, "cache_read_tokens": 11},
+        {"input_tokens": 5, "cache_creation_tokens": 9, "cache_creation_1h_tokens": 4, "cache_read_tokens": 1},
+        {"output_tokens": 1, "cache_creation_tokens": 3, "cache_creation_1h_tokens": 8},
+        {"input_tokens": 123_457, "output_tokens": 9_999, "cache_creation_tokens": 77_777, "cache_read_tokens": 1},
+    ]
+    for _, price in table:
+        for counts in counts_tried:
+            n = {name: counts.get(name, 0) for name in COUNT_NAMES}
+            written_1h = min(n["cache_creation_tokens"], n["cache_creation_1h_tokens"])
+            written_5m = n["cache_creation_tokens"] - written_1h
+            total = (
+                n["input_tokens"] * price.input
+                + n["output_tokens"] * price.output
+                + written_5m * price.cache_write_5m
+                + written_1h * price.cache_write_1h
+                + n["cache_read_tokens"] * price.cache_read
+            )
+            savings = (
+                n["cache_read_tokens"] * (price.input - price.cache_read)
+                - written_5m * (price.cache_write_5m - price.input)
+                - written_1h * (price.cache_write_1h - price.input)
+            )
+            per_token = Fraction(pricing.NANO, 10**6)
+            assert pricing.cost(price, counts) == (round(total * per_token), round(savings * per_token)), counts
 
 
 def test_claude_codes_default_models_have_the_prices_of_its_own_cost_report():

@@ -57,7 +57,7 @@ def tiers(columns: Sequence[str]) -> tuple[Table, ...]:
 
 
 # What a rollup row sums, and the audit row expression each sum is of (for SQL over the
-# audit log; `deltas` computes the same in Python for the rows being written).
+# audit log; `_measures` computes the same in Python, in this order, for the rows being written).
 MEASURES = {
     "requests": "COUNT(*)",
     "errors": "COALESCE(SUM(status >= 400 OR error_type IS NOT NULL), 0)",
@@ -93,33 +93,40 @@ def _dimensions(row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _measures(row: Mapping[str, Any]) -> dict[str, int]:
+def _measures(row: Mapping[str, Any]) -> list[int]:
+    """The row's measures, in MEASURES' order."""
     status = row.get("status") or 0
-    counted = any(row.get(name) is not None for name in _COUNTED)
-    return {
-        "requests": 1,
-        "errors": int(status >= 400 or row.get("error_type") is not None),
-        **{name: row.get(name) or 0 for name in _COUNTED},
-        "cost_nanos": row.get("cost_nanos") or 0,
-        "unpriced_requests": int(row.get("cost_nanos") is None and counted),
-        "cache_savings_nanos": row.get("cache_savings_nanos") or 0,
-    }
+    counted = [row.get(name) for name in _COUNTED]
+    return [
+        1,
+        int(status >= 400 or row.get("error_type") is not None),
+        *(count or 0 for count in counted),
+        row.get("cost_nanos") or 0,
+        int(row.get("cost_nanos") is None and any(count is not None for count in counted)),
+        row.get("cache_savings_nanos") or 0,
+    ]
 
 
-def deltas(table: Table, rows: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
+# A row as every table sums it: (created_at, its dimensions, its measures), made once per row.
+_Measured = tuple[str, dict[str, Any], list[int]]
+
+
+def _deltas(table: Table, rows: Sequence[_Measured]) -> list[list[Any]]:
     """What `rows` add to `table`: one [period, *dimensions, *measures] per rollup row."""
-    sums: dict[tuple[Any, ...], dict[str, int]] = {}
-    for row in rows:
-        values = _dimensions(row)
-        group = (row["created_at"][: table.width], *(values[name] for name in table.dims))
-        into = sums.setdefault(group, dict.fromkeys(MEASURES, 0))
-        for name, amount in _measures(row).items():
-            into[name] += amount
-    return [[*group, *(measures[name] for name in MEASURES)] for group, measures in sums.items()]
+    sums: dict[tuple[Any, ...], list[int]] = {}
+    for created_at, dimensions, measures in rows:
+        group = (created_at[: table.width], *(dimensions[name] for name in table.dims))
+        into = sums.get(group)
+        if into is None:
+            sums[group] = list(measures)
+        else:
+            for n, amount in enumerate(measures):
+                into[n] += amount
+    return [[*group, *measures] for group, measures in sums.items()]
 
 
-def upsert_sql(table: Table) -> str:
-    """The statement that adds a JSON array of `deltas` (its one parameter) to `table`."""
+def _upsert_sql(table: Table) -> str:
+    """The statement that adds a JSON array of `_deltas` (its one parameter) to `table`."""
     columns = ("period", *table.dims, *MEASURES)
     extracted = [f"json_extract(value, '$[{n}]')" for n in range(len(columns))]
     dims_json = f"json_array({', '.join(extracted[1 : 1 + len(table.dims)])})"
@@ -130,6 +137,9 @@ def upsert_sql(table: Table) -> str:
         f"SELECT {extracted[0]}, {dims_json}, {', '.join(extracted[1:])} FROM json_each(?) WHERE true "
         f"ON CONFLICT (period, dims) DO UPDATE SET {added}"
     )
+
+
+_UPSERTS = {table: _upsert_sql(table) for table in TABLES}
 
 
 def backfill_sql(table: Table) -> str:
@@ -146,4 +156,5 @@ def backfill_sql(table: Table) -> str:
 
 def upserts(rows: Sequence[Mapping[str, Any]]) -> list[tuple[str, tuple[str]]]:
     """The statements (sql, params) that add `rows` to every rollup table."""
-    return [(upsert_sql(table), (json.dumps(deltas(table, rows)),)) for table in TABLES]
+    measured = [(row["created_at"], _dimensions(row), _measures(row)) for row in rows]
+    return [(_UPSERTS[table], (json.dumps(_deltas(table, measured)),)) for table in TABLES]

@@ -35,17 +35,18 @@ def content_kind(content_type: str | None) -> str:
 class Headers:
     """An ordered multi-map of header fields with case-insensitive names."""
 
-    __slots__ = ("_items",)
+    __slots__ = ("_first", "_items")
 
     def __init__(self, items: Iterable[tuple[str, str]] = ()):
         self._items = [(name.lower(), value) for name, value in items]
+        self._first: dict[str, str] | None = None  # each name's first value, made on the first get
 
     def get(self, name: str, default: str | None = None) -> str | None:
-        name = name.lower()
-        for key, value in self._items:
-            if key == name:
-                return value
-        return default
+        if self._first is None:
+            self._first = {}
+            for key, value in self._items:
+                self._first.setdefault(key, value)
+        return self._first.get(name.lower(), default)
 
     def items(self) -> list[tuple[str, str]]:
         return list(self._items)

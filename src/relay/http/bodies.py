@@ -76,6 +76,14 @@ async def request_body(stream: Any, declared: int | None, limit: int, streams: S
     return b"".join(parts)
 
 
+async def whole_body(transport: Transport, answer: Response) -> bytes:
+    """All of an upstream answer's body, as bytes (b"" for none): for answers relay reads
+    whole whatever their size, as a provider's JSON it translates or a stream it converts."""
+    if answer.body is None or isinstance(answer.body, bytes):
+        return answer.body or b""
+    return b"".join([chunk async for chunk in transport.chunks(answer.body)])
+
+
 async def answer_body(transport: Transport, answer: Response, limit: int) -> bytes | None:
     """The body of an upstream answer relay reads itself (an IdP's JSON, a model list), as
     bytes, or None when it holds more than `limit` bytes (the rest is then discarded)."""

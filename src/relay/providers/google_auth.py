@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
+from relay.http.bodies import whole_body
 from relay.http.json_spans import loads_or_none
 from relay.http.messages import Transport, UpstreamUnreachable
 
@@ -142,7 +143,7 @@ async def access_token(
     headers = [("content-type", "application/x-www-form-urlencoded"), ("accept", "application/json")]
     try:
         answer = await transport.send("POST", account.token_uri, headers, form, timeout)
-        raw = b"".join([chunk async for chunk in transport.chunks(answer.body)]) if answer.body is not None else b""
+        raw = await whole_body(transport, answer)
     except UpstreamUnreachable:
         raise TokenError("the token endpoint could not be reached") from None
     document = loads_or_none(raw)

@@ -31,6 +31,7 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from relay.http.bodies import whole_body
 from relay.http.errors import anthropic_error_type, error_response
 from relay.http.headers import upstream_request_headers
 from relay.http.json_spans import dumps, loads_or_none
@@ -262,7 +263,7 @@ async def _cloud_error(call: Call, answer: Response, transport: Transport) -> Re
     """A cloud's error answer with its status and error type, and a message naming the
     provider, not the account (the cloud's own message is logged)."""
     provider = call.target.provider
-    raw = b"" if answer.body is None else b"".join([chunk async for chunk in transport.chunks(answer.body)])
+    raw = await whole_body(transport, answer)
     log(f"{provider.format} provider {provider.name} answered {answer.status}: {raw[:500]!r}")
     if provider.format == "bedrock":
         aws_type = Headers(answer.headers).get("x-amzn-errortype")
@@ -296,7 +297,7 @@ async def _cloud_answer(call: Call, answer: Response, transport: Transport, now:
         return Response(answer.status, headers + [("content-type", "text/event-stream; charset=utf-8")], body)
     if call.surface != "openai" or call.stream:
         return answer
-    raw = b"" if answer.body is None else b"".join([chunk async for chunk in transport.chunks(answer.body)])
+    raw = await whole_body(transport, answer)
     document = loads_or_none(raw)
     if not isinstance(document, dict):
         message = (
@@ -328,7 +329,7 @@ class _Chain:
 
 async def _counted(call: Call, answer: Response, transport: Transport) -> Response:
     """Bedrock's CountTokens answer as count_tokens gives it: `{"input_tokens": N}`."""
-    raw = b"" if answer.body is None else b"".join([chunk async for chunk in transport.chunks(answer.body)])
+    raw = await whole_body(transport, answer)
     document = loads_or_none(raw)
     counted = document.get("inputTokens") if isinstance(document, dict) else None
     headers = [(n, v) for n, v in answer.headers if n not in _BODY_FIELDS]
@@ -361,7 +362,7 @@ async def reply(call: Call, answer: Response, transport: Transport, now: float) 
         body = _translate_stream(transport.chunks(answer.body), translator)
         return Response(answer.status, headers + [("content-type", "text/event-stream; charset=utf-8")], body)
     try:
-        raw = b"" if answer.body is None else b"".join([chunk async for chunk in transport.chunks(answer.body)])
+        raw = await whole_body(transport, answer)
         document = json.loads(raw)
     except Exception:  # not JSON, or the body broke off (a JsException in the Worker)
         document = None

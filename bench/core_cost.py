@@ -2,8 +2,10 @@
 
 `python -m bench.core_cost` times `handle` and `deliver` for the small requests of the bench
 (a static relay key, a small `/v1/messages` body, a JSON answer and an event stream given as
-bytes), with no bindings and no I/O, on this CPython and on Pyodide 314 (the Worker's Python,
-the npm `pyodide` package `make setup` installs) run by Node. What relay costs in workerd
+bytes), with no bindings and no I/O, then the JSON request again with its audit row (made,
+priced, grouped 25 rows to a write as under load, and its D1 statements built, none run), on
+this CPython and on Pyodide 314 (the Worker's Python, the npm `pyodide` package `make setup`
+installs) run by Node. What relay costs in workerd
 beyond these figures is the runtime boundary: awaits of JavaScript promises, conversions,
 streams, the bindings' own work (BENCHMARKS.md, "Where relay's per-request time goes").
 """
@@ -16,13 +18,15 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from typing import Any
+from unittest import mock
 
 from relay.http.messages import Headers, Request, Response
 from relay.pipeline import deliver
 from relay.pipeline.app import handle
 from relay.services import Services
+from relay.usage import meter
 
 RELAY_KEY = "bench-relay-key"  # throw-away, like the bench's others
 ENV = {
@@ -104,26 +108,53 @@ def _request(stream: bool) -> Request:
     return Request(method="POST", path="/v1/messages", query="", headers=Headers(headers), read_body=read_body)
 
 
-async def _one(services: Services, stream: bool) -> None:
-    deferred: list[Awaitable[Any]] = []
+class _Unwritten:
+    """The core's Database, answering every statement at once without running it: the audit
+    row's own work (the row, its price, the group's statements and their JSON) is timed,
+    not SQLite's."""
+
+    async def all(self, sql: str, params: Sequence[Any] = ()) -> list[dict]:
+        return []
+
+    async def run(self, sql: str, params: Sequence[Any] = ()) -> None:
+        return None
+
+    async def batch(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[list[dict]]:
+        return [[] for _ in statements]
+
+
+ROWS_PER_WRITE = 25  # about what a group holds at the bench's concurrency 16
+
+
+async def _one(services: Services, stream: bool, deferred: list[Awaitable[Any]]) -> None:
     request = _request(stream)
     # The answer's body is bytes, so no stream operation is needed (streams=None).
     await deliver.deliver(await handle(request, ENV, services), request.path, None, deferred.append)
-    for work in deferred:
-        await work
+
+
+async def _requests(services: Services, stream: bool, count: int) -> None:
+    """`count` requests; the work each defers (its group's write) is done every
+    ROWS_PER_WRITE requests, so the rows of the ones between join the group it opened."""
+    deferred: list[Awaitable[Any]] = []
+    for n in range(1, count + 1):
+        await _one(services, stream, deferred)
+        if n % ROWS_PER_WRITE == 0 or n == count:
+            for work in deferred:
+                await work
+            deferred.clear()
 
 
 async def measure(rounds: int) -> str:
     """ms per request of each scenario, `rounds` requests after a warm-up, as one line."""
     figures = []
-    for stream in (False, True):
-        services = Services(transport=_Upstream(stream))
-        for _ in range(100):
-            await _one(services, stream)
-        started = time.perf_counter()
-        for _ in range(rounds):
-            await _one(services, stream)
-        figures.append(f"{'stream' if stream else 'json'} {(time.perf_counter() - started) / rounds * 1000:.3f}")
+    scenarios = (("json", False, None), ("stream", True, None), ("json with its audit row", False, _Unwritten()))
+    with mock.patch.object(meter, "WRITE_DELAY_SECONDS", 0):  # the group is written when its work is awaited
+        for name, stream, db in scenarios:
+            services = Services(transport=_Upstream(stream), db=db)
+            await _requests(services, stream, 100)
+            started = time.perf_counter()
+            await _requests(services, stream, rounds)
+            figures.append(f"{name} {(time.perf_counter() - started) / rounds * 1000:.3f}")
     return f"{sys.implementation.name} {sys.version.split()[0]}: ms per request: " + ", ".join(figures)
 
 

@@ -4,13 +4,14 @@ kept from the previous file."""
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from . import header_fidelity
 from .scenarios import Scenario
 from .stats import Summary, ratio
-from .targets import DIRECT, JS_FLOOR, PY_FLOOR, RELAY, Target
+from .targets import CCR, DIRECT, JS_FLOOR, PY_FLOOR, RELAY, Target
 
 if TYPE_CHECKING:
     from .run import Results
@@ -207,6 +208,76 @@ def _versus_peers(targets: Sequence[Target], results: Results) -> list[str]:
     return out + [""]
 
 
+# The measures of relay's cost goal (issue 15), compared round by round: (what, scenario key,
+# value from a summary, True for a ratio relay / reference, False for a difference in ms).
+PAIRED: tuple[tuple[str, str, Callable[[Summary], float | None], bool], ...] = (
+    ("CPU ms per small request at concurrency 16", "load", lambda s: s.cpu_ms_per_request, True),
+    ("requests/s at concurrency 16", "load", lambda s: s.rate, True),
+    ("time to first byte p50 (burst)", "ttfb", lambda s: s.p50, False),
+    ("time to first byte p50 (paced)", "sse", lambda s: s.first_byte_p50, False),
+)
+
+
+def _compared(relay: float | None, reference: float | None, as_ratio: bool) -> float | None:
+    if as_ratio:
+        return ratio(relay, reference)
+    return None if relay is None or reference is None else relay - reference
+
+
+def _figure(value: float, as_ratio: bool) -> str:
+    return f"{value:.2f}×" if as_ratio else f"{value:+.2f} ms"
+
+
+def _paired(
+    results: Results, reference: str, key: str, value: Callable[[Summary], float | None], as_ratio: bool
+) -> tuple[float | None, list[float]]:
+    """relay against `reference` in one measure: over all rounds pooled, and each round's own."""
+    pooled = results.summaries.get(key, {})
+    overall = _compared(
+        value(pooled[RELAY]) if RELAY in pooled else None,
+        value(pooled[reference]) if reference in pooled else None,
+        as_ratio,
+    )
+    rounds = results.rounds.get(key, {})
+    each = [
+        _compared(value(mine), value(theirs), as_ratio)
+        for mine, theirs in zip(rounds.get(RELAY, []), rounds.get(reference, []))
+    ]
+    return overall, [figure for figure in each if figure is not None]
+
+
+def _round_by_round(results: Results) -> list[str]:
+    references = [name for name in (PY_FLOOR, CCR) if name in results.summaries.get("load", {})]
+    if RELAY not in results.summaries.get("load", {}) or not references:
+        return []
+    out = [
+        "## relay's cost, round by round",
+        "",
+        "The measures of relay's cost goal, relay against the Python floor (the least a Python Worker "
+        "does) and claude-code-router: relay's figure divided by the other's (CPU, requests/s) or "
+        "minus it (first bytes). A round measures every target within seconds, so a round's figure "
+        "is free of the machine's drift between rounds, which the pooled tables above are not (on "
+        "this shared machine its speed has moved by 2× within an hour); the median round is the one "
+        "to judge a goal by, and the range shows how far the rounds spread.",
+        "",
+        "| measure | "
+        + " | ".join(
+            f"vs {name}: {what}" for name in references for what in ("all rounds", "median round", "rounds' range")
+        )
+        + " |",
+        "|---|" + "---:|" * (3 * len(references)),
+    ]
+    for what, key, value, as_ratio in PAIRED:
+        cells = []
+        for reference in references:
+            overall, each = _paired(results, reference, key, value, as_ratio)
+            cells.append("–" if overall is None else _figure(overall, as_ratio))
+            cells.append(_figure(statistics.median(each), as_ratio) if each else "–")
+            cells.append(f"{_figure(min(each), as_ratio)} to {_figure(max(each), as_ratio)}" if each else "–")
+        out.append(f"| {what} | " + " | ".join(cells) + " |")
+    return out + [""]
+
+
 def _memory(targets: Sequence[Target], results: Results) -> list[str]:
     out = [
         "### Resident memory and idle CPU",
@@ -285,6 +356,7 @@ def render(
         ]
         out += _table(results.summaries[scenario.key], COLUMNS[scenario.kind]) + [""]
     out += _memory(targets, results) + _headers(targets, results) + _versus_peers(targets, results)
+    out += _round_by_round(results)
     out.append(READING)
     return "\n".join(out)
 

@@ -33,6 +33,8 @@ class Results:
     verdicts, its processes' resident memory at the end, or why it was left out."""
 
     summaries: dict[str, dict[str, Summary]] = field(default_factory=dict)
+    # `rounds[scenario key][target name]`: each measured round's batch summarized on its own.
+    rounds: dict[str, dict[str, list[Summary]]] = field(default_factory=dict)
     headers: dict[str, dict[str, str]] = field(default_factory=dict)
     rss_bytes: dict[str, int] = field(default_factory=dict)
     idle_cpu_percent: dict[str, float] = field(default_factory=dict)
@@ -99,6 +101,9 @@ def measure(targets: Sequence[Target], scenarios: Sequence[Scenario], rounds: in
                         batches.setdefault((scenario.key, target.name), []).append(batch)
                         used = processes.cpu_seconds(pids.get(target.name, [])) - before
                         cpu[scenario.key, target.name] = cpu.get((scenario.key, target.name), 0.0) + used
+                        results.rounds.setdefault(scenario.key, {}).setdefault(target.name, []).append(
+                            _combined([batch], used if target.name in pids else None)
+                        )
             if not round_number:
                 results.idle_cpu_percent = _idle_cpu(pids)
         for target in running:

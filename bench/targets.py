@@ -105,6 +105,7 @@ DIRECT = "direct"
 JS_FLOOR = "JS floor"
 PY_FLOOR = "Python floor"
 RELAY = "relay"
+CCR = "claude-code-router"
 TARGETS = (
     Target(DIRECT, "the client talks to the fake upstream itself: the reference", _direct),
     Target(
@@ -180,7 +181,7 @@ TARGETS = (
         scenarios=PEER_SCENARIOS,
     ),
     Target(
-        "claude-code-router",
+        CCR,
         "claude-code-router 2.0.0 (`ccr start`) with the fake as its one provider "
         "through its `Anthropic` transformer, logging off, an APIKEY",
         peer_gateways.claude_code_router,

@@ -70,3 +70,35 @@ def test_the_report_names_every_measure_relay_loses_to_a_peer():
     assert "| relay, cache off |" in text and "| x-claude-code-session-id | yes |" in text
     assert "- relay loses to LiteLLM on: requests/s at concurrency 16. The JS floor loses to it on 1 of these" in text
     assert "The Python floor loses to it on 1 of these: requests/s at concurrency 16." in text
+
+
+def test_relays_cost_is_also_compared_round_by_round():
+    from bench import report
+    from bench.run import Results
+    from bench.targets import CCR, PY_FLOOR, RELAY
+
+    results = Results()
+    # relay's CPU per request is twice the floor's in round 1, 1.5 times in rounds 2 and 3; its
+    # first byte 2, 1 and 4 ms later. Pooled, round 1 (slow machine) weighs most.
+    cpu = {RELAY: [8.0, 3.0, 3.0], PY_FLOOR: [4.0, 2.0, 2.0]}
+    first = {RELAY: [7.0, 5.0, 9.0], PY_FLOOR: [5.0, 4.0, 5.0]}
+    for name in (RELAY, PY_FLOOR):
+        results.rounds["load"] = {
+            **results.rounds.get("load", {}),
+            name: [summarize([1.0], 10, 1.0, (), ms / 100) for ms in cpu[name]],
+        }
+        results.rounds["ttfb"] = {
+            **results.rounds.get("ttfb", {}),
+            name: [summarize([ms], 1, 1.0) for ms in first[name]],
+        }
+        results.summaries["load"] = {
+            **results.summaries.get("load", {}),
+            name: summarize([1.0], 30, 3.0, (), sum(cpu[name]) / 100),
+        }
+        results.summaries["ttfb"] = {**results.summaries.get("ttfb", {}), name: summarize(first[name], 3, 3.0)}
+    text = "\n".join(report._round_by_round(results))
+    assert "| vs Python floor: all rounds | vs Python floor: median round | vs Python floor: rounds' range |" in text
+    assert f"vs {CCR}" not in text  # not measured in this run
+    assert "| CPU ms per small request at concurrency 16 | 1.75× | 1.50× | 1.50× to 2.00× |" in text
+    assert "| time to first byte p50 (burst) | +2.00 ms | +2.00 ms | +1.00 ms to +4.00 ms |" in text
+    assert "| time to first byte p50 (paced) | – | – | – |" in text  # no paced rounds in this run

@@ -86,6 +86,7 @@ async function copy(branch, gone) {
     }
     return ended(new Uint8Array(await whole), firstAt, failure, gone);
   } catch (error) {
+    whole.catch(() => {}); // its failure, if any, is this one's: not left for the runtime to report
     return ended(first.value, firstAt, error, gone);
   }
 }

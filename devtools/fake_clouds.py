@@ -33,7 +33,6 @@ import secrets
 import struct
 import subprocess
 import tempfile
-import threading
 import time
 import zlib
 from dataclasses import dataclass
@@ -41,7 +40,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import quote, unquote
 
-from devtools.fake_upstream import GATE_TIMEOUT_S, REPLY_TEXT, Seen, _chunks
+from devtools.fake_upstream import GATE_TIMEOUT_S, REPLY_TEXT, FakeServer, Seen, _chunks
 
 ACCOUNT_ARN = "arn:aws:bedrock:us-east-1:123456789012:inference-profile/fake"  # in error messages only
 GOOGLE_PROJECT_NUMBER = "987654321098"
@@ -424,7 +423,7 @@ class _Server(ThreadingHTTPServer):
     fake: FakeClouds
 
 
-class FakeClouds:
+class FakeClouds(FakeServer):
     """The fake clouds on 127.0.0.1. `aws` maps access key ids to (secret, session token or
     None); `service_account` is the Vertex key file's JSON (its token_uri is set to this
     fake's `/token`: see `service_account_json`); `foundry_keys` the valid api-keys."""
@@ -437,13 +436,8 @@ class FakeClouds:
         self._folder = tempfile.TemporaryDirectory(prefix="fake-clouds-")
         self._public_key = Path(self._folder.name, "public.pem")
         self._public_key.write_text(_public_key(private_key_pem))
-        self._server = _Server(("127.0.0.1", 0), _Handler)
-        self._server.fake = self
-        self._lock = threading.Lock()
-        self._seen: list[CloudSeen] = []
+        super().__init__(_Server(("127.0.0.1", 0), _Handler))
         self.tokens: list[str] = []
-        self._gates: dict[str, threading.Event] = {}
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
     def url(self) -> str:
@@ -467,17 +461,6 @@ class FakeClouds:
         return [
             s for s in seen if (tag is None or s.header("x-test-tag") == tag) and (cloud is None or s.cloud == cloud)
         ]
-
-    def _record(self, seen: CloudSeen) -> None:
-        with self._lock:
-            self._seen.append(seen)
-
-    def release(self, gate: str) -> None:
-        self._gate(gate).set()
-
-    def _gate(self, gate: str) -> threading.Event:
-        with self._lock:
-            return self._gates.setdefault(gate, threading.Event())
 
     def _issue(self, token: str) -> None:
         with self._lock:
@@ -518,20 +501,6 @@ class FakeClouds:
             return "Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable timeframe."
         return None
 
-    def start(self) -> FakeClouds:
-        self._thread.start()
-        return self
-
     def stop(self) -> None:
-        with self._lock:
-            for event in self._gates.values():
-                event.set()
-        self._server.shutdown()
-        self._server.server_close()
+        super().stop()
         self._folder.cleanup()
-
-    def __enter__(self) -> FakeClouds:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()

@@ -58,6 +58,7 @@ import threading
 import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Self
 
 from devtools.fake_prompt_cache import CacheRuleError, PromptCache, upstream_org
 
@@ -561,21 +562,58 @@ class _Server(ThreadingHTTPServer):
     fake: FakeUpstream
 
 
-class FakeUpstream:
+class FakeServer:
+    """A fake's HTTP server on 127.0.0.1, served from a thread of its own: what it was sent,
+    and the gates a held answer waits on until a test releases it (all released when it
+    stops). A context manager, or start()/stop()."""
+
+    def __init__(self, server: ThreadingHTTPServer):
+        self._server = server
+        server.fake = self  # type: ignore[attr-defined]  # the handlers reach their fake through it
+        self._lock = threading.Lock()
+        self._seen: list[Any] = []
+        self._gates: dict[str, threading.Event] = {}
+        self._thread = threading.Thread(target=server.serve_forever, daemon=True)
+
+    def release(self, gate: str) -> None:
+        self._gate(gate).set()
+
+    def _gate(self, gate: str) -> threading.Event:
+        with self._lock:
+            return self._gates.setdefault(gate, threading.Event())
+
+    def _record(self, seen: Any) -> None:
+        with self._lock:
+            self._seen.append(seen)
+
+    def start(self) -> Self:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        with self._lock:
+            for event in self._gates.values():
+                event.set()
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class FakeUpstream(FakeServer):
     """A running fake provider on 127.0.0.1; use as a context manager or start()/stop()."""
 
     def __init__(self, flavour: str = "anthropic", port: int = 0):
         if flavour not in ("anthropic", "openai"):
             raise ValueError(flavour)
         self.flavour = flavour
-        self._server = _Server(("127.0.0.1", port), _Handler)
-        self._server.fake = self
-        self._lock = threading.Lock()
-        self._seen: list[Seen] = []
-        self._gates: dict[str, threading.Event] = {}
+        super().__init__(_Server(("127.0.0.1", port), _Handler))
         self._rate_limited: dict[str, tuple[str, str | None, str | None]] = {}
         self.prompt_cache = PromptCache()
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
     def port(self) -> int:
@@ -629,34 +667,6 @@ class FakeUpstream:
     def advance(self, seconds: float) -> None:
         """Let `seconds` pass for the prompt cache (entries expire after their TTL)."""
         self.prompt_cache.advance(seconds)
-
-    def release(self, gate: str) -> None:
-        self._gate(gate).set()
-
-    def _gate(self, gate: str) -> threading.Event:
-        with self._lock:
-            return self._gates.setdefault(gate, threading.Event())
-
-    def _record(self, seen: Seen) -> None:
-        with self._lock:
-            self._seen.append(seen)
-
-    def start(self) -> FakeUpstream:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        with self._lock:
-            for event in self._gates.values():
-                event.set()
-        self._server.shutdown()
-        self._server.server_close()
-
-    def __enter__(self) -> FakeUpstream:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
 
 def main() -> None:

@@ -221,7 +221,7 @@ PAIRED: tuple[tuple[str, str, Callable[[Summary], float | None], bool], ...] = (
 def _compared(relay: float | None, reference: float | None, as_ratio: bool) -> float | None:
     if as_ratio:
         return ratio(relay, reference)
-    return None if relay is None or reference is None else relay - reference
+    return None if relay is None else _minus(relay, reference)
 
 
 def _figure(value: float, as_ratio: bool) -> str:
@@ -232,12 +232,8 @@ def _paired(
     results: Results, reference: str, key: str, value: Callable[[Summary], float | None], as_ratio: bool
 ) -> tuple[float | None, list[float]]:
     """relay against `reference` in one measure: over all rounds pooled, and each round's own."""
-    pooled = results.summaries.get(key, {})
-    overall = _compared(
-        value(pooled[RELAY]) if RELAY in pooled else None,
-        value(pooled[reference]) if reference in pooled else None,
-        as_ratio,
-    )
+    mine, theirs = results.summaries.get(key, {}).get(RELAY), results.summaries.get(key, {}).get(reference)
+    overall = _compared(mine and value(mine), theirs and value(theirs), as_ratio)
     rounds = results.rounds.get(key, {})
     each = [
         _compared(value(mine), value(theirs), as_ratio)

@@ -83,19 +83,10 @@ def test_relays_cost_is_also_compared_round_by_round():
     cpu = {RELAY: [8.0, 3.0, 3.0], PY_FLOOR: [4.0, 2.0, 2.0]}
     first = {RELAY: [7.0, 5.0, 9.0], PY_FLOOR: [5.0, 4.0, 5.0]}
     for name in (RELAY, PY_FLOOR):
-        results.rounds["load"] = {
-            **results.rounds.get("load", {}),
-            name: [summarize([1.0], 10, 1.0, (), ms / 100) for ms in cpu[name]],
-        }
-        results.rounds["ttfb"] = {
-            **results.rounds.get("ttfb", {}),
-            name: [summarize([ms], 1, 1.0) for ms in first[name]],
-        }
-        results.summaries["load"] = {
-            **results.summaries.get("load", {}),
-            name: summarize([1.0], 30, 3.0, (), sum(cpu[name]) / 100),
-        }
-        results.summaries["ttfb"] = {**results.summaries.get("ttfb", {}), name: summarize(first[name], 3, 3.0)}
+        results.rounds.setdefault("load", {})[name] = [summarize([1.0], 10, 1.0, (), ms / 100) for ms in cpu[name]]
+        results.rounds.setdefault("ttfb", {})[name] = [summarize([ms], 1, 1.0) for ms in first[name]]
+        results.summaries.setdefault("load", {})[name] = summarize([1.0], 30, 3.0, (), sum(cpu[name]) / 100)
+        results.summaries.setdefault("ttfb", {})[name] = summarize(first[name], 3, 3.0)
     text = "\n".join(report._round_by_round(results))
     assert "| vs Python floor: all rounds | vs Python floor: median round | vs Python floor: rounds' range |" in text
     assert f"vs {CCR}" not in text  # not measured in this run

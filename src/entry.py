@@ -7,7 +7,6 @@ with no Python code on the byte path: what must run around a stream is JavaScrip
 native_streams.mjs beside this module, and it leaves each chunk to the runtime's pipes.
 """
 
-import dataclasses
 import json
 import traceback
 
@@ -292,7 +291,7 @@ class _Isolate:
     from Python: the adapter makes its own, fewer conversions (D1 rows once per query)."""
 
     env = None
-    services = None
+    services = None  # Services' fields but `defer`, which is the request's (_services)
     native_streams = None  # src/native_streams.mjs: the upstream call and stream observation
     reads_whole = None  # _reads_whole, callable from JavaScript (made once, not per call)
 
@@ -308,7 +307,7 @@ class _Isolate:
                 for name in bindings
                 if name.startswith(RPM_PREFIX) and name[len(RPM_PREFIX) :].isdigit()
             }
-            cls.services = Services(
+            cls.services = dict(
                 transport=FetchTransport(),
                 db=D1Database(env.DB) if "DB" in bindings else None,
                 kv=WorkersKV(env.RELAY_KV) if "RELAY_KV" in bindings else None,
@@ -335,7 +334,9 @@ class _Vars:
 
 
 def _services(ctx):
-    return dataclasses.replace(_Isolate.load(), defer=lambda work: ctx.waitUntil(to_js(work)))
+    # Made from the isolate's fields, not by dataclasses.replace: that walks every field
+    # with a test of each, per request.
+    return Services(**_Isolate.load(), defer=lambda work: ctx.waitUntil(to_js(work)))
 
 
 def _to_request(js_request):

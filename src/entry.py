@@ -391,9 +391,18 @@ class Default(WorkerEntrypoint):
     """The Worker's entry point: the runtime calls `fetch` with its Request (the SDK's
     wrapper; relay reads the runtime's own), and `scheduled` on its Cron Trigger."""
 
-    async def fetch(self, request):
+    async def fetch(self, request, *_):
         return await serve(request.js_object, self.ctx)
 
     async def scheduled(self, controller, env, ctx):
         services = _services(self.ctx)
         await scheduled.run(_Vars(_Isolate.env), services, Date.now() / 1000)
+
+
+# The SDK calls `fetch` through pyodide.code.relaxed_call, which drops arguments a function
+# does not take. To know which, it works out the signature of the bound method of the new
+# instance on every request (its cache never sees the same method twice): inspect.signature,
+# Signature.replace and bind, about 350 Python lines, a sixth of relay's whole request
+# (BENCHMARKS.md). A function whose signature inspect cannot give is called as it is, so
+# fetch takes any arguments after the request, and has no signature inspect can give.
+Default.fetch.__signature__ = object()

@@ -43,9 +43,7 @@ class Headers:
 
     def get(self, name: str, default: str | None = None) -> str | None:
         if self._first is None:
-            self._first = {}
-            for key, value in self._items:
-                self._first.setdefault(key, value)
+            self._first = dict(reversed(self._items))  # reversed: each name's first value is set last
         return self._first.get(name.lower(), default)
 
     def items(self) -> list[tuple[str, str]]:

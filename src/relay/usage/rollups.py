@@ -19,6 +19,7 @@ SQL, which tells NULL from any text), so NULL dimensions group like any other.
 from __future__ import annotations
 
 import json
+import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -82,15 +83,23 @@ ROW_DIMENSIONS = {
 }
 
 
-def _dimensions(row: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        "key_id": row.get("key_id"),
-        "billing_tag": row.get("billing_tag"),
-        "model": row.get("model_served") if row.get("model_served") is not None else row.get("model_requested"),
-        "provider": row.get("provider"),
-        "client": row.get("client"),
-        "session_id": row.get("session_id"),
-    }
+# Every dimension a table has, in this order: a row's values of them as `_dimensions` gives
+# them, and where each table's dimensions are among them.
+_ALL_DIMENSIONS = (*DIMENSIONS, "session_id")
+_POSITIONS = {table: tuple(_ALL_DIMENSIONS.index(name) for name in table.dims) for table in TABLES}
+
+
+def _dimensions(row: Mapping[str, Any]) -> tuple[Any, ...]:
+    """The row's values of _ALL_DIMENSIONS."""
+    model = row.get("model_served")
+    return (
+        row.get("key_id"),
+        row.get("billing_tag"),
+        model if model is not None else row.get("model_requested"),
+        row.get("provider"),
+        row.get("client"),
+        row.get("session_id"),
+    )
 
 
 def _measures(row: Mapping[str, Any]) -> list[int]:
@@ -107,21 +116,30 @@ def _measures(row: Mapping[str, Any]) -> list[int]:
     ]
 
 
-# A row as every table sums it: (created_at, its dimensions, its measures), made once per row.
-_Measured = tuple[str, dict[str, Any], list[int]]
+# Rows summed by hour and every dimension: {(hour, *dimension values): measures}.
+_Sums = dict[tuple[Any, ...], list[int]]
 
 
-def _deltas(table: Table, rows: Sequence[_Measured]) -> list[list[Any]]:
-    """What `rows` add to `table`: one [period, *dimensions, *measures] per rollup row."""
-    sums: dict[tuple[Any, ...], list[int]] = {}
-    for created_at, dimensions, measures in rows:
-        group = (created_at[: table.width], *(dimensions[name] for name in table.dims))
+def _summed(rows: Sequence[Mapping[str, Any]]) -> _Sums:
+    """`rows` summed once by hour and all their dimensions, so that each table sums these
+    few sums rather than every row again (a group of rows is mostly one or two of them)."""
+    sums: _Sums = {}
+    for row in rows:
+        group = (row["created_at"][:13], *_dimensions(row))
         into = sums.get(group)
-        if into is None:
-            sums[group] = list(measures)
-        else:
-            for n, amount in enumerate(measures):
-                into[n] += amount
+        measures = _measures(row)
+        sums[group] = measures if into is None else list(map(operator.add, into, measures))
+    return sums
+
+
+def _deltas(table: Table, summed: _Sums) -> list[list[Any]]:
+    """What the summed rows add to `table`: one [period, *dimensions, *measures] per rollup row."""
+    width, positions = table.width, _POSITIONS[table]
+    sums: _Sums = {}
+    for (hour, *dimensions), measures in summed.items():
+        group = (hour[:width], *(dimensions[n] for n in positions))
+        into = sums.get(group)
+        sums[group] = measures if into is None else list(map(operator.add, into, measures))
     return [[*group, *measures] for group, measures in sums.items()]
 
 
@@ -156,5 +174,5 @@ def backfill_sql(table: Table) -> str:
 
 def upserts(rows: Sequence[Mapping[str, Any]]) -> list[tuple[str, tuple[str]]]:
     """The statements (sql, params) that add `rows` to every rollup table."""
-    measured = [(row["created_at"], _dimensions(row), _measures(row)) for row in rows]
-    return [(_UPSERTS[table], (json.dumps(_deltas(table, measured)),)) for table in TABLES]
+    summed = _summed(rows)
+    return [(_UPSERTS[table], (json.dumps(_deltas(table, summed)),)) for table in TABLES]

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -128,17 +128,19 @@ def _header_fields(client: Headers, surface: str, target: Target) -> list[tuple[
         fields.append(("anthropic-version", ANTHROPIC_VERSION))
     # A cloud's own credential and account fields are relay's to set, never a client's
     # (x-goog-user-project would choose the project billed, x-amz-security-token the session).
-    fields = [(n, v) for n, v in fields if not _clouds_own(provider.format, n)]
+    clouds_own = _CLOUDS_OWN.get(provider.format)
+    if clouds_own is not None:
+        fields = [(n, v) for n, v in fields if not clouds_own(n)]
     own = {name for name, _ in provider.headers}
     return [(n, v) for n, v in fields if n not in own] + list(provider.headers)
 
 
-def _clouds_own(cloud: str, name: str) -> bool:
-    return (
-        (cloud == "bedrock" and name.startswith("x-amz-"))
-        or (cloud == "vertex" and name.startswith("x-goog-"))
-        or (cloud == "foundry" and name == "api-key")
-    )
+# Which header fields are a cloud's own, by the provider's format (the others have none).
+_CLOUDS_OWN: dict[str, Callable[[str], bool]] = {
+    "bedrock": lambda name: name.startswith("x-amz-"),
+    "vertex": lambda name: name.startswith("x-goog-"),
+    "foundry": lambda name: name == "api-key",
+}
 
 
 async def authorization(

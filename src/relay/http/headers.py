@@ -86,17 +86,12 @@ def _connection_tokens(headers: Headers) -> set[str]:
     return {token.strip().lower() for token in value.split(",") if token.strip()}
 
 
-def _passes(name: str, dropped: set[str], prefixes: tuple[str, ...]) -> bool:
-    return not (name in HOP_BY_HOP or name in dropped or name.startswith(prefixes))
-
-
 def upstream_request_headers(client: Headers, credential: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
     """The client's fields minus its own connection and credentials, plus the upstream credential."""
-    dropped = _connection_tokens(client) | _CLIENT_ONLY | _FRAMING | _NOT_ON_THE_POOL
+    dropped = HOP_BY_HOP | _connection_tokens(client) | _CLIENT_ONLY | _FRAMING | _NOT_ON_THE_POOL
     # cf-* fields are the platform's own view of the client (IP, country, ray id).
-    kept = [
-        (name, value) for name, value in client.items() if _passes(name, dropped, ("proxy-", "cf-", "x-forwarded-"))
-    ]
+    prefixes = ("proxy-", "cf-", "x-forwarded-")
+    kept = [(name, value) for name, value in client.items() if not (name in dropped or name.startswith(prefixes))]
     return kept + list(credential)
 
 
@@ -106,5 +101,6 @@ def client_response_headers(upstream: Headers) -> list[tuple[str, str]]:
 
     CORS is relay's decision (cors.py), not the upstream's.
     """
-    dropped = _connection_tokens(upstream) | _FRAMING | _RELAYS_OWN
-    return [(name, value) for name, value in upstream.items() if _passes(name, dropped, ("proxy-", "access-control-"))]
+    dropped = HOP_BY_HOP | _connection_tokens(upstream) | _FRAMING | _RELAYS_OWN
+    prefixes = ("proxy-", "access-control-")
+    return [(name, value) for name, value in upstream.items() if not (name in dropped or name.startswith(prefixes))]

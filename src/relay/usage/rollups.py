@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import operator
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -120,26 +120,28 @@ def _measures(row: Mapping[str, Any]) -> list[int]:
 _Sums = dict[tuple[Any, ...], list[int]]
 
 
+def _sum_by(grouped: Iterable[tuple[tuple[Any, ...], list[int]]]) -> _Sums:
+    """The measures of each (group, measures) summed by group, in the order groups first come."""
+    sums: _Sums = {}
+    for group, measures in grouped:
+        into = sums.get(group)
+        sums[group] = measures if into is None else list(map(operator.add, into, measures))
+    return sums
+
+
 def _summed(rows: Sequence[Mapping[str, Any]]) -> _Sums:
     """`rows` summed once by hour and all their dimensions, so that each table sums these
     few sums rather than every row again (a group of rows is mostly one or two of them)."""
-    sums: _Sums = {}
-    for row in rows:
-        group = (row["created_at"][:13], *_dimensions(row))
-        into = sums.get(group)
-        measures = _measures(row)
-        sums[group] = measures if into is None else list(map(operator.add, into, measures))
-    return sums
+    return _sum_by(((row["created_at"][:13], *_dimensions(row)), _measures(row)) for row in rows)
 
 
 def _deltas(table: Table, summed: _Sums) -> list[list[Any]]:
     """What the summed rows add to `table`: one [period, *dimensions, *measures] per rollup row."""
     width, positions = table.width, _POSITIONS[table]
-    sums: _Sums = {}
-    for (hour, *dimensions), measures in summed.items():
-        group = (hour[:width], *(dimensions[n] for n in positions))
-        into = sums.get(group)
-        sums[group] = measures if into is None else list(map(operator.add, into, measures))
+    sums = _sum_by(
+        ((hour[:width], *(dimensions[n] for n in positions)), measures)
+        for (hour, *dimensions), measures in summed.items()
+    )
     return [[*group, *measures] for group, measures in sums.items()]
 
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import traceback
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from relay.admin import api
@@ -118,7 +119,19 @@ async def _api(
     lists_models = model_list.answers(surface, request.method, route.upstream_path)
     if settings.routes.configured and lists_models:
         return model_list.response(surface, settings.routes, caller.may_use)
-    body, parsed, shape = await _read_body(request, route, settings.max_body_bytes)
+    cache_policy = caller.cache_policy or settings.cache_policy
+    body, parsed, shape = await _read_body(
+        request,
+        route,
+        settings.max_body_bytes,
+        # The layout serves the markers and the policy's checks of a limited key's body (a
+        # session's spend cap, below, limits it too).
+        lambda size: (
+            policy.limited(caller)
+            or bool(settings.session_max_usd)
+            or (route.upstream_path == MESSAGES_PATH and markers.may_mark(size, cache_policy))
+        ),
+    )
     model = parsed.get("model") if isinstance(parsed, dict) else None
     model = model if isinstance(model, str) else None
     exchange.model_requested = model
@@ -144,7 +157,7 @@ async def _api(
             services.db, caller.key_id, caller.max_concurrent_streams, now
         )
     if route.upstream_path == MESSAGES_PATH and body is not None and shape is not None:
-        injection = markers.add_markers(body, parsed, shape, caller.cache_policy or settings.cache_policy)
+        injection = markers.add_markers(body, parsed, shape, cache_policy)
         body, exchange.cache_markers_added = injection.body, injection.markers_added
     if exchange.stream and body is not None and surface == "openai" and route.upstream_path in STREAM_USAGE_OPTION:
         body = meter.ask_for_usage(body, parsed)
@@ -164,9 +177,12 @@ async def _api(
     return answer
 
 
-async def _read_body(request: Request, route: Route, limit: int) -> tuple[bytes | None, Any, json_spans.Layout | None]:
-    """The body, for JSON routes its parsed form and layout (where its parts lie in the
-    text). Refused when it is too large (413) or not the JSON object the route needs (400)."""
+async def _read_body(
+    request: Request, route: Route, limit: int, wants_layout: Callable[[int], bool]
+) -> tuple[bytes | None, Any, json_spans.Layout | None]:
+    """The body, for JSON routes its parsed form and, when `wants_layout(its size)`, its
+    layout (where its parts lie in the text). Refused when it is too large (413) or not the
+    JSON object the route needs (400)."""
     if request.method in ("GET", "HEAD"):
         declared = declared_length(request.headers)
         if declared is not None and declared > limit:
@@ -176,7 +192,7 @@ async def _read_body(request: Request, route: Route, limit: int) -> tuple[bytes 
     if not route.json_body:
         return body, None, None
     try:
-        parsed, shape = json_spans.loads(body)
+        parsed, shape = json_spans.loads(body) if wants_layout(len(body)) else (json.loads(body), None)
     except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
         raise Refused(400, "request body is not valid JSON (UTF-8)") from None
     if not isinstance(parsed, dict):

@@ -53,6 +53,9 @@ MINIMUM_TOKENS = (
     (re.compile(r"sonnet-4-6"), 2048),
 )
 DEFAULT_MINIMUM_TOKENS = 1024
+# A marked prefix is part of the body's text, which is no longer in characters than in bytes:
+# a body shorter than this is never marked, and its layout is not needed (may_mark).
+SHORTEST_MARKED_BYTES = min(DEFAULT_MINIMUM_TOKENS, *(tokens for _, tokens in MINIMUM_TOKENS)) * CHARS_PER_TOKEN
 # Blocks that may carry a marker (others, e.g. thinking, may not, or are not known to).
 _MARKABLE = frozenset({"text", "image", "document", "tool_use", "tool_result", "search_result"})
 
@@ -289,6 +292,12 @@ def _splice(text: str, spots: list[_Spot]) -> str:
         last = end
     pieces.append(text[last:])
     return "".join(pieces)
+
+
+def may_mark(size: int, policy: str) -> bool:
+    """Whether relay might add markers to a body of `size` bytes under `policy`; only then
+    does `plan` need the body's layout, whose parse costs Python per top-level field."""
+    return policy.partition("-")[0] in ("system", "auto") and size >= SHORTEST_MARKED_BYTES
 
 
 def plan(parsed: Any, layout: Layout | None, policy: str) -> list[_Spot]:

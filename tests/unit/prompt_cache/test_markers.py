@@ -178,6 +178,26 @@ def test_markers_are_the_only_change_and_never_exceed_four(body, style, policy):
 
 @SETTINGS
 @given(bodies(), styles, policies)
+def test_a_body_relay_marks_is_one_may_mark_admits(body, style, policy):
+    # The pipeline parses a body's layout only when may_mark admits it: never one it would mark.
+    raw, added, _ = run(json.dumps(body, **style).encode(), policy)
+    assert added == 0 or markers.may_mark(len(raw), policy)
+
+
+def test_the_shortest_prefix_marked_is_the_least_minimum():
+    least = markers.SHORTEST_MARKED_BYTES // markers.CHARS_PER_TOKEN
+    assert least == min(tokens for _, tokens in markers.MINIMUM_TOKENS + (("", markers.DEFAULT_MINIMUM_TOKENS),))
+    ask = [{"role": "user", "content": "hi"}]
+    quotes = 2  # a string system's span holds its quotes
+    shortest = {"model": "claude-sonnet-4-5", "system": "x" * (markers.SHORTEST_MARKED_BYTES - quotes), "messages": ask}
+    assert run(shortest, "system")[1] == 1
+    assert run({**shortest, "system": shortest["system"][1:]}, "system")[1] == 0
+    assert not markers.may_mark(markers.SHORTEST_MARKED_BYTES - 1, "auto")
+    assert not markers.may_mark(10**6, "off") and markers.may_mark(10**6, "auto-1h")
+
+
+@SETTINGS
+@given(bodies(), styles, policies)
 def test_adding_is_idempotent(body, style, policy):
     _, _, once = run(json.dumps(body, **style).encode(), policy)
     _, added, twice = run(once, policy)

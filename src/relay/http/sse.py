@@ -25,30 +25,31 @@ class Frames:
     def feed(self, chunk: bytes) -> list[tuple[bytes, bytes]]:
         lines = (self._buffer + chunk).split(b"\n")
         self._buffer = lines.pop()
-        frames: list[tuple[bytes, bytes]] = []
-        for line in lines:
-            self._line(line.rstrip(b"\r"), frames)
-        return frames
+        return self._read(lines)
 
     def close(self) -> list[tuple[bytes, bytes]]:
         """The last frame, when the stream ended without the blank line that closes it."""
-        frames: list[tuple[bytes, bytes]] = []
-        if self._buffer:
-            self._line(self._buffer.rstrip(b"\r"), frames)
-            self._buffer = b""
-        self._line(b"", frames)
-        return frames
+        lines = [self._buffer, b""] if self._buffer else [b""]
+        self._buffer = b""
+        return self._read(lines)
 
-    def _line(self, line: bytes, frames: list[tuple[bytes, bytes]]) -> None:
-        if not line:
-            if self._data:
-                frames.append((self._event, b"\n".join(self._data)))
-            self._event, self._data = b"", []
-        elif line.startswith(b"event:"):
-            self._event = line[6:].strip()
-        elif line.startswith(b"data:"):
-            data = line[5:]
-            self._data.append(data[1:] if data.startswith(b" ") else data)
+    def _read(self, lines: list[bytes]) -> list[tuple[bytes, bytes]]:
+        # One loop over the lines with the frame's state in locals, not a call per line: the
+        # meter reads every line of a stream's copy (three for each event).
+        frames: list[tuple[bytes, bytes]] = []
+        event, data = self._event, self._data
+        for line in lines:
+            line = line.rstrip(b"\r")
+            if not line:
+                if data:
+                    frames.append((event, b"\n".join(data)))
+                event, data = b"", []
+            elif line.startswith(b"data:"):
+                data.append(line[6:] if line.startswith(b"data: ") else line[5:])
+            elif line.startswith(b"event:"):
+                event = line[6:].strip()
+        self._event, self._data = event, data
+        return frames
 
 
 def frame(event: str | None, data: Any) -> bytes:

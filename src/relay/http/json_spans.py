@@ -185,8 +185,9 @@ def last_items(text: str, span: Span, values: list[Any], count: int) -> list[Spa
     return spans[::-1]
 
 
-def loads(body: bytes) -> tuple[Any, Layout | None]:
-    """json.loads(body) and, when the body is a UTF-8 JSON object, its layout (else None).
+def loads(body: bytes, with_layout: bool = True) -> tuple[Any, Layout | None]:
+    """json.loads(body) and, when the body is a UTF-8 JSON object and `with_layout`, its
+    layout (else None: then json.loads parses it alone, with no Python per field).
 
     Anything this reader does not take (another encoding, a byte-order mark, a top-level
     array, invalid JSON) is handed to json.loads, so values and errors stay exactly its own.
@@ -196,7 +197,7 @@ def loads(body: bytes) -> tuple[Any, Layout | None]:
     collecting = gc.isenabled()
     gc.disable()
     try:
-        return _loads(body)
+        return _loads(body) if with_layout else (json.loads(body), None)
     finally:
         if collecting:
             gc.enable()

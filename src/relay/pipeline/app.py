@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import traceback
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -192,7 +191,7 @@ async def _read_body(
     if not route.json_body:
         return body, None, None
     try:
-        parsed, shape = json_spans.loads(body) if wants_layout(len(body)) else (json.loads(body), None)
+        parsed, shape = json_spans.loads(body, wants_layout(len(body)))
     except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
         raise Refused(400, "request body is not valid JSON (UTF-8)") from None
     if not isinstance(parsed, dict):

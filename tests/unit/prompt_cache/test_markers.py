@@ -299,6 +299,11 @@ def test_the_layout_reader_parses_without_the_cycle_collector_and_turns_it_back_
     with pytest.raises(ValueError):
         json_spans.loads(b'{"a": [1 2]}')
     assert during and not any(during) and gc.isenabled()
+    plain, parse = [], json.loads
+    monkeypatch.setattr(json_spans.json, "loads", lambda raw: plain.append(gc.isenabled()) or parse(raw))
+    assert json_spans.loads(b'{"a": [1]}', with_layout=False) == ({"a": [1]}, None)
+    assert plain == [False] and gc.isenabled()  # without a layout too
+    monkeypatch.undo()
     gc.disable()
     try:
         json_spans.loads(b'{"a": 1}')

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from relay.http import sse
@@ -37,9 +37,14 @@ def _parsed(raw: bytes, cuts: list[int]) -> list[tuple[bytes, bytes]]:
 
 
 @given(_FRAMES, st.sampled_from([b"\n", b"\r\n"]), st.booleans(), st.lists(st.integers(0, 400), max_size=4))
+@example(frames=[(b"", [b" x"], [])], newline=b"\n", spaced=False, cuts=[])  # "data: x" reads "x"
 def test_frames_come_out_as_written_whatever_the_chunking(frames, newline, spaced, cuts):
     raw = _written(frames, newline, spaced)
-    expected = [(event, b"\n".join(data)) for event, data, _ in frames]
+    # The field's value starts after one space, if there is one: "data:" + " x" reads "x".
+    expected = [
+        (event, b"\n".join(line if spaced or not line.startswith(b" ") else line[1:] for line in data))
+        for event, data, _ in frames
+    ]
     assert _parsed(raw, [cut for cut in cuts if cut <= len(raw)]) == expected
 
 

@@ -118,16 +118,14 @@ async def all_caps(db: Database) -> list[Cap]:
     return [_cap(row) for row in rows]
 
 
-async def caps_of(
-    db: Database, state: IsolateState, of: tuple[Owner, ...], now: float, cache_seconds: float
-) -> list[Cap]:
-    """The caps of these owners. Every cap is read at once, at most once per cache_seconds
-    per isolate (they are few, and the admin API's to change): a new or changed cap holds
-    everywhere within that time, at once in the isolate that changed it."""
+async def current_caps(db: Database, state: IsolateState, now: float, cache_seconds: float) -> list[Cap]:
+    """Every cap, read at once, at most once per cache_seconds per isolate (they are few, and
+    the admin API's to change): a new or changed cap holds everywhere within that time, at
+    once in the isolate that changed it."""
     cached = state.spend_caps
     if cached is None or now - cached[0] >= cache_seconds:
         cached = state.spend_caps = (now, await all_caps(db))
-    return [cap for cap in cached[1] if cap.owner in of]
+    return cached[1]
 
 
 def forget_caps(state: IsolateState) -> None:

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
+import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
+
 from relay.http.json_spans import dumps, loads_or_none, unknown_fields
 
 
@@ -10,6 +16,21 @@ def test_loads_or_none_is_none_only_for_what_is_not_json():
     assert loads_or_none("[1, 2]") == [1, 2]
     assert loads_or_none(b"{oops") is None
     assert loads_or_none(b"") is None
+
+
+@given(st.text(), st.booleans())
+@example('{"a": "é✓"}', True)
+@example('"\ud800"', False)
+@example("", True)
+def test_loads_or_none_reads_utf8_bytes_as_json_loads_does(text, bom):
+    document = (b"\xef\xbb\xbf" if bom else b"") + json.dumps(text, ensure_ascii=False).encode("utf-8", "surrogatepass")
+    assert loads_or_none(document) == json.loads(document) == text
+
+
+def test_loads_or_none_is_none_for_bytes_not_utf8_as_json_loads_refuses_them():
+    with pytest.raises(ValueError):
+        json.loads(b'"\xff"')
+    assert loads_or_none(b'"\xff"') is None
 
 
 def test_unknown_fields_are_named_sorted():

@@ -43,7 +43,8 @@ READING = f"""\
   concurrency 16 and added 2 to 5 ms to their first byte; a deployed Worker has neither.
   The tests still run relay under `wrangler dev`.
 - **CPU ms/req** is the CPU time (user + system, from `/proc/<pid>/stat`) the target's own
-  processes used during its batches, divided by its requests: the workerd that runs the Worker
+  processes used during its batches and the moment after each (what a batch leaves running,
+  such as relay's deferred writes of audit rows), divided by its requests: the workerd that runs the Worker
   for the Worker targets (not miniflare's Node process, which starts it and then idles: 0.00
   CPU ms per request when measured), every process of the gateway for the peers; the fake
   upstream and the client are not counted, so direct has none. **Resident memory** sums the RSS of the same

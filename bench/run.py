@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from devtools.local_worker import ROOT
+from relay.usage.meter import WRITE_DELAY_SECONDS
 
 from . import header_fidelity, machine, processes, report
 from .endpoint import Endpoint
@@ -24,6 +25,10 @@ from .upstream_process import UpstreamProcess
 
 DEFAULT_ROUNDS = 8
 IDLE_S = 2.0  # how long every target is left idle, after the warm-up, to see its background CPU
+# How long after its batch a target's CPU is read, so that what the batch left running is its
+# own: relay writes a group of audit rows WRITE_DELAY_SECONDS after the first of them ended, in
+# waitUntil. Read at once, the last group of each batch (all of a burst's) went uncounted.
+SETTLE_S = WRITE_DELAY_SECONDS + 0.1
 OUTPUT = ROOT / "BENCHMARKS.md"
 
 
@@ -62,7 +67,7 @@ def measure(targets: Sequence[Target], scenarios: Sequence[Scenario], rounds: in
     """Round 0 warms every target up (the first request to a Python Worker loads its
     interpreter) and is discarded; each later round runs every scenario against every target,
     starting with a different target each round. The CPU time of a target's processes is read
-    around each of its batches; its memory once all rounds are done."""
+    before each of its batches and SETTLE_S after it; its memory once all rounds are done."""
     results = Results()
     batches: dict[tuple[str, str], list[Batch]] = {}
     cpu: dict[tuple[str, str], float] = {}
@@ -98,6 +103,7 @@ def measure(targets: Sequence[Target], scenarios: Sequence[Scenario], rounds: in
                     except BenchError as exc:
                         raise BenchError(f"{target.name}, {scenario.key}: {exc}") from exc
                     if round_number:
+                        time.sleep(SETTLE_S)
                         batches.setdefault((scenario.key, target.name), []).append(batch)
                         used = processes.cpu_seconds(pids.get(target.name, [])) - before
                         cpu[scenario.key, target.name] = cpu.get((scenario.key, target.name), 0.0) + used

@@ -91,18 +91,21 @@ class FakeStream:
 
 
 class Client:
-    """What the client got: `received` chunks, and whether its stream `ended` or `failed`.
-    With `hangs_up_after`, it cancels its side after that many chunks."""
+    """What the client got: `received` chunks, when each came (`received_at`, epoch seconds),
+    and whether its stream `ended` or `failed`. With `hangs_up_after`, it cancels its side
+    after that many chunks."""
 
     def __init__(self, hangs_up_after: int | None = None):
         self.hangs_up_after = hangs_up_after
         self.received: list[bytes] = []
+        self.received_at: list[float] = []
         self.ended = self.failed = self.gone = False
 
-    def take(self, chunk: bytes) -> None:
+    def take(self, chunk: bytes, at: float | None = None) -> None:
         if self.gone:
             raise ClientGone()
         self.received.append(chunk)
+        self.received_at.append(time.time() if at is None else at)
         if self.hangs_up_after is not None and len(self.received) >= self.hangs_up_after:
             self.gone = True
 
@@ -242,10 +245,11 @@ class FakeStreams:
         failure: str | None = None
         try:
             while (chunk := await stream.next()) is not None:
-                first_at = time.time() if first_at is None else first_at
+                arrived = time.time()
+                first_at = arrived if first_at is None else first_at
                 parts.append(chunk)
                 if not client.gone:
-                    client.take(chunk)
+                    client.take(chunk, arrived)
                     if client.gone:
                         abort()
         except (BrokenOff, Aborted) as exc:

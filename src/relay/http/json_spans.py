@@ -15,6 +15,7 @@ The small JSON helpers the rest of relay shares live here too: `dumps` (compact 
 
 from __future__ import annotations
 
+import codecs
 import gc
 import json
 import json.decoder
@@ -79,16 +80,14 @@ def dumps(document: Any) -> str:
     return json.dumps(document, separators=(",", ":"))
 
 
-_BOM = b"\xef\xbb\xbf"
-
-
 def loads_or_none(data: bytes | str) -> Any:
     """json.loads(data), or None when `data` is not JSON. Bytes are read as UTF-8 the way
     json.loads reads it (a leading BOM, encoded surrogates), without its detection of UTF-16
     and UTF-32, which costs Python lines on every frame: every caller's bytes are an event
     stream's (UTF-8 by definition) or a provider's answer."""
     try:
-        return json.loads(data.removeprefix(_BOM).decode("utf-8", "surrogatepass") if isinstance(data, bytes) else data)
+        text = data.removeprefix(codecs.BOM_UTF8).decode("utf-8", "surrogatepass") if isinstance(data, bytes) else data
+        return json.loads(text)
     except ValueError:
         return None
 

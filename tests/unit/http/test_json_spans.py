@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import json
 
 import pytest
@@ -23,7 +24,7 @@ def test_loads_or_none_is_none_only_for_what_is_not_json():
 @example('"\ud800"', False)
 @example("", True)
 def test_loads_or_none_reads_utf8_bytes_as_json_loads_does(text, bom):
-    document = (b"\xef\xbb\xbf" if bom else b"") + json.dumps(text, ensure_ascii=False).encode("utf-8", "surrogatepass")
+    document = (codecs.BOM_UTF8 if bom else b"") + json.dumps(text, ensure_ascii=False).encode("utf-8", "surrogatepass")
     assert loads_or_none(document) == json.loads(document) == text
 
 
